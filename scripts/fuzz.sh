@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Build and run the cargo-fuzz targets in fuzz/ with the stable toolchain.
+#
+# Usage:
+#   scripts/fuzz.sh build                 build every target (output in fuzz/target/fuzz-build.log)
+#   scripts/fuzz.sh smoke                 build, then run each target briefly (CI)
+#   scripts/fuzz.sh run TARGET SECONDS    fuzz one target for SECONDS, corpus kept in fuzz/corpus/TARGET
+#   scripts/fuzz.sh list                  list the targets
+#
+# cargo-fuzz passes nightly-only rustc flags (-Zsanitizer=address, -Cpasses=sancov-module
+# options, --cfg fuzzing); the stable rustc accepts them with RUSTC_BOOTSTRAP=1, and its
+# rust-std ships the AddressSanitizer runtime, so no nightly is needed.
+#
+# Environment:
+#   FUZZ_SANITIZER   address (default) | none   (none: faster, finds panics only)
+#   SMOKE_RUNS       libFuzzer -runs per target in `smoke` (default 20000)
+#   SMOKE_SECONDS    libFuzzer -max_total_time per target in `smoke` (default 20)
+set -euo pipefail
+
+die() { echo "fuzz: error: $*" >&2; exit 1; }
+
+ORIG_PWD=$PWD
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+FUZZ_DIR="$REPO/fuzz"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+export RUSTC_BOOTSTRAP=1
+SANITIZER=${FUZZ_SANITIZER:-address}
+TRIPLE=x86_64-unknown-linux-gnu
+# Default cargo-fuzz profile: optimised, with debug assertions and overflow checks.
+FUZZ_ARGS=(--sanitizer "$SANITIZER" --target "$TRIPLE")
+
+command -v cargo-fuzz >/dev/null 2>&1 || die "cargo-fuzz missing: run scripts/install-deps.sh (or make deps)"
+[[ -f $FUZZ_DIR/Cargo.toml ]] || die "no fuzz crate at $FUZZ_DIR"
+cd "$FUZZ_DIR"
+
+targets() { cargo fuzz list; }
+
+# Seed inputs, written only into an empty corpus (fuzz/corpus is not tracked by git).
+seed() {
+    local t=$1 dir="$FUZZ_DIR/corpus/$1"
+    mkdir -p "$dir"
+    [[ -z $(ls -A "$dir") ]] || return 0
+    case $t in
+        os_release)
+            printf '%s\n' 'ID=debian' 'VERSION_ID="13"' 'SYSEXT_LEVEL=1.0' 'ARCHITECTURE=x86-64' >"$dir/seed-sysext"
+            printf '%s\n' 'ID=_any' 'CONFEXT_SCOPE="initrd system"' '# comment' 'EXTENSION_RELOAD_MANAGER=1' >"$dir/seed-confext"
+            # shellcheck disable=SC1003,SC2016 # literal backslashes and $ are the point
+            printf '%s\n' "NAME='single'" 'PRETTY_NAME="a \"quoted\" \$x \\ b"' 'VERSION="line\' 'continued"' 'BAD LINE' '=' 'ID=' >"$dir/seed-quotes"
+            ;;
+        config_file)
+            printf '%s\n' '[SysExt]' 'Mutable=ephemeral-import' 'ImagePolicy=root=verity+signed:usr=verity' >"$dir/seed-sysext"
+            printf '%s\n' '# c' '[ConfExt]' 'Mutable=yes' '' '[Other]' 'Mutable=no' >"$dir/seed-confext"
+            # shellcheck disable=SC1003
+            printf '%s\n' '[SysExt]' 'Mutable = auto \' '  continued' ';x' '[SysExt' 'Key' >"$dir/seed-odd"
+            ;;
+    esac
+}
+
+build() {
+    local log="$FUZZ_DIR/target/fuzz-build.log" start=$SECONDS
+    mkdir -p "$FUZZ_DIR/target"
+    # Start from the main crate's lock file so the fuzzed code links the same versions.
+    if [[ ! -f $FUZZ_DIR/Cargo.lock && -f $REPO/Cargo.lock ]]; then
+        cp "$REPO/Cargo.lock" "$FUZZ_DIR/Cargo.lock"
+    fi
+    if ! cargo fuzz build "${FUZZ_ARGS[@]}" >"$log" 2>&1; then
+        tail -n 60 "$log" >&2
+        die "cargo fuzz build failed (full log: $log)"
+    fi
+    echo "fuzz: built $(targets | wc -l) targets (sanitizer=$SANITIZER) in $((SECONDS - start)) s"
+}
+
+# run_target TARGET LOG -- libfuzzer args...
+run_target() {
+    local t=$1 log=$2
+    shift 3
+    seed "$t"
+    mkdir -p "$FUZZ_DIR/artifacts/$t"
+    if ! cargo fuzz run "${FUZZ_ARGS[@]}" "$t" "$FUZZ_DIR/corpus/$t" -- \
+        -timeout=10 -rss_limit_mb=2048 "$@" >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "fuzz: $t FAILED (log: $log; crash inputs in fuzz/artifacts/$t/;" \
+            "reproduce: scripts/fuzz.sh repro $t fuzz/artifacts/$t/<file>)" >&2
+        return 1
+    fi
+    local done_line
+    done_line=$(grep -E '^Done [0-9]+ runs' "$log" | tail -n1 || true)
+    echo "fuzz: $t ok: ${done_line:-finished}, corpus $(find "$FUZZ_DIR/corpus/$t" -type f | wc -l) inputs"
+}
+
+cmd=${1:-}
+case $cmd in
+    list)
+        targets
+        ;;
+    build)
+        build
+        ;;
+    smoke)
+        build
+        runs=${SMOKE_RUNS:-20000} secs=${SMOKE_SECONDS:-20} failed=0
+        for t in $(targets); do
+            run_target "$t" "$FUZZ_DIR/target/smoke-$t.log" -- -runs="$runs" -max_total_time="$secs" || failed=1
+        done
+        [[ $failed -eq 0 ]] || die "fuzz smoke failed"
+        ;;
+    run)
+        [[ $# -eq 3 ]] || die "usage: scripts/fuzz.sh run TARGET SECONDS"
+        t=$2 secs=$3
+        [[ $secs =~ ^[0-9]+$ ]] || die "SECONDS must be a number, got '$secs'"
+        targets | grep -qx -- "$t" || die "unknown target '$t' (have: $(targets | tr '\n' ' '))"
+        build
+        # Long runs print libFuzzer's progress live and keep the log too.
+        mkdir -p "$FUZZ_DIR/target"
+        seed "$t"
+        mkdir -p "$FUZZ_DIR/artifacts/$t"
+        exec cargo fuzz run "${FUZZ_ARGS[@]}" "$t" "$FUZZ_DIR/corpus/$t" -- \
+            -timeout=10 -rss_limit_mb=2048 -max_total_time="$secs" -print_final_stats=1
+        ;;
+    repro)
+        [[ $# -eq 3 ]] || die "usage: scripts/fuzz.sh repro TARGET FILE"
+        t=$2 f=$(cd "$ORIG_PWD" && realpath -e -- "$3") || die "no such file: $3"
+        exec cargo fuzz run "${FUZZ_ARGS[@]}" "$t" "$f"
+        ;;
+    *)
+        die "usage: scripts/fuzz.sh build | smoke | run TARGET SECONDS | repro TARGET FILE | list"
+        ;;
+esac

@@ -1,0 +1,550 @@
+//! Build the merged trees of one class inside a private mount namespace and hand them back as
+//! one detached mount fd per hierarchy. Nothing here touches the caller's namespace: if anything
+//! fails, the private namespace dies with every mount and loop reference made so far.
+
+use crate::chase::{self, host_path};
+use crate::class::ImageClass;
+use crate::compat;
+use crate::config::ClassSettings;
+use crate::discover::{Candidate, ImageKind};
+use crate::image::{self, fsmount::MountFlags as ImageMountFlags, OpenedImage};
+use crate::meta::{self, MetaContents};
+use crate::mountns;
+use crate::mutable::{self, HierarchyPlan, Layer, UpperDir};
+use crate::overlay::{self, OverlaySpec};
+use crate::release::{HostInfo, Verdict};
+use anyhow::{anyhow, Context, Result};
+use rustix::mount::{MountAttrFlags, MountFlags};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where the private workspace tmpfs is mounted (only ever inside the private namespace).
+pub const WORKSPACE: &str = "/run/extmerge/ws";
+
+/// An extension that passed every check and is part of the merge.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    /// Image name.
+    pub name: String,
+    /// Image type.
+    pub kind: ImageKind,
+    /// Resolved path inside the root.
+    pub path: PathBuf,
+    /// Filesystem of a raw image.
+    pub fstype: Option<image::probe::FsType>,
+}
+
+/// An extension left out of the merge, with the reason.
+#[derive(Clone, Debug)]
+pub struct Rejected {
+    /// Image name.
+    pub name: String,
+    /// Resolved path inside the root.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: String,
+    /// True for errors (image unreadable), false for "incompatible" (ignored by design).
+    pub error: bool,
+}
+
+/// The merged tree for one hierarchy, ready to attach.
+#[derive(Debug)]
+pub struct HierarchyTree {
+    /// Hierarchy as configured, inside the root (e.g. `/usr`).
+    pub hierarchy: PathBuf,
+    /// Detached mount tree: the overlay plus its read-only meta bind and carried-over submounts.
+    pub tree: OwnedFd,
+    /// Extensions layered into this hierarchy, top first.
+    pub layers: Vec<String>,
+    /// Whether the overlay is writable.
+    pub writable: bool,
+    /// The hierarchy is its own upper dir.
+    pub self_upper: bool,
+}
+
+/// Result of assembling one class.
+#[derive(Debug, Default)]
+pub struct Assembly {
+    /// Accepted extensions in layer order (bottom first).
+    pub accepted: Vec<Accepted>,
+    /// Extensions left out.
+    pub rejected: Vec<Rejected>,
+    /// Trees to attach, in hierarchy order.
+    pub trees: Vec<HierarchyTree>,
+}
+
+fn mkdir_p(p: &Path, mode: u32) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(p)
+        .with_context(|| format!("creating directory {}", p.display()))
+}
+
+/// Open every candidate (directories as they are, images detached and attached in the workspace)
+/// and decide acceptance. Returns the opened images, which must outlive the overlays' creation.
+fn open_candidates(
+    s: &ClassSettings,
+    host: &HostInfo,
+    candidates: &[Candidate],
+    ws: &Path,
+    out: &mut Assembly,
+) -> Vec<(Accepted, PathBuf, Option<OpenedImage>)> {
+    let mut opened = Vec::new();
+    for (i, c) in candidates.iter().enumerate() {
+        let started = Instant::now();
+        let (layer_root, img) = match c.kind {
+            ImageKind::Directory => (c.host_path.clone(), None),
+            ImageKind::Raw | ImageKind::Block => {
+                let attached =
+                    image::open_image(&c.host_path, image_mount_flags(s)).and_then(|img| {
+                        let at = ws.join("images").join(i.to_string());
+                        mkdir_p(&at, 0o700)?;
+                        mountns::attach(&img.mount, &at)?;
+                        Ok((at, img))
+                    });
+                match attached {
+                    Ok((at, img)) => (at, Some(img)),
+                    Err(e) => {
+                        tracing::error!(
+                            IMAGE = c.name.as_str(),
+                            "Skipping extension '{}' ({}): cannot open image: {e:#}",
+                            c.name,
+                            c.path.display()
+                        );
+                        out.rejected.push(Rejected {
+                            name: c.name.clone(),
+                            path: c.path.clone(),
+                            reason: format!("cannot open image: {e:#}"),
+                            error: true,
+                        });
+                        continue;
+                    }
+                }
+            }
+        };
+        match compat::check_tree(Ok(host), s.class, &c.name, c.kind, &layer_root, s.force) {
+            Verdict::Accept => {
+                let fstype = img.as_ref().map(|i: &OpenedImage| i.fstype);
+                tracing::info!(
+                    IMAGE = c.name.as_str(),
+                    IMAGE_PATH = %c.path.display(),
+                    DURATION_US = started.elapsed().as_micros() as u64,
+                    "Using {} '{}' ({}{}).",
+                    s.class,
+                    c.name,
+                    c.path.display(),
+                    fstype.map(|f| format!(", {f}")).unwrap_or_default()
+                );
+                opened.push((
+                    Accepted {
+                        name: c.name.clone(),
+                        kind: c.kind,
+                        path: c.path.clone(),
+                        fstype,
+                    },
+                    layer_root,
+                    img,
+                ));
+            }
+            Verdict::Reject(reason) => {
+                tracing::info!(
+                    IMAGE = c.name.as_str(),
+                    IMAGE_PATH = %c.path.display(),
+                    "Ignoring {} '{}' ({}): {reason}",
+                    s.class,
+                    c.name,
+                    c.path.display()
+                );
+                out.rejected.push(Rejected {
+                    name: c.name.clone(),
+                    path: c.path.clone(),
+                    reason,
+                    error: false,
+                });
+            }
+        }
+    }
+    opened
+}
+
+/// Flags for the image mounts themselves: confext images are also nosuid,noexec unless
+/// `--noexec=no`; `--noexec=yes` makes sysext images noexec too.
+fn image_mount_flags(s: &ClassSettings) -> ImageMountFlags {
+    let confext = s.class == ImageClass::Confext;
+    ImageMountFlags {
+        nosuid: confext,
+        noexec: s.noexec.unwrap_or(confext),
+    }
+}
+
+/// True when the extension tree contributes non-empty content to `hierarchy` (systemd skips it otherwise).
+fn contributes(layer_root: &Path, hierarchy: &Path) -> Option<PathBuf> {
+    let r = chase::chase(layer_root, hierarchy).ok()?;
+    let mut entries = std::fs::read_dir(&r.host).ok()?;
+    entries.next().is_some().then_some(r.host)
+}
+
+fn to_attrs(flags: MountFlags, noatime: bool) -> MountAttrFlags {
+    let mut a = MountAttrFlags::empty();
+    for (f, attr) in [
+        (MountFlags::RDONLY, MountAttrFlags::MOUNT_ATTR_RDONLY),
+        (MountFlags::NOSUID, MountAttrFlags::MOUNT_ATTR_NOSUID),
+        (MountFlags::NODEV, MountAttrFlags::MOUNT_ATTR_NODEV),
+        (MountFlags::NOEXEC, MountAttrFlags::MOUNT_ATTR_NOEXEC),
+        (
+            MountFlags::NODIRATIME,
+            MountAttrFlags::MOUNT_ATTR_NODIRATIME,
+        ),
+        (
+            MountFlags::NOSYMFOLLOW,
+            MountAttrFlags::MOUNT_ATTR_NOSYMFOLLOW,
+        ),
+    ] {
+        if flags.contains(f) {
+            a |= attr;
+        }
+    }
+    if noatime || flags.contains(MountFlags::NOATIME) {
+        a |= MountAttrFlags::MOUNT_ATTR_NOATIME;
+    } else if flags.contains(MountFlags::STRICTATIME) {
+        a |= MountAttrFlags::MOUNT_ATTR_STRICTATIME;
+    }
+    a
+}
+
+/// The class's default overlay flags (systemd's image_class_info table).
+pub fn class_default_flags(class: ImageClass) -> MountFlags {
+    match class {
+        ImageClass::Sysext => MountFlags::RDONLY | MountFlags::NODEV,
+        ImageClass::Confext => {
+            MountFlags::RDONLY | MountFlags::NODEV | MountFlags::NOSUID | MountFlags::NOEXEC
+        }
+    }
+}
+
+/// systemd-compatible origin record (the full identity record arrives with the skip logic).
+pub fn origin_json(
+    s: &ClassSettings,
+    accepted: &[Accepted],
+    mutable_dirs: &[(PathBuf, PathBuf)],
+) -> String {
+    let mut root = serde_json::Map::new();
+    let dirs: serde_json::Map<String, serde_json::Value> = mutable_dirs
+        .iter()
+        .map(|(h, d)| {
+            (
+                h.display().to_string(),
+                serde_json::Value::String(d.display().to_string()),
+            )
+        })
+        .collect();
+    let mut m = serde_json::Map::new();
+    m.insert("mode".into(), s.mutable.as_str().into());
+    if !dirs.is_empty() {
+        m.insert("mutableDirs".into(), dirs.into());
+    }
+    root.insert("mutable".into(), m.into());
+    if let Some(o) = &s.overlay_options {
+        root.insert("mountOptions".into(), o.clone().into());
+    }
+    if !accepted.is_empty() {
+        let exts: serde_json::Map<String, serde_json::Value> = accepted
+            .iter()
+            .map(|a| {
+                (
+                    a.name.clone(),
+                    serde_json::json!({ "path": a.path.display().to_string() }),
+                )
+            })
+            .collect();
+        root.insert("extensions".into(), exts.into());
+    }
+    let mut text = serde_json::to_string_pretty(&serde_json::Value::Object(root))
+        .unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    text
+}
+
+struct Ctx<'a> {
+    s: &'a ClassSettings,
+    ws: &'a Path,
+    accepted_names: Vec<String>,
+    origin: String,
+}
+
+/// Build the overlay tree for one hierarchy per `plan`, returning the detached tree fd.
+fn build_hierarchy(
+    ctx: &Ctx<'_>,
+    plan: &HierarchyPlan,
+    ext_paths: &[(String, PathBuf)],
+) -> Result<OwnedFd> {
+    let s = ctx.s;
+    let comp = mutable::hierarchy_component(&plan.hierarchy);
+    let meta_root = ctx.ws.join("meta").join(&comp);
+    mkdir_p(&meta_root, 0o700)?;
+
+    let mut lowers = Vec::new();
+    for layer in &plan.lowers {
+        lowers.push(match layer {
+            Layer::Meta => meta_root.clone(),
+            Layer::Import(p) | Layer::Host(p) => host_path(&s.root, p),
+            Layer::Extension(name) => ext_paths
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| p.clone())
+                .ok_or_else(|| anyhow!("internal: no layer path for extension '{name}'"))?,
+        });
+    }
+
+    let (upper, work) = match &plan.upper {
+        None => (None, None),
+        Some(UpperDir::Persistent { upper, work }) => {
+            let (u, w) = (host_path(&s.root, upper), host_path(&s.root, work));
+            mkdir_p(&w, 0o700)?;
+            (Some(u), Some(w))
+        }
+        Some(UpperDir::Ephemeral) => {
+            let u = ctx.ws.join("ephemeral").join(&comp);
+            let w = ctx
+                .ws
+                .join("ephemeral")
+                .join(mutable::work_dir_name(&plan.hierarchy));
+            mkdir_p(&u, 0o755)?;
+            mkdir_p(&w, 0o700)?;
+            (Some(u), Some(w))
+        }
+    };
+
+    // The merged root shows the top layer's mode: keep the hierarchy's (a 0700 /usr broke Flatcar).
+    let top = upper.clone().unwrap_or_else(|| meta_root.clone());
+    std::fs::set_permissions(&top, std::fs::Permissions::from_mode(plan.top_mode)).with_context(
+        || {
+            format!(
+                "setting mode {:o} on top layer {}",
+                plan.top_mode,
+                top.display()
+            )
+        },
+    )?;
+
+    let flags = plan.mount_flags(class_default_flags(s.class), s.noexec);
+    let spec = OverlaySpec {
+        source: s.class.overlay_source().to_string(),
+        lowerdirs: lowers,
+        upperdir: upper,
+        workdir: work.clone(),
+        options: plan.options.clone(),
+        attrs: to_attrs(flags, plan.noatime),
+        force_legacy_lowerdir: false,
+    };
+    let fd = overlay::build_detached(&spec)
+        .with_context(|| format!("building the overlay for {}", plan.hierarchy.display()))?;
+
+    let st = rustix::fs::fstat(&fd).context("fstat of the new overlay")?;
+    let dev = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
+    let work_dir = match (&plan.upper, &work) {
+        (Some(UpperDir::Persistent { work, .. }), _) => Some(work.clone()),
+        _ => None,
+    };
+    let backing = if plan.host_is_lower {
+        std::fs::metadata(host_path(&s.root, &plan.hierarchy))
+            .ok()
+            .map(|m| (rustix::fs::major(m.dev()), rustix::fs::minor(m.dev())))
+            .filter(|d| *d != (0, 0))
+    } else {
+        None
+    };
+    // Like systemd, the meta files go into the (still unused) top lower layer right after mounting:
+    // only then is the overlay's device number known.
+    meta::write(
+        &meta_root,
+        s.class,
+        &MetaContents {
+            extensions: ctx.accepted_names.clone(),
+            dev,
+            work_dir,
+            origin: Some(ctx.origin.clone()),
+            backing,
+        },
+    )?;
+
+    // Assemble the final tree at a workspace path, then clone it as one detached tree.
+    let at = ctx.ws.join("overlay").join(&comp);
+    mkdir_p(&at, 0o755)?;
+    mountns::attach(&fd, &at)?;
+    if plan.upper.is_some() {
+        mountns::bind_readonly(&at.join(s.class.meta_dir_name()))?;
+    }
+    carry_submounts(&host_path(&s.root, &plan.hierarchy), &at)?;
+    mountns::clone_tree(&at)
+}
+
+/// Clone the mounts below the host hierarchy onto the new tree (the originals stay underneath,
+/// so they reappear unchanged on unmerge).
+fn carry_submounts(hierarchy: &Path, tree: &Path) -> Result<()> {
+    for sub in mountns::submounts(hierarchy)? {
+        let Ok(rel) = sub.strip_prefix(hierarchy) else {
+            continue;
+        };
+        let target = tree.join(rel);
+        if std::fs::symlink_metadata(&target).is_err() {
+            tracing::warn!(
+                "Not carrying mount {} into the merged tree: {} does not exist there.",
+                sub.display(),
+                target.display()
+            );
+            continue;
+        }
+        let clone = mountns::clone_tree(&sub)?;
+        mountns::attach(&clone, &target)
+            .with_context(|| format!("carrying submount {} into the merged tree", sub.display()))?;
+        tracing::debug!("Carried submount {} into the merged tree.", sub.display());
+    }
+    Ok(())
+}
+
+/// Assemble every hierarchy of one class. Must run inside [`mountns::in_private_namespace`].
+/// `detach_existing`: peel off existing overlays first (refresh), so the host hierarchy is the lower.
+pub fn assemble_in_private_namespace(
+    s: &ClassSettings,
+    host: &HostInfo,
+    candidates: &[Candidate],
+    detach_existing: bool,
+) -> Result<Assembly> {
+    let ws = PathBuf::from(WORKSPACE);
+    mkdir_p(&ws, 0o700)?;
+    mountns::mount_tmpfs(&ws, 0o700)?;
+    let mut out = Assembly::default();
+
+    if detach_existing {
+        for h in &s.hierarchies {
+            let p = host_path(&s.root, h);
+            while meta::is_ours(&p, s.class).unwrap_or(false) {
+                mountns::detach_lazily(&p)?;
+            }
+        }
+    }
+
+    let opened = open_candidates(s, host, candidates, &ws, &mut out);
+    out.accepted = opened.iter().map(|(a, _, _)| a.clone()).collect();
+    if out.accepted.is_empty() && s.mutable == crate::mutable::MutableMode::No {
+        return Ok(out);
+    }
+
+    let mut mutable_dirs = Vec::new();
+    let mut facts = Vec::new();
+    for h in &s.hierarchies {
+        let f = mutable::gather_facts(&s.root, h, s.mutable)?;
+        if let Some(d) = &f.mutable_dir {
+            mutable_dirs.push((h.clone(), d.resolved.clone()));
+        }
+        facts.push(f);
+    }
+    let ctx = Ctx {
+        s,
+        ws: &ws,
+        accepted_names: out.accepted.iter().map(|a| a.name.clone()).collect(),
+        origin: origin_json(s, &out.accepted, &mutable_dirs),
+    };
+
+    for f in &facts {
+        // Top first: the highest name wins.
+        let mut used = Vec::new();
+        for (a, layer_root, _) in opened.iter().rev() {
+            if let Some(p) = contributes(layer_root, &f.hierarchy) {
+                used.push((a.name.clone(), p));
+            }
+        }
+        let names: Vec<String> = used.iter().map(|(n, _)| n.clone()).collect();
+        let plan = mutable::plan(s.mutable, f, &names, s.overlay_options.as_deref())
+            .map_err(|e| anyhow!("{} ({}): {e}", f.hierarchy.display(), e.errno()))?;
+        let Some(plan) = plan else { continue };
+        let tree = build_hierarchy(&ctx, &plan, &used)?;
+        out.trees.push(HierarchyTree {
+            hierarchy: f.hierarchy.clone(),
+            tree,
+            layers: names,
+            writable: !plan.read_only,
+            self_upper: plan.self_upper,
+        });
+    }
+    // Loop devices stay referenced by the overlays' private layer clones; our fds can go now.
+    drop(opened);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{resolve, CliOptions};
+
+    fn settings(class: ImageClass, noexec: Option<bool>) -> ClassSettings {
+        let t = std::env::temp_dir();
+        let cli = CliOptions {
+            root: Some(t),
+            noexec,
+            ..Default::default()
+        };
+        resolve(&cli, class, &|_| None).unwrap()
+    }
+
+    #[test]
+    fn image_mounts_follow_the_class_and_noexec_override() {
+        let f = image_mount_flags(&settings(ImageClass::Confext, None));
+        assert!(f.nosuid && f.noexec);
+        let f = image_mount_flags(&settings(ImageClass::Confext, Some(false)));
+        assert!(f.nosuid && !f.noexec);
+        let f = image_mount_flags(&settings(ImageClass::Sysext, None));
+        assert!(!f.nosuid && !f.noexec);
+        let f = image_mount_flags(&settings(ImageClass::Sysext, Some(true)));
+        assert!(f.noexec);
+    }
+
+    #[test]
+    fn class_default_flags_match_systemd() {
+        assert_eq!(
+            class_default_flags(ImageClass::Sysext),
+            MountFlags::RDONLY | MountFlags::NODEV
+        );
+        assert!(class_default_flags(ImageClass::Confext)
+            .contains(MountFlags::NOEXEC | MountFlags::NOSUID));
+    }
+
+    #[test]
+    fn attrs_translate_legacy_flags() {
+        let a = to_attrs(
+            MountFlags::RDONLY | MountFlags::NODEV | MountFlags::NOEXEC,
+            true,
+        );
+        assert!(a.contains(MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV));
+        assert!(a.contains(MountAttrFlags::MOUNT_ATTR_NOEXEC | MountAttrFlags::MOUNT_ATTR_NOATIME));
+        assert!(!a.contains(MountAttrFlags::MOUNT_ATTR_NOSUID));
+    }
+
+    #[test]
+    fn origin_json_has_systemd_keys() {
+        let s = settings(ImageClass::Sysext, None);
+        let acc = vec![Accepted {
+            name: "a".into(),
+            kind: ImageKind::Raw,
+            path: "/var/lib/extensions/a.raw".into(),
+            fstype: None,
+        }];
+        let text = origin_json(
+            &s,
+            &acc,
+            &[("/usr".into(), "/var/lib/extensions.mutable/usr".into())],
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["mutable"]["mode"], "no");
+        assert_eq!(
+            v["mutable"]["mutableDirs"]["/usr"],
+            "/var/lib/extensions.mutable/usr"
+        );
+        assert_eq!(v["extensions"]["a"]["path"], "/var/lib/extensions/a.raw");
+        assert!(text.ends_with("}\n"));
+    }
+}

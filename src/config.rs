@@ -1,0 +1,606 @@
+//! Settings and their precedence, exactly as systemd-sysext resolves them:
+//! command line > environment > `<root>/{etc,run,usr/local/lib,usr/lib}/systemd/<class>.conf(.d)` > defaults.
+//! The image policy has no environment variable; hierarchies and overlay options only come from the environment.
+
+use crate::chase;
+use crate::class::ImageClass;
+use crate::mutable::{parse_boolean, MutableMode};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Directories searched for configuration, highest priority first (systemd's CONF_PATHS).
+pub const CONFIG_DIRS: [&str; 4] = ["/etc", "/run", "/usr/local/lib", "/usr/lib"];
+
+/// Values a configuration file can set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ConfigValues {
+    /// `Mutable=`
+    pub mutable: Option<MutableMode>,
+    /// `ImagePolicy=`
+    pub image_policy: Option<String>,
+}
+
+impl ConfigValues {
+    fn overlay(&mut self, later: ConfigValues) {
+        if later.mutable.is_some() {
+            self.mutable = later.mutable;
+        }
+        if later.image_policy.is_some() {
+            self.image_policy = later.image_policy;
+        }
+    }
+}
+
+/// Parse one ini-style configuration text; only keys in `section` count. Returns warnings instead of failing,
+/// as systemd only warns about a bad configuration file.
+pub fn parse_config_text(text: &str, section: &str) -> (ConfigValues, Vec<String>) {
+    let mut values = ConfigValues::default();
+    let mut warnings = Vec::new();
+    let mut current: Option<String> = None;
+    let mut pending = String::new();
+    let mut start_line = 0usize;
+
+    for (idx, raw) in text.lines().enumerate() {
+        let lineno = idx + 1;
+        if pending.is_empty() {
+            start_line = lineno;
+        }
+        // A trailing backslash continues the logical line, as in systemd's config_parse().
+        if let Some(stripped) = raw.strip_suffix('\\') {
+            pending.push_str(stripped);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(raw);
+        let line = std::mem::take(&mut pending);
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('[') {
+            match rest.strip_suffix(']') {
+                Some(name) => current = Some(name.to_string()),
+                None => {
+                    warnings.push(format!(
+                        "line {start_line}: invalid section header '{line}'"
+                    ));
+                    current = None;
+                }
+            }
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            warnings.push(format!("line {start_line}: missing '=', ignoring '{line}'"));
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        match current.as_deref() {
+            Some(s) if s == section => {}
+            Some(_) => continue,
+            None => {
+                warnings.push(format!(
+                    "line {start_line}: assignment outside of a section, ignoring"
+                ));
+                continue;
+            }
+        }
+        match key {
+            "Mutable" => {
+                if value.is_empty() {
+                    values.mutable = None;
+                } else {
+                    match value.parse::<MutableMode>() {
+                        Ok(m) => values.mutable = Some(m),
+                        Err(e) => warnings.push(format!("line {start_line}: {e}, ignoring")),
+                    }
+                }
+            }
+            "ImagePolicy" => {
+                values.image_policy = if value.is_empty() {
+                    None
+                } else {
+                    Some(value.to_string())
+                };
+            }
+            other => warnings.push(format!(
+                "line {start_line}: unknown key '{other}' in [{section}], ignoring"
+            )),
+        }
+    }
+    (values, warnings)
+}
+
+/// The configuration files that apply, in the order they are read: the first main file found, then drop-ins.
+///
+/// Drop-ins are collected from every directory; a name in a higher-priority directory hides the same name
+/// below it, and a drop-in that is empty or a link to `/dev/null` masks that name. They are read in file-name order.
+pub fn config_files(root: &Path, class: ImageClass) -> Vec<PathBuf> {
+    let base = class.config_base();
+    let mut files = Vec::new();
+    for dir in CONFIG_DIRS {
+        let p = Path::new(dir).join("systemd").join(format!("{base}.conf"));
+        if let Ok(r) = chase::chase(root, &p) {
+            if r.host.is_file() {
+                files.push(r.host);
+                break;
+            }
+        }
+    }
+    let mut dropins: BTreeMap<String, Option<PathBuf>> = BTreeMap::new();
+    for dir in CONFIG_DIRS {
+        let d = Path::new(dir)
+            .join("systemd")
+            .join(format!("{base}.conf.d"));
+        let Ok(resolved) = chase::chase(root, &d) else {
+            continue;
+        };
+        let Ok(entries) = std::fs::read_dir(&resolved.host) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".conf") || dropins.contains_key(&name) {
+                continue;
+            }
+            let masked = std::fs::read_link(entry.path())
+                .is_ok_and(|t| t == Path::new("/dev/null"))
+                || std::fs::metadata(entry.path()).is_ok_and(|m| m.len() == 0);
+            dropins.insert(name, if masked { None } else { Some(entry.path()) });
+        }
+    }
+    files.extend(dropins.into_values().flatten());
+    files
+}
+
+/// Read every applicable configuration file of a class inside `root`; later files override earlier ones.
+pub fn load_config(root: &Path, class: ImageClass) -> (ConfigValues, Vec<PathBuf>) {
+    let mut merged = ConfigValues::default();
+    let files = config_files(root, class);
+    for f in &files {
+        match std::fs::read_to_string(f) {
+            Ok(text) => {
+                let (v, warnings) = parse_config_text(&text, class.config_section());
+                for w in warnings {
+                    tracing::warn!("{}: {w}", f.display());
+                }
+                merged.overlay(v);
+            }
+            Err(e) => tracing::warn!(
+                "cannot read configuration file {}: {e}, ignoring",
+                f.display()
+            ),
+        }
+    }
+    (merged, files)
+}
+
+/// What the command line asked for, before precedence is applied.
+#[derive(Clone, Debug, Default)]
+pub struct CliOptions {
+    /// `--root=`
+    pub root: Option<PathBuf>,
+    /// `--force`
+    pub force: bool,
+    /// `--mutable=`
+    pub mutable: Option<MutableMode>,
+    /// `--image-policy=`
+    pub image_policy: Option<String>,
+    /// `--noexec=`
+    pub noexec: Option<bool>,
+    /// `--always-refresh=`
+    pub always_refresh: bool,
+    /// `--no-reload`
+    pub no_reload: bool,
+}
+
+/// Where a setting's value came from, for `status` and logs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "source", content = "detail", rename_all = "lowercase")]
+pub enum Origin {
+    /// Given on the command line.
+    Cli,
+    /// Taken from an environment variable.
+    Env(String),
+    /// Read from configuration files inside the root.
+    Config(Vec<PathBuf>),
+    /// Built-in default.
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Cli => f.write_str("command line"),
+            Origin::Env(v) => write!(f, "${v}"),
+            Origin::Config(files) => {
+                let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+                write!(f, "{}", names.join(", "))
+            }
+            Origin::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// Fully resolved settings for one class.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClassSettings {
+    /// The class these settings apply to.
+    pub class: ImageClass,
+    /// Canonical root directory (`/` when `--root` is not given).
+    pub root: PathBuf,
+    /// True when `--root` was given (implies no reload, and host-only features such as `/.extra` policy are off).
+    pub root_given: bool,
+    /// Hierarchies to merge, as paths inside the root.
+    pub hierarchies: Vec<PathBuf>,
+    /// Mutable mode in force.
+    pub mutable: MutableMode,
+    /// Where the mutable mode came from.
+    pub mutable_origin: Origin,
+    /// Image policy string, if one was configured (class default otherwise).
+    pub image_policy: Option<String>,
+    /// Where the image policy came from.
+    pub image_policy_origin: Origin,
+    /// Extra overlayfs options from the environment.
+    pub overlay_options: Option<String>,
+    /// `--noexec=` override, if given.
+    pub noexec: Option<bool>,
+    /// Skip compatibility checks.
+    pub force: bool,
+    /// Refresh even when nothing changed.
+    pub always_refresh: bool,
+    /// Do not ask the service manager to reload.
+    pub no_reload: bool,
+}
+
+/// Parse a `*_HIERARCHIES` value: colon-separated, each absolute, normalized and not `/`; empty is an error.
+pub fn parse_hierarchies(value: &str) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for item in value.split(':').filter(|s| !s.is_empty()) {
+        if !item.starts_with('/') {
+            return Err(format!("hierarchy '{item}' is not an absolute path"));
+        }
+        let normalized = !item.contains("//") && !item.split('/').any(|c| c == "." || c == "..");
+        if !normalized {
+            return Err(format!("hierarchy '{item}' is not a normalized path"));
+        }
+        let simplified = item.trim_end_matches('/');
+        if simplified.is_empty() {
+            return Err("hierarchy '/' is not allowed".to_string());
+        }
+        out.push(PathBuf::from(simplified));
+    }
+    if out.is_empty() {
+        return Err("the list of hierarchies is empty".to_string());
+    }
+    Ok(out)
+}
+
+/// Canonicalize the root, with an error that names it.
+pub fn resolve_root(root: Option<&Path>) -> Result<PathBuf> {
+    let root = root.unwrap_or(Path::new("/"));
+    let canon = std::fs::canonicalize(root)
+        .with_context(|| format!("cannot resolve root directory {}", root.display()))?;
+    if !canon.is_dir() {
+        bail!("root {} is not a directory", root.display());
+    }
+    Ok(canon)
+}
+
+/// Apply systemd's precedence for one class. `env` looks up environment variables (injected for tests).
+pub fn resolve(
+    cli: &CliOptions,
+    class: ImageClass,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ClassSettings> {
+    let root = resolve_root(cli.root.as_deref())?;
+
+    let hierarchies = match env(class.hierarchies_env()) {
+        Some(v) => parse_hierarchies(&v)
+            .map_err(|e| anyhow::anyhow!("${}: {e}", class.hierarchies_env()))?,
+        None => class
+            .default_hierarchies()
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+    };
+
+    let env_mutable = env(class.mutable_env()).and_then(|v| match v.parse::<MutableMode>() {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::warn!("${}: {e}, ignoring", class.mutable_env());
+            None
+        }
+    });
+
+    let (config, config_files) = load_config(&root, class);
+    let (mutable, mutable_origin) = if let Some(m) = cli.mutable {
+        (m, Origin::Cli)
+    } else if let Some(m) = env_mutable {
+        (m, Origin::Env(class.mutable_env().to_string()))
+    } else if let Some(m) = config.mutable {
+        (m, Origin::Config(config_files.clone()))
+    } else {
+        (MutableMode::No, Origin::Default)
+    };
+
+    let (image_policy, image_policy_origin) = if let Some(p) = &cli.image_policy {
+        (Some(p.clone()), Origin::Cli)
+    } else if let Some(p) = config.image_policy {
+        (Some(p), Origin::Config(config_files))
+    } else {
+        (None, Origin::Default)
+    };
+
+    Ok(ClassSettings {
+        class,
+        root,
+        root_given: cli.root.is_some(),
+        hierarchies,
+        mutable,
+        mutable_origin,
+        image_policy,
+        image_policy_origin,
+        overlay_options: env(class.overlay_options_env()).filter(|s| !s.is_empty()),
+        noexec: cli.noexec,
+        force: cli.force,
+        always_refresh: cli.always_refresh,
+        // --root implies --no-reload, as upstream.
+        no_reload: cli.no_reload || cli.root.is_some(),
+    })
+}
+
+/// Parse a `--noexec=`/`--always-refresh=` style boolean with a clear error.
+pub fn parse_bool_arg(s: &str) -> Result<bool, String> {
+    parse_boolean(s)
+        .ok_or_else(|| format!("'{s}' is not a boolean (use yes/no, true/false, 1/0, on/off)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn cli(root: &Path) -> CliOptions {
+        CliOptions {
+            root: Some(root.to_path_buf()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn parse_reads_only_its_section_and_warns_on_junk() {
+        let (v, w) = parse_config_text(
+            "# comment\n[SysExt]\nMutable=auto\nImagePolicy=root=signed+absent\n[ConfExt]\nMutable=yes\nBogus\n",
+            "SysExt",
+        );
+        assert_eq!(v.mutable, Some(MutableMode::Auto));
+        assert_eq!(v.image_policy.as_deref(), Some("root=signed+absent"));
+        assert_eq!(w.len(), 1, "{w:?}");
+        let (v, _) = parse_config_text("[ConfExt]\nMutable = yes \n", "ConfExt");
+        assert_eq!(v.mutable, Some(MutableMode::Yes));
+    }
+
+    #[test]
+    fn parse_invalid_mutable_is_a_warning_and_booleans_work() {
+        let (v, w) = parse_config_text("[SysExt]\nMutable=sometimes\n", "SysExt");
+        assert_eq!(v.mutable, None);
+        assert!(w[0].contains("sometimes"));
+        let (v, _) = parse_config_text("[SysExt]\nMutable=false\n", "SysExt");
+        assert_eq!(v.mutable, Some(MutableMode::No));
+    }
+
+    #[test]
+    fn parse_continuation_lines_and_unknown_keys() {
+        let (v, w) = parse_config_text(
+            "[SysExt]\nImagePolicy=root=verity\\\n+signed\nFoo=bar\n",
+            "SysExt",
+        );
+        assert_eq!(v.image_policy.as_deref(), Some("root=verity +signed"));
+        assert!(w.iter().any(|m| m.contains("unknown key 'Foo'")));
+    }
+
+    #[test]
+    fn first_main_file_wins_then_dropins_override_in_name_order() {
+        let t = tempfile::tempdir().unwrap();
+        let r = std::fs::canonicalize(t.path()).unwrap();
+        write(
+            &r,
+            "usr/lib/systemd/sysext.conf",
+            "[SysExt]\nMutable=yes\nImagePolicy=a\n",
+        );
+        write(&r, "etc/systemd/sysext.conf", "[SysExt]\nImagePolicy=b\n");
+        // /usr/lib main file is not read because /etc has one: Mutable stays unset.
+        let (v, files) = load_config(&r, ImageClass::Sysext);
+        assert_eq!(v.mutable, None);
+        assert_eq!(v.image_policy.as_deref(), Some("b"));
+        assert_eq!(files.len(), 1);
+
+        write(
+            &r,
+            "usr/lib/systemd/sysext.conf.d/10-a.conf",
+            "[SysExt]\nMutable=auto\n",
+        );
+        write(
+            &r,
+            "run/systemd/sysext.conf.d/20-b.conf",
+            "[SysExt]\nMutable=import\n",
+        );
+        write(
+            &r,
+            "etc/systemd/sysext.conf.d/10-a.conf",
+            "[SysExt]\nMutable=ephemeral\n",
+        );
+        let (v, files) = load_config(&r, ImageClass::Sysext);
+        // 10-a.conf from /etc hides the /usr/lib one; 20-b is read last.
+        assert_eq!(v.mutable, Some(MutableMode::Import));
+        assert_eq!(files.len(), 3);
+        assert!(files[1].ends_with("etc/systemd/sysext.conf.d/10-a.conf"));
+    }
+
+    #[test]
+    fn dropin_masked_by_dev_null_or_empty_file() {
+        let t = tempfile::tempdir().unwrap();
+        let r = std::fs::canonicalize(t.path()).unwrap();
+        write(
+            &r,
+            "usr/lib/systemd/confext.conf.d/50-x.conf",
+            "[ConfExt]\nMutable=yes\n",
+        );
+        std::fs::create_dir_all(r.join("etc/systemd/confext.conf.d")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", r.join("etc/systemd/confext.conf.d/50-x.conf"))
+            .unwrap();
+        let (v, _) = load_config(&r, ImageClass::Confext);
+        assert_eq!(v.mutable, None);
+    }
+
+    #[test]
+    fn config_is_read_inside_root_through_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let r = std::fs::canonicalize(t.path()).unwrap();
+        write(&r, "elsewhere/confext.conf", "[ConfExt]\nMutable=auto\n");
+        std::fs::create_dir_all(r.join("usr/lib/systemd")).unwrap();
+        std::os::unix::fs::symlink(
+            "/elsewhere/confext.conf",
+            r.join("usr/lib/systemd/confext.conf"),
+        )
+        .unwrap();
+        let (v, _) = load_config(&r, ImageClass::Confext);
+        assert_eq!(v.mutable, Some(MutableMode::Auto));
+    }
+
+    #[test]
+    fn precedence_cli_over_env_over_config_over_default() {
+        let t = tempfile::tempdir().unwrap();
+        let r = std::fs::canonicalize(t.path()).unwrap();
+        let none = env_of(&[]);
+        let s = resolve(&cli(&r), ImageClass::Sysext, &none).unwrap();
+        assert_eq!(
+            (s.mutable, s.mutable_origin),
+            (MutableMode::No, Origin::Default)
+        );
+
+        write(
+            &r,
+            "etc/systemd/sysext.conf",
+            "[SysExt]\nMutable=auto\nImagePolicy=root=signed\n",
+        );
+        let s = resolve(&cli(&r), ImageClass::Sysext, &none).unwrap();
+        assert_eq!(s.mutable, MutableMode::Auto);
+        assert!(matches!(s.mutable_origin, Origin::Config(_)));
+        assert_eq!(s.image_policy.as_deref(), Some("root=signed"));
+
+        let env = env_of(&[("SYSTEMD_SYSEXT_MUTABLE_MODE", "import")]);
+        let s = resolve(&cli(&r), ImageClass::Sysext, &env).unwrap();
+        assert_eq!(
+            (s.mutable, s.mutable_origin.clone()),
+            (
+                MutableMode::Import,
+                Origin::Env("SYSTEMD_SYSEXT_MUTABLE_MODE".into())
+            )
+        );
+
+        // upstream scenario 24: env yes + CLI no -> no
+        let env = env_of(&[("SYSTEMD_SYSEXT_MUTABLE_MODE", "yes")]);
+        let mut c = cli(&r);
+        c.mutable = Some(MutableMode::No);
+        c.image_policy = Some("*".into());
+        let s = resolve(&c, ImageClass::Sysext, &env).unwrap();
+        assert_eq!(
+            (s.mutable, s.mutable_origin),
+            (MutableMode::No, Origin::Cli)
+        );
+        assert_eq!(
+            (s.image_policy.as_deref(), s.image_policy_origin),
+            (Some("*"), Origin::Cli)
+        );
+    }
+
+    #[test]
+    fn invalid_env_mutable_only_warns_and_falls_through_to_config() {
+        let t = tempfile::tempdir().unwrap();
+        let r = std::fs::canonicalize(t.path()).unwrap();
+        write(
+            &r,
+            "usr/lib/systemd/confext.conf",
+            "[ConfExt]\nMutable=auto\n",
+        );
+        let env = env_of(&[("SYSTEMD_CONFEXT_MUTABLE_MODE", "bogus")]);
+        let s = resolve(&cli(&r), ImageClass::Confext, &env).unwrap();
+        assert_eq!(s.mutable, MutableMode::Auto);
+    }
+
+    #[test]
+    fn env_of_other_class_is_ignored() {
+        let t = tempfile::tempdir().unwrap();
+        let r = std::fs::canonicalize(t.path()).unwrap();
+        let env = env_of(&[
+            ("SYSTEMD_SYSEXT_MUTABLE_MODE", "yes"),
+            ("SYSTEMD_SYSEXT_HIERARCHIES", "/usr"),
+        ]);
+        let s = resolve(&cli(&r), ImageClass::Confext, &env).unwrap();
+        assert_eq!(s.mutable, MutableMode::No);
+        assert_eq!(s.hierarchies, vec![PathBuf::from("/etc")]);
+    }
+
+    #[test]
+    fn hierarchies_env_rules() {
+        assert_eq!(
+            parse_hierarchies("/usr:/opt/").unwrap(),
+            vec![PathBuf::from("/usr"), PathBuf::from("/opt")]
+        );
+        assert!(parse_hierarchies("usr").is_err());
+        assert!(parse_hierarchies("/").is_err());
+        assert!(parse_hierarchies("").is_err());
+        assert!(parse_hierarchies("/usr/../etc").is_err());
+        assert!(parse_hierarchies("/usr//lib").is_err());
+        let t = tempfile::tempdir().unwrap();
+        let env = env_of(&[("SYSTEMD_SYSEXT_HIERARCHIES", "relative")]);
+        let err = resolve(&cli(t.path()), ImageClass::Sysext, &env).unwrap_err();
+        assert!(
+            err.to_string().contains("SYSTEMD_SYSEXT_HIERARCHIES"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn overlay_options_env_and_root_implies_no_reload() {
+        let t = tempfile::tempdir().unwrap();
+        let env = env_of(&[(
+            "SYSTEMD_CONFEXT_OVERLAYFS_MOUNT_OPTIONS",
+            "relatime,metacopy=on",
+        )]);
+        let s = resolve(&cli(t.path()), ImageClass::Confext, &env).unwrap();
+        assert_eq!(s.overlay_options.as_deref(), Some("relatime,metacopy=on"));
+        assert!(s.no_reload);
+        assert!(s.root_given);
+        let s = resolve(&cli(t.path()), ImageClass::Sysext, &env).unwrap();
+        assert_eq!(s.overlay_options, None);
+    }
+
+    #[test]
+    fn missing_root_is_a_clear_error() {
+        let c = CliOptions {
+            root: Some("/nonexistent/extmerge-root".into()),
+            ..Default::default()
+        };
+        let err = resolve(&c, ImageClass::Sysext, &env_of(&[])).unwrap_err();
+        assert!(format!("{err:#}").contains("/nonexistent/extmerge-root"));
+    }
+}

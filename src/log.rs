@@ -1,0 +1,54 @@
+//! Logging: the native journal protocol (structured fields) when started by systemd with the journal
+//! available, plain stderr otherwise. `EXTMERGE_LOG` takes a tracing filter (e.g. `debug`).
+
+use std::path::Path;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
+
+/// Path of journald's native socket.
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// Install the global subscriber. `verbose` raises the default level to debug.
+pub fn init(verbose: bool) {
+    let default = if verbose { "debug" } else { "info" };
+    let filter =
+        || EnvFilter::try_from_env("EXTMERGE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+
+    // systemd sets JOURNAL_STREAM when stderr is connected to the journal: then the native protocol
+    // carries the same lines plus structured fields, and stderr would only duplicate them.
+    let under_journal =
+        std::env::var_os("JOURNAL_STREAM").is_some() && Path::new(JOURNAL_SOCKET).exists();
+    let journald = if under_journal {
+        tracing_journald::layer().ok().map(|l| {
+            l.with_syslog_identifier("extmerge".to_string())
+                .with_field_prefix(None)
+        })
+    } else {
+        None
+    };
+    let stderr = if journald.is_none() {
+        Some(
+            fmt::layer()
+                .with_writer(std::io::stderr)
+                .without_time()
+                .with_target(false)
+                .with_ansi(false)
+                // Structured fields are for the journal; on a terminal the message says it all.
+                .fmt_fields(fmt::format::debug_fn(|w, field, value| {
+                    if field.name() == "message" {
+                        write!(w, "{value:?}")
+                    } else {
+                        Ok(())
+                    }
+                }))
+                .with_filter(filter()),
+        )
+    } else {
+        None
+    };
+    let _ = tracing_subscriber::registry()
+        .with(journald.map(|j| j.with_filter(filter())))
+        .with(stderr)
+        .try_init();
+}

@@ -1,0 +1,265 @@
+//! extmerge command line.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use extmerge::class::ImageClass;
+use extmerge::config::{self, ClassSettings, CliOptions};
+use extmerge::mutable::MutableMode;
+use extmerge::verbs::{self, JsonMode, EXIT_FAILURE, EXIT_USAGE};
+use std::path::PathBuf;
+
+/// Which classes a command acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ClassArg {
+    /// System extensions (/usr, /opt).
+    Sysext,
+    /// Configuration extensions (/etc).
+    Confext,
+    /// Both: confext first, then sysext.
+    All,
+}
+
+const AFTER_HELP: &str = "\
+Settings are taken from the command line, then the environment \
+(SYSTEMD_SYSEXT_HIERARCHIES, SYSTEMD_CONFEXT_HIERARCHIES, SYSTEMD_SYSEXT_MUTABLE_MODE, \
+SYSTEMD_CONFEXT_MUTABLE_MODE, SYSTEMD_SYSEXT_OVERLAYFS_MOUNT_OPTIONS, \
+SYSTEMD_CONFEXT_OVERLAYFS_MOUNT_OPTIONS), then the configuration files \
+{etc,run,usr/local/lib,usr/lib}/systemd/{sysext,confext}.conf and their .conf.d/ drop-ins \
+read inside --root (sections [SysExt] and [ConfExt], keys Mutable= and ImagePolicy=), then the defaults.
+
+Invoked as systemd-sysext or systemd-confext (e.g. through a symlink), the default class is that one; \
+otherwise it is 'all'. EXTMERGE_LOG sets the log filter (e.g. EXTMERGE_LOG=debug).
+
+Exit status: 0 on success or when there is nothing to do, 1 on failure, 2 on invalid usage.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "extmerge",
+    version,
+    about = "Merge system and configuration extensions (sysext/confext) onto a root, the way systemd-sysext does",
+    long_about = "extmerge discovers system extension images (sysext: /usr, /opt) and configuration extension \
+images (confext: /etc), checks them against the root's os-release exactly as systemd-sysext and \
+systemd-confext do, and merges them as overlayfs onto the root's hierarchies.",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// Act on system extensions, configuration extensions, or both (confext first).
+    #[arg(long, global = true, value_enum, value_name = "CLASS")]
+    class: Option<ClassArg>,
+
+    /// Operate on the tree below DIR instead of the running system; implies --no-reload.
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    /// Output format for status and list.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "MODE",
+        default_value = "off"
+    )]
+    json: JsonMode,
+
+    /// Skip the compatibility checks of extension-release files.
+    #[arg(long, global = true)]
+    force: bool,
+
+    /// Mutable mode: no, yes, auto, import, ephemeral, ephemeral-import, or 'help' to list them.
+    #[arg(long, global = true, value_name = "MODE")]
+    mutable: Option<String>,
+
+    /// Image policy for raw images (systemd.image-policy(7) syntax).
+    #[arg(long = "image-policy", global = true, value_name = "POLICY")]
+    image_policy: Option<String>,
+
+    /// Mount the merged hierarchies noexec (yes) or exec (no); default: noexec for confext only.
+    #[arg(long, global = true, value_name = "BOOL", value_parser = config::parse_bool_arg)]
+    noexec: Option<bool>,
+
+    /// Refresh even when nothing changed since the last merge.
+    #[arg(long = "always-refresh", global = true, value_name = "BOOL", value_parser = config::parse_bool_arg, default_value = "no", action = clap::ArgAction::Set)]
+    always_refresh: bool,
+
+    /// Do not ask the service manager to reload after merging or unmerging.
+    #[arg(long = "no-reload", global = true)]
+    no_reload: bool,
+
+    /// Accepted for systemd-sysext compatibility; output is never paged.
+    #[arg(long = "no-pager", global = true)]
+    no_pager: bool,
+
+    /// Do not print the table header.
+    #[arg(long = "no-legend", global = true)]
+    no_legend: bool,
+
+    /// Log debug messages.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+
+    #[command(subcommand)]
+    verb: Option<Verb>,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    /// Show which extensions are merged into which hierarchy (the default verb).
+    Status,
+    /// List the extension candidates in layer order with type, path and whether they are accepted. Mounts nothing.
+    List,
+    /// Merge the accepted extensions onto the hierarchies; refuses hierarchies that are already merged.
+    Merge,
+    /// Unmerge extensions from the hierarchies; only overlays made by extmerge or systemd-sysext are touched.
+    Unmerge,
+    /// Merge if changed since the last merge (skipped otherwise), or unmerge if nothing is left.
+    Refresh,
+    /// Check the extensions for conflicts and compatibility without merging.
+    Check,
+}
+
+impl Verb {
+    fn name(self) -> &'static str {
+        match self {
+            Verb::Status => "status",
+            Verb::List => "list",
+            Verb::Merge => "merge",
+            Verb::Unmerge => "unmerge",
+            Verb::Refresh => "refresh",
+            Verb::Check => "check",
+        }
+    }
+}
+
+fn default_class_from_argv0() -> ClassArg {
+    let argv0 = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let name = argv0
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name.ends_with("confext") {
+        ClassArg::Confext
+    } else if name.ends_with("sysext") {
+        ClassArg::Sysext
+    } else {
+        ClassArg::All
+    }
+}
+
+fn classes(arg: ClassArg) -> &'static [ImageClass] {
+    match arg {
+        ClassArg::Sysext => &[ImageClass::Sysext],
+        ClassArg::Confext => &[ImageClass::Confext],
+        ClassArg::All => &ImageClass::MERGE_ORDER,
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let mutable = match cli.mutable.as_deref() {
+        Some("help") => {
+            for m in MutableMode::ALL {
+                println!("{m}");
+            }
+            return Ok(verbs::EXIT_SUCCESS);
+        }
+        Some(s) => match s.parse::<MutableMode>() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("extmerge: --mutable: {e}");
+                return Ok(EXIT_USAGE);
+            }
+        },
+        None => None,
+    };
+    let opts = CliOptions {
+        root: cli.root.clone(),
+        force: cli.force,
+        mutable,
+        image_policy: cli.image_policy.clone(),
+        noexec: cli.noexec,
+        always_refresh: cli.always_refresh,
+        no_reload: cli.no_reload,
+    };
+    let class_arg = cli.class.unwrap_or_else(default_class_from_argv0);
+    let env = |k: &str| std::env::var(k).ok();
+    let settings: Vec<ClassSettings> = classes(class_arg)
+        .iter()
+        .map(|c| config::resolve(&opts, *c, &env))
+        .collect::<Result<_>>()?;
+
+    let verb = cli.verb.unwrap_or(Verb::Status);
+    match verb {
+        Verb::List => verbs::list::run(&settings, cli.json, !cli.no_legend),
+        Verb::Status => verbs::status::run(&settings, cli.json, !cli.no_legend),
+        Verb::Merge => verbs::merge::run(&settings),
+        Verb::Unmerge => verbs::unmerge::run(&settings),
+        Verb::Refresh | Verb::Check => {
+            tracing::error!(
+                "'{}' is not implemented yet in this build of extmerge",
+                verb.name()
+            );
+            Ok(EXIT_FAILURE)
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    extmerge::log::init(cli.verbose);
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            EXIT_FAILURE
+        }
+    };
+    std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_after_the_verb_and_default_verb() {
+        let c = Cli::try_parse_from([
+            "extmerge",
+            "list",
+            "--root=/sysroot",
+            "--json=short",
+            "--class=confext",
+        ])
+        .unwrap();
+        assert_eq!(c.verb, Some(Verb::List));
+        assert_eq!(c.root, Some(PathBuf::from("/sysroot")));
+        assert_eq!(c.json, JsonMode::Short);
+        assert_eq!(c.class, Some(ClassArg::Confext));
+        let c = Cli::try_parse_from(["extmerge"]).unwrap();
+        assert_eq!(c.verb, None);
+        assert!(!c.always_refresh);
+    }
+
+    #[test]
+    fn boolean_options_accept_systemd_spellings() {
+        let c = Cli::try_parse_from([
+            "extmerge",
+            "--noexec=off",
+            "--always-refresh=yes",
+            "refresh",
+        ])
+        .unwrap();
+        assert_eq!(c.noexec, Some(false));
+        assert!(c.always_refresh);
+        assert!(Cli::try_parse_from(["extmerge", "--noexec=perhaps"]).is_err());
+        assert!(Cli::try_parse_from(["extmerge", "--json=yaml"]).is_err());
+    }
+}

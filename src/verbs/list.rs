@@ -1,0 +1,179 @@
+//! `list`: the candidates of each class in layer order, with their status. Mounts nothing.
+
+use crate::class::ImageClass;
+use crate::compat;
+use crate::config::ClassSettings;
+use crate::discover::{self, ImageKind};
+use crate::release::{self, HostInfo, Verdict};
+use crate::verbs::{print_json, JsonMode};
+use anyhow::Result;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// What `list` concluded about one entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Would be merged.
+    Accepted,
+    /// Found, but would not be merged (see reason).
+    Ignored,
+    /// A raw image or block device: its release data is only read when `merge` opens it.
+    Unchecked,
+    /// A directory entry that is not an image candidate at all (see reason).
+    Skipped,
+}
+
+/// One row of `list` (stable JSON: fields are only ever added).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListEntry {
+    /// Extension class.
+    pub class: ImageClass,
+    /// Image name (`null` for skipped entries).
+    pub name: Option<String>,
+    /// `directory`, `raw` or `block` (`null` for skipped entries).
+    #[serde(rename = "type")]
+    pub kind: Option<ImageKind>,
+    /// Decision.
+    pub status: Status,
+    /// Why it is ignored, unchecked or skipped.
+    pub reason: Option<String>,
+    /// Resolved path inside the root.
+    pub path: PathBuf,
+    /// The directory entry that led to it, inside the root.
+    pub entry: PathBuf,
+    /// Search directory it was found in.
+    pub search_dir: Option<PathBuf>,
+    /// Position in the layer order, 0 = bottom-most extension; the highest number ends up on top.
+    pub order: Option<usize>,
+}
+
+/// Evaluate one class: discovery plus a compatibility verdict for each directory candidate.
+pub fn evaluate(settings: &ClassSettings) -> Result<Vec<ListEntry>> {
+    let class = settings.class;
+    let root = &settings.root;
+    let initrd = release::host_scope(root) == release::Scope::Initrd;
+    let found = discover::discover(root, class, initrd)?;
+    let host = HostInfo::load(root).map_err(|e| format!("{e:#}"));
+
+    let mut out = Vec::new();
+    for (order, c) in found.images.iter().enumerate() {
+        let (status, reason) = match c.kind {
+            ImageKind::Directory => {
+                match compat::check_tree(
+                    host.as_ref().map_err(|e| e.as_str()),
+                    class,
+                    &c.name,
+                    c.kind,
+                    &c.host_path,
+                    settings.force,
+                ) {
+                    Verdict::Accept => (Status::Accepted, None),
+                    Verdict::Reject(r) => (Status::Ignored, Some(r)),
+                }
+            }
+            ImageKind::Raw | ImageKind::Block => (
+                Status::Unchecked,
+                Some("image file: its extension-release is read when merge opens it".to_string()),
+            ),
+        };
+        out.push(ListEntry {
+            class,
+            name: Some(c.name.clone()),
+            kind: Some(c.kind),
+            status,
+            reason,
+            path: c.path.clone(),
+            entry: c.entry.clone(),
+            search_dir: Some(c.search_dir.clone()),
+            order: Some(order),
+        });
+    }
+    for s in found.skipped {
+        out.push(ListEntry {
+            class,
+            name: None,
+            kind: None,
+            status: Status::Skipped,
+            reason: Some(s.reason),
+            path: s.entry.clone(),
+            entry: s.entry,
+            search_dir: None,
+            order: None,
+        });
+    }
+    Ok(out)
+}
+
+fn kind_str(k: Option<ImageKind>) -> &'static str {
+    match k {
+        Some(ImageKind::Directory) => "directory",
+        Some(ImageKind::Raw) => "raw",
+        Some(ImageKind::Block) => "block",
+        None => "-",
+    }
+}
+
+fn status_str(s: Status) -> &'static str {
+    match s {
+        Status::Accepted => "accepted",
+        Status::Ignored => "ignored",
+        Status::Unchecked => "unchecked",
+        Status::Skipped => "skipped",
+    }
+}
+
+/// Render rows as an aligned table (images first in layer order, then skipped entries).
+pub fn render_table(rows: &[ListEntry], legend: bool) -> String {
+    let mut lines: Vec<[String; 6]> = Vec::new();
+    if legend {
+        lines.push(["CLASS", "NAME", "TYPE", "STATUS", "PATH", "REASON"].map(String::from));
+    }
+    for r in rows {
+        lines.push([
+            r.class.name().to_string(),
+            r.name.clone().unwrap_or_else(|| "-".into()),
+            kind_str(r.kind).to_string(),
+            status_str(r.status).to_string(),
+            r.path.display().to_string(),
+            r.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for l in &lines {
+        for (i, c) in l.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut s = String::new();
+    for l in &lines {
+        let mut line = String::new();
+        for (i, c) in l.iter().enumerate() {
+            if i == 5 {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+    s
+}
+
+/// Run `list` for the selected classes.
+pub fn run(classes: &[ClassSettings], json: JsonMode, legend: bool) -> Result<i32> {
+    let mut rows = Vec::new();
+    for s in classes {
+        rows.extend(evaluate(s)?);
+    }
+    if json != JsonMode::Off {
+        print_json(json, &rows)?;
+    } else if rows.is_empty() {
+        println!("No OS extensions found.");
+    } else {
+        print!("{}", render_table(&rows, legend));
+    }
+    Ok(super::EXIT_SUCCESS)
+}

@@ -1,0 +1,70 @@
+//! The command verbs. Each verb takes resolved settings and returns an exit status.
+
+pub mod list;
+pub mod merge;
+pub mod status;
+pub mod unmerge;
+
+use serde::Serialize;
+
+/// Exit status for success (also: nothing to do).
+pub const EXIT_SUCCESS: i32 = 0;
+/// Exit status for any failure.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit status for invalid command-line usage (clap's convention).
+pub const EXIT_USAGE: i32 = 2;
+
+/// `--json=` output modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum JsonMode {
+    /// Indented JSON.
+    Pretty,
+    /// One line of JSON.
+    Short,
+    /// Human-readable table.
+    #[default]
+    Off,
+}
+
+/// Print a value as JSON in the requested mode.
+pub fn print_json<T: Serialize>(mode: JsonMode, value: &T) -> anyhow::Result<()> {
+    let text = match mode {
+        JsonMode::Pretty => serde_json::to_string_pretty(value)?,
+        _ => serde_json::to_string(value)?,
+    };
+    println!("{text}");
+    Ok(())
+}
+
+/// merge/unmerge/refresh need CAP_SYS_ADMIN; checking root up front gives systemd's clear message.
+pub fn require_privileges() -> anyhow::Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        anyhow::bail!("Need to be privileged (run as root).");
+    }
+    Ok(())
+}
+
+/// Run `f` for every class while holding the run lock of each root involved; a failing class is
+/// logged and the next one still runs (exit status 1 if any failed).
+pub fn for_each_class_locked<T>(
+    classes: &[crate::config::ClassSettings],
+    verb: &str,
+    mut f: impl FnMut(&crate::config::ClassSettings) -> anyhow::Result<T>,
+) -> anyhow::Result<i32> {
+    require_privileges()?;
+    let _locks = classes
+        .iter()
+        .map(|s| crate::lock::lock_path_for(&s.root))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|p| crate::lock::acquire(&p, crate::lock::DEFAULT_TIMEOUT))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut code = EXIT_SUCCESS;
+    for s in classes {
+        if let Err(e) = f(s) {
+            tracing::error!(CLASS = s.class.name(), "{} {verb} failed: {e:#}", s.class);
+            code = EXIT_FAILURE;
+        }
+    }
+    Ok(code)
+}

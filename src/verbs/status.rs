@@ -1,0 +1,144 @@
+//! `status`: which extensions are merged into which hierarchy (systemd's JSON shape).
+
+use crate::chase;
+use crate::class::ImageClass;
+use crate::config::ClassSettings;
+use crate::meta;
+use crate::verbs::{print_json, JsonMode, EXIT_SUCCESS};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::os::unix::fs::MetadataExt;
+
+/// One row, as `systemd-sysext status --json` prints it (plus the class).
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusRow {
+    /// Hierarchy as configured (a path inside the root).
+    pub hierarchy: String,
+    /// Names, or the string `none` when the hierarchy is not merged.
+    pub extensions: serde_json::Value,
+    /// Merge time in µs since the epoch (mtime of the merged root), `null` when not merged.
+    pub since: Option<u64>,
+    /// Extension class.
+    pub class: ImageClass,
+}
+
+/// Rows for one class, sorted by hierarchy; hierarchies that do not exist are left out.
+pub fn rows(s: &ClassSettings) -> Result<Vec<StatusRow>> {
+    let mut out = Vec::new();
+    for h in &s.hierarchies {
+        let p = match chase::chase(&s.root, h) {
+            Ok(r) => r.host,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e).with_context(|| format!("resolving {}", h.display())),
+        };
+        // systemd prints the hierarchy as configured, also with --root.
+        let display = h.display().to_string();
+        if meta::is_ours(&p, s.class)? {
+            let info = meta::read(&p, s.class)?
+                .map(|i| i.extensions)
+                .unwrap_or_default();
+            let md = std::fs::metadata(&p).with_context(|| format!("stat {}", p.display()))?;
+            let since =
+                (md.mtime().max(0) as u64) * 1_000_000 + (md.mtime_nsec().max(0) as u64) / 1000;
+            out.push(StatusRow {
+                hierarchy: display,
+                extensions: info.into(),
+                since: Some(since),
+                class: s.class,
+            });
+        } else {
+            out.push(StatusRow {
+                hierarchy: display,
+                extensions: "none".into(),
+                since: None,
+                class: s.class,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.hierarchy.cmp(&b.hierarchy));
+    Ok(out)
+}
+
+/// Format µs since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (no time zone database in the initrd).
+pub fn format_usec(usec: u64) -> String {
+    let secs = (usec / 1_000_000) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Run `status` for the selected classes.
+pub fn run(classes: &[ClassSettings], json: JsonMode, legend: bool) -> Result<i32> {
+    let mut all = Vec::new();
+    for s in classes {
+        all.extend(rows(s)?);
+    }
+    if json != JsonMode::Off {
+        print_json(json, &all)?;
+        return Ok(EXIT_SUCCESS);
+    }
+    let mut lines = Vec::new();
+    if legend {
+        lines.push([
+            "HIERARCHY".to_string(),
+            "EXTENSIONS".to_string(),
+            "SINCE".to_string(),
+        ]);
+    }
+    for r in &all {
+        let exts = match &r.extensions {
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            other => other.as_str().unwrap_or("none").to_string(),
+        };
+        lines.push([
+            r.hierarchy.clone(),
+            exts,
+            r.since.map(format_usec).unwrap_or_default(),
+        ]);
+    }
+    let w0 = lines.iter().map(|l| l[0].len()).max().unwrap_or(0);
+    let w1 = lines.iter().map(|l| l[1].len()).max().unwrap_or(0);
+    for l in lines {
+        println!(
+            "{}",
+            format!("{:<w0$}  {:<w1$}  {}", l[0], l[1], l[2]).trim_end()
+        );
+    }
+    Ok(EXIT_SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_usec_is_utc_civil_time() {
+        assert_eq!(format_usec(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            format_usec(1_795_305_600_000_000),
+            "2026-11-22 00:00:00 UTC"
+        );
+        assert_eq!(
+            format_usec(951_782_400_000_000 + 3_723_000_000),
+            "2000-02-29 01:02:03 UTC"
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! `unmerge`: remove overlays made by extmerge or systemd-sysext (never anything else).
+
+use crate::chase::{self, host_path};
+use crate::config::ClassSettings;
+use crate::meta;
+use crate::mountns;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Remove one merged overlay from `p`, keeping the submounts it carried.
+fn unmerge_one(s: &ClassSettings, p: &Path) -> Result<()> {
+    let info = meta::read(p, s.class)?;
+    let meta_dir = p.join(s.class.meta_dir_name());
+    // systemd moves submounts into its overlays, so keep copies and put them back where the
+    // detach would otherwise lose them (ours leave the originals underneath: nothing to do then).
+    let mut saved = Vec::new();
+    for sub in mountns::submounts(p)? {
+        if sub.starts_with(&meta_dir) {
+            continue;
+        }
+        saved.push((sub.clone(), mountns::clone_tree(&sub)?));
+    }
+    mountns::detach_lazily(p)?;
+    for (sub, fd) in saved {
+        if sub.exists() && !mountns::is_mount_point(&sub).unwrap_or(true) {
+            if let Err(e) = mountns::attach(&fd, &sub) {
+                tracing::warn!(
+                    "Could not restore mount {} after unmerge: {e:#}",
+                    sub.display()
+                );
+            }
+        }
+    }
+    if let Some(work) = info.and_then(|i| i.work_dir) {
+        remove_workdir(&s.root, &work);
+    }
+    tracing::info!(HIERARCHY = %p.display(), "Unmerged '{}'.", p.display());
+    Ok(())
+}
+
+/// Remove a recorded workdir, but only one that is plainly an overlay workdir inside the root.
+fn remove_workdir(root: &Path, work: &Path) {
+    let name = work
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !(name.starts_with(".systemd-") && name.contains("-workdir")) {
+        tracing::warn!(
+            "Not removing recorded work dir {}: not an overlay work dir name.",
+            work.display()
+        );
+        return;
+    }
+    let p = host_path(root, work);
+    match std::fs::remove_dir_all(&p) {
+        Ok(()) => tracing::debug!("Removed work dir {}.", p.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!("Could not remove work dir {}: {e}", p.display()),
+    }
+}
+
+/// Unmerge every hierarchy of one class, peeling stacked merges; returns what was unmerged.
+pub fn unmerge_class(s: &ClassSettings) -> Result<Vec<PathBuf>> {
+    let mut done = Vec::new();
+    for h in &s.hierarchies {
+        let p = match chase::chase(&s.root, h) {
+            Ok(r) => r.host,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("resolving hierarchy {}", h.display()))
+            }
+        };
+        while meta::is_ours(&p, s.class)? {
+            unmerge_one(s, &p)?;
+            done.push(p.clone());
+        }
+    }
+    Ok(done)
+}
+
+/// `unmerge` for every selected class.
+pub fn run(classes: &[ClassSettings]) -> Result<i32> {
+    super::for_each_class_locked(classes, "unmerge", unmerge_class)
+}

@@ -1,0 +1,809 @@
+//! Versioned directories (`NAME.v/`, `NAME.raw.v/`): entry-name parsing and the choice among
+//! entries, as systemd's `src/shared/vpick.c` does it with `PICK_ARCHITECTURE|PICK_TRIES`.
+//!
+//! Entry names look like `<basename>_<version>[_<arch>][+<left>[-<done>]]<suffix>`.
+
+use crate::chase::{chase, strip_root, ChaseError, Resolved};
+use crate::version::strverscmp_improved;
+use anyhow::Context;
+use std::cmp::Ordering;
+use std::fs::FileType;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+
+/// The parts of a versioned entry name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionedName {
+    /// The version string, never empty (`1.2`, `55`).
+    pub version: String,
+    /// A systemd architecture name (`x86-64`), if the entry carries a known one.
+    pub architecture: Option<String>,
+    /// Boot-counting tries left (`+3`), if present.
+    pub tries_left: Option<u64>,
+    /// Boot-counting tries done (`+3-1`), if present; `+3` alone means 0 done.
+    pub tries_done: Option<u64>,
+}
+
+/// Architecture names systemd knows (`architecture_table` in src/basic/architecture.c).
+pub const ARCHITECTURES: &[&str] = &[
+    "alpha",
+    "arc",
+    "arc-be",
+    "arm",
+    "arm64",
+    "arm64-be",
+    "arm-be",
+    "cris",
+    "ia64",
+    "loongarch64",
+    "m68k",
+    "mips",
+    "mips64",
+    "mips64-le",
+    "mips-le",
+    "nios2",
+    "parisc",
+    "parisc64",
+    "ppc",
+    "ppc64",
+    "ppc64-le",
+    "ppc-le",
+    "riscv32",
+    "riscv64",
+    "s390",
+    "s390x",
+    "sh",
+    "sh64",
+    "sparc",
+    "sparc64",
+    "tilegx",
+    "x32",
+    "x86",
+    "x86-64",
+];
+
+/// systemd's `UINT_MAX` stand-in for "no tries counter", which it compares as a number.
+const TRIES_UNSET: u64 = u32::MAX as u64;
+
+/// The architecture this binary runs as, in systemd's naming (`native_architecture()`).
+pub fn native_architecture() -> &'static str {
+    let little = cfg!(target_endian = "little");
+    match std::env::consts::ARCH {
+        "x86_64" => "x86-64",
+        "x86" => "x86",
+        "aarch64" if little => "arm64",
+        "aarch64" => "arm64-be",
+        "arm" if little => "arm",
+        "arm" => "arm-be",
+        "powerpc64" if little => "ppc64-le",
+        "powerpc64" => "ppc64",
+        "powerpc" => "ppc",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        "riscv32" => "riscv32",
+        "loongarch64" => "loongarch64",
+        "mips64" | "mips64r6" if little => "mips64-le",
+        "mips64" | "mips64r6" => "mips64",
+        "mips" | "mips32r6" if little => "mips-le",
+        "mips" | "mips32r6" => "mips",
+        "sparc64" => "sparc64",
+        "sparc" => "sparc",
+        "m68k" => "m68k",
+        other => other,
+    }
+}
+
+/// systemd's `ARCHITECTURE_SECONDARY` for a native architecture (src/basic/architecture.h).
+pub fn secondary_architecture(native: &str) -> Option<&'static str> {
+    match native {
+        "x86-64" => Some("x86"),
+        "arm64" => Some("arm"),
+        "ppc64" => Some("ppc"),
+        "ppc64-le" => Some("ppc-le"),
+        "s390x" => Some("s390"),
+        _ => None,
+    }
+}
+
+/// Whether an entry's architecture is eligible when no architecture is asked for: native,
+/// secondary, or none at all.
+pub fn architecture_allowed(arch: Option<&str>, native: &str) -> bool {
+    match arch {
+        None => true,
+        Some(a) => a == native || Some(a) == secondary_architecture(native),
+    }
+}
+
+/// systemd's `version_is_valid()`: non-empty, a valid filename part, only `[A-Za-z0-9.,_+-]`.
+pub fn version_is_valid(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b".,_-+".contains(&c))
+}
+
+/// systemd's `safe_atou()` on a digits-only string: `strtoul` base 0, so a leading `0` means
+/// octal (and then `8`/`9` make it invalid); the value must fit an `unsigned`.
+fn safe_atou_digits(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let (digits, radix) = if s.len() > 1 && s.starts_with('0') {
+        (&s[1..], 8)
+    } else {
+        (s, 10)
+    };
+    let mut v: u64 = 0;
+    for c in digits.bytes() {
+        let d = u64::from(c - b'0');
+        if d >= radix {
+            return None;
+        }
+        v = v.checked_mul(radix)?.checked_add(d)?;
+    }
+    (v <= TRIES_UNSET).then_some(v)
+}
+
+/// `parse_tries()`: `+<left>` or `+<left>-<done>`.
+fn parse_tries(s: &str) -> Option<(u64, u64)> {
+    let s = s.strip_prefix('+')?;
+    let n = s.bytes().take_while(u8::is_ascii_digit).count();
+    if n == 0 {
+        return None;
+    }
+    if n == s.len() {
+        return Some((safe_atou_digits(s)?, 0));
+    }
+    let done = s[n..].strip_prefix('-')?;
+    Some((safe_atou_digits(&s[..n])?, safe_atou_digits(done)?))
+}
+
+/// Parse "<basename>_<version>[_<arch>][+<left>[-<done>]]<suffix>" for a given basename and suffix (suffix "" for directories, ".raw" for raw images). None if it does not match.
+///
+/// Like systemd, whatever follows the last `_` is cut off as the architecture field even when it
+/// is not a known architecture name (`foo_1_2` is version `1`, no architecture), and a `+` tail
+/// that is not a valid tries counter stays part of the version.
+pub fn parse_versioned(file_name: &str, basename: &str, suffix: &str) -> Option<VersionedName> {
+    let mut e = if basename.is_empty() {
+        file_name
+    } else {
+        file_name.strip_prefix(basename)?.strip_prefix('_')?
+    };
+    if !suffix.is_empty() {
+        e = e.strip_suffix(suffix)?;
+    }
+
+    let (mut tries_left, mut tries_done) = (None, None);
+    if let Some(plus) = e.rfind('+') {
+        if let Some((left, done)) = parse_tries(&e[plus..]) {
+            tries_left = Some(left);
+            tries_done = Some(done);
+            e = &e[..plus];
+        }
+    }
+
+    let mut architecture = None;
+    if let Some(underscore) = e.rfind('_') {
+        let a = &e[underscore + 1..];
+        architecture = ARCHITECTURES
+            .iter()
+            .find(|k| **k == a)
+            .map(|k| k.to_string());
+        e = &e[..underscore];
+    }
+
+    if !version_is_valid(e) {
+        return None;
+    }
+    Some(VersionedName {
+        version: e.to_string(),
+        architecture,
+        tries_left,
+        tries_done,
+    })
+}
+
+/// `pick_result_compare()`: `Greater` when `a` is the better choice; `*_file` are the file names
+/// used as the last tie-breaker.
+pub fn compare_choices(
+    a: &VersionedName,
+    a_file: &str,
+    b: &VersionedName,
+    b_file: &str,
+    native: &str,
+) -> Ordering {
+    let left = |v: &VersionedName| v.tries_left.unwrap_or(TRIES_UNSET);
+    let done = |v: &VersionedName| v.tries_done.unwrap_or(TRIES_UNSET);
+    let is = |v: &VersionedName, arch: &str| v.architecture.as_deref() == Some(arch);
+
+    let mut d = (left(a) != 0).cmp(&(left(b) != 0));
+    d = d.then_with(|| strverscmp_improved(&a.version, &b.version));
+    d = d.then_with(|| is(a, native).cmp(&is(b, native)));
+    if let Some(secondary) = secondary_architecture(native) {
+        d = d.then_with(|| is(a, secondary).cmp(&is(b, secondary)));
+    }
+    d = d.then_with(|| left(a).cmp(&left(b)));
+    d = d.then_with(|| done(b).cmp(&done(a)));
+    d.then_with(|| a_file.as_bytes().cmp(b_file.as_bytes()))
+}
+
+/// Pick like systemd's path_pick with PICK_ARCHITECTURE|PICK_TRIES: entries with tries left (tries_left != Some(0)) first, then highest version (strverscmp_improved), then native arch, then other allowed arch (only native arch and no-arch entries are eligible when arch given: follow vpick.c), then more tries left, fewer tries done, then file name. Returns index into `names`.
+///
+/// Eligible are entries without an architecture and those of the native or its secondary
+/// architecture (x86 on x86-64), as systemd does when no architecture is asked for.
+pub fn pick(names: &[String], basename: &str, suffix: &str, native_arch: &str) -> Option<usize> {
+    let mut best: Option<(usize, VersionedName)> = None;
+    for (i, name) in names.iter().enumerate() {
+        let Some(v) = parse_versioned(name, basename, suffix) else {
+            continue;
+        };
+        if !architecture_allowed(v.architecture.as_deref(), native_arch) {
+            continue;
+        }
+        let better = match &best {
+            None => true,
+            Some((b, bv)) => compare_choices(&v, name, bv, &names[*b], native_arch).is_gt(),
+        };
+        if better {
+            best = Some((i, v));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// Which inode types a versioned directory's entries must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryType {
+    /// `NAME.v/`: directories.
+    Directory,
+    /// `NAME.raw.v/`: regular files or block devices.
+    FileOrBlock,
+}
+
+impl EntryType {
+    fn accepts(self, ft: &FileType) -> bool {
+        match self {
+            EntryType::Directory => ft.is_dir(),
+            EntryType::FileOrBlock => ft.is_file() || ft.is_block_device(),
+        }
+    }
+}
+
+/// The entry chosen in a versioned directory.
+#[derive(Clone, Debug)]
+pub struct Picked {
+    /// The entry's file name inside the `.v` directory.
+    pub file_name: String,
+    /// Its parsed name.
+    pub name: VersionedName,
+    /// The entry fully resolved inside the root (symlinks followed).
+    pub resolved: Resolved,
+    /// The type of the resolved inode.
+    pub file_type: FileType,
+}
+
+/// Describe a chase failure with in-root paths, for skip reasons and errors.
+pub fn describe_chase_error(root: &Path, err: &ChaseError) -> String {
+    match err {
+        ChaseError::NotFound { path } => {
+            format!("{} does not exist", strip_root(root, path).display())
+        }
+        ChaseError::TooManyLinks { path } => format!(
+            "too many levels of symbolic links at {} (symlink loop?)",
+            strip_root(root, path).display()
+        ),
+        ChaseError::NotADirectory { path } => {
+            format!("{} is not a directory", strip_root(root, path).display())
+        }
+        ChaseError::Io { path, source } => {
+            format!("{}: {source}", strip_root(root, path).display())
+        }
+    }
+}
+
+/// Resolve the versioned directory `vdir` (in-root, may be a symlink) and pick its best entry
+/// whose resolved type fits `want`; `Ok(None)` when nothing matches.
+///
+/// As in systemd, entries of the wrong type are passed over, but an entry that matches the
+/// name pattern and cannot be resolved (dangling symlink, loop) fails the whole pick.
+pub fn pick_in_root(
+    root: &Path,
+    vdir: &Path,
+    basename: &str,
+    suffix: &str,
+    want: EntryType,
+    native_arch: &str,
+) -> anyhow::Result<Option<Picked>> {
+    let dir = chase(root, vdir)
+        .map_err(|e| anyhow::anyhow!("{}", describe_chase_error(root, &e)))
+        .with_context(|| format!("cannot resolve versioned directory {}", vdir.display()))?;
+    let mut entries: Vec<std::ffi::OsString> = std::fs::read_dir(&dir.host)
+        .and_then(|it| it.map(|e| e.map(|e| e.file_name())).collect())
+        .with_context(|| format!("cannot read versioned directory {}", dir.in_root.display()))?;
+    // readdir order is arbitrary; sorting makes the (rare) full ties deterministic.
+    entries.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+
+    let mut best: Option<(Picked, String)> = None;
+    for entry in entries {
+        // Name parts are ASCII-delimited, so a lossy view parses exactly like the raw bytes.
+        let file_name = entry.to_string_lossy().into_owned();
+        let Some(name) = parse_versioned(&file_name, basename, suffix) else {
+            continue;
+        };
+        if !architecture_allowed(name.architecture.as_deref(), native_arch) {
+            tracing::debug!(
+                "{}: architecture {:?} is not ours, ignoring entry",
+                dir.in_root.join(&entry).display(),
+                name.architecture
+            );
+            continue;
+        }
+        let in_root = dir.in_root.join(&entry);
+        let resolved = chase(root, &in_root)
+            .map_err(|e| anyhow::anyhow!("{}", describe_chase_error(root, &e)))
+            .with_context(|| format!("cannot resolve {}", in_root.display()))?;
+        let file_type = std::fs::symlink_metadata(&resolved.host)
+            .with_context(|| format!("cannot stat {}", resolved.in_root.display()))?
+            .file_type();
+        if !want.accepts(&file_type) {
+            tracing::debug!("{}: wrong inode type, ignoring entry", in_root.display());
+            continue;
+        }
+        // systemd breaks the last tie on the file name of the resolved path (PICK_RESOLVE).
+        let tie = resolved
+            .in_root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let better = match &best {
+            None => true,
+            Some((b, btie)) => compare_choices(&name, &tie, &b.name, btie, native_arch).is_gt(),
+        };
+        if better {
+            best = Some((
+                Picked {
+                    file_name,
+                    name,
+                    resolved,
+                    file_type,
+                },
+                tie,
+            ));
+        }
+    }
+    Ok(best.map(|(p, _)| p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(version: &str, arch: Option<&str>, left: Option<u64>, done: Option<u64>) -> VersionedName {
+        VersionedName {
+            version: version.into(),
+            architecture: arch.map(str::to_string),
+            tries_left: left,
+            tries_done: done,
+        }
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn picked<'a>(
+        list: &'a [String],
+        basename: &str,
+        suffix: &str,
+        native: &str,
+    ) -> Option<&'a str> {
+        pick(list, basename, suffix, native).map(|i| list[i].as_str())
+    }
+
+    /// test-vpick.c's choice with an explicit `filter.architecture`: only that architecture matches.
+    fn pick_explicit<'a>(
+        list: &'a [String],
+        basename: &str,
+        suffix: &str,
+        arch: &str,
+    ) -> Option<&'a str> {
+        let native = native_architecture();
+        let mut best: Option<(usize, VersionedName)> = None;
+        for (i, n) in list.iter().enumerate() {
+            let Some(p) = parse_versioned(n, basename, suffix) else {
+                continue;
+            };
+            if p.architecture.as_deref() != Some(arch) {
+                continue;
+            }
+            if best
+                .as_ref()
+                .is_none_or(|(b, bv)| compare_choices(&p, n, bv, &list[*b], native).is_gt())
+            {
+                best = Some((i, p));
+            }
+        }
+        best.map(|(i, _)| list[i].as_str())
+    }
+
+    #[test]
+    fn parse_plain_and_suffixes() {
+        assert_eq!(
+            parse_versioned("foo_1.0", "foo", ""),
+            Some(v("1.0", None, None, None))
+        );
+        assert_eq!(
+            parse_versioned("foo_1.0.raw", "foo", ".raw"),
+            Some(v("1.0", None, None, None))
+        );
+        assert_eq!(
+            parse_versioned("foo_1.0.raw", "foo", ""),
+            Some(v("1.0.raw", None, None, None))
+        );
+        assert_eq!(parse_versioned("foo_1.0", "foo", ".raw"), None);
+        assert_eq!(parse_versioned("foo-1.0.raw", "foo", ".raw"), None);
+        assert_eq!(parse_versioned("foobar_1.raw", "foo", ".raw"), None);
+        assert_eq!(parse_versioned("foo_.raw", "foo", ".raw"), None);
+        assert_eq!(
+            parse_versioned("foo_1.0.sysext.raw", "foo", ".sysext.raw"),
+            Some(v("1.0", None, None, None))
+        );
+        // empty basename: the whole name (minus suffix) is parsed
+        assert_eq!(
+            parse_versioned("1.2.raw", "", ".raw"),
+            Some(v("1.2", None, None, None))
+        );
+    }
+
+    #[test]
+    fn parse_architecture() {
+        assert_eq!(
+            parse_versioned("foo_7_x86-64.raw", "foo", ".raw"),
+            Some(v("7", Some("x86-64"), None, None))
+        );
+        assert_eq!(
+            parse_versioned("foo_5_ia64.raw", "foo", ".raw"),
+            Some(v("5", Some("ia64"), None, None))
+        );
+        // unknown "architecture" after the last '_' is still cut off (vpick.c chops unconditionally)
+        assert_eq!(
+            parse_versioned("foo_1_2.raw", "foo", ".raw"),
+            Some(v("1", None, None, None))
+        );
+        assert_eq!(
+            parse_versioned("foo_1.0_rc1", "foo", ""),
+            Some(v("1.0", None, None, None))
+        );
+        // architecture names are case sensitive
+        assert_eq!(
+            parse_versioned("foo_1_X86-64", "foo", ""),
+            Some(v("1", None, None, None))
+        );
+    }
+
+    #[test]
+    fn parse_tries_counters() {
+        assert_eq!(
+            parse_versioned("quux_2_s390+4-6.raw", "quux", ".raw"),
+            Some(v("2", Some("s390"), Some(4), Some(6)))
+        );
+        assert_eq!(
+            parse_versioned("foo_3+5", "foo", ""),
+            Some(v("3", None, Some(5), Some(0)))
+        );
+        assert_eq!(
+            parse_versioned("foo_3+0-10", "foo", ""),
+            Some(v("3", None, Some(0), Some(10)))
+        );
+        // not a counter: stays in the version, which allows '+'
+        assert_eq!(
+            parse_versioned("foo_3+x", "foo", ""),
+            Some(v("3+x", None, None, None))
+        );
+        assert_eq!(
+            parse_versioned("foo_3+1-", "foo", ""),
+            Some(v("3+1-", None, None, None))
+        );
+        // the last '+' is the counter
+        assert_eq!(
+            parse_versioned("foo_1+2+3", "foo", ""),
+            Some(v("1+2", None, Some(3), Some(0)))
+        );
+        // strtoul base 0: leading zero is octal, and 8/9 then make it no counter
+        assert_eq!(
+            parse_versioned("foo_1+010", "foo", ""),
+            Some(v("1", None, Some(8), Some(0)))
+        );
+        assert_eq!(
+            parse_versioned("foo_1+09", "foo", ""),
+            Some(v("1+09", None, None, None))
+        );
+        // must fit an unsigned int
+        assert_eq!(
+            parse_versioned("foo_1+4294967295", "foo", "")
+                .unwrap()
+                .tries_left,
+            Some(4294967295)
+        );
+        assert_eq!(
+            parse_versioned("foo_1+4294967296", "foo", ""),
+            Some(v("1+4294967296", None, None, None))
+        );
+    }
+
+    #[test]
+    fn parse_rejects_invalid_versions() {
+        // '~' and '^' are not allowed in vpick versions (version_is_valid)
+        assert_eq!(parse_versioned("foo_1.0~rc1", "foo", ""), None);
+        assert_eq!(parse_versioned("foo_1.0^p1", "foo", ""), None);
+        assert_eq!(parse_versioned("foo_1 0", "foo", ""), None);
+        assert_eq!(
+            parse_versioned("foo_1,0", "foo", ""),
+            Some(v("1,0", None, None, None))
+        );
+        // no '_' left, so no architecture field: "x86-64" is taken as the version
+        assert_eq!(
+            parse_versioned("foo_x86-64", "foo", ""),
+            Some(v("x86-64", None, None, None))
+        );
+    }
+
+    /// The enumeration case of test-vpick.c `TEST(path_pick)`.
+    #[test]
+    fn test_vpick_foo_v() {
+        let mut list = names(&[
+            "foo_5.5.raw",
+            "foo_55.raw",
+            "foo_5.raw",
+            "foo_5_ia64.raw",
+            "foo_7.raw",
+            "foo_7_x86-64.raw",
+            "foo_55_x86-64.raw",
+            "foo_55_x86.raw",
+            "foo_99_x86.raw",
+            "foo_100_sparc.raw",
+            "quux_1_s390.raw",
+            "quux_2_s390+4-6.raw",
+            "quux_3_s390+0-10.raw",
+        ]);
+
+        // on x86-64 (x86 is secondary) the highest version wins even if it is the secondary arch
+        assert_eq!(
+            picked(&list, "foo", ".raw", "x86-64"),
+            Some("foo_99_x86.raw")
+        );
+        assert_eq!(picked(&list, "foo", ".raw", "x86"), Some("foo_99_x86.raw"));
+
+        assert_eq!(
+            pick_explicit(&list, "foo", ".raw", "x86-64"),
+            Some("foo_55_x86-64.raw")
+        );
+        assert_eq!(
+            pick_explicit(&list, "foo", ".raw", "ia64"),
+            Some("foo_5_ia64.raw")
+        );
+        assert_eq!(pick_explicit(&list, "foo", ".raw", "cris"), None);
+
+        list.retain(|n| n != "foo_99_x86.raw");
+        assert_eq!(
+            picked(&list, "foo", ".raw", "x86-64"),
+            Some("foo_55_x86-64.raw")
+        );
+        assert_eq!(picked(&list, "foo", ".raw", "x86"), Some("foo_55_x86.raw"));
+
+        // the tries counter: +0 is deprioritised even though its version is higher
+        assert_eq!(
+            pick_explicit(&list, "quux", ".raw", "s390"),
+            Some("quux_2_s390+4-6.raw")
+        );
+        assert_eq!(
+            picked(&list, "quux", ".raw", "s390x"),
+            Some("quux_2_s390+4-6.raw")
+        );
+    }
+
+    #[test]
+    fn pick_version_order() {
+        let list = names(&["foo_1.10", "foo_1.9", "foo_1.2", "foo_1.10.1"]);
+        assert_eq!(picked(&list, "foo", "", "x86-64"), Some("foo_1.10.1"));
+        let list = names(&["foo_9", "foo_10", "foo_9.99"]);
+        assert_eq!(picked(&list, "foo", "", "x86-64"), Some("foo_10"));
+        // strverscmp: a release after '-' is newer than the bare version
+        let list = names(&["foo_10-1", "foo_10"]);
+        assert_eq!(picked(&list, "foo", "", "x86-64"), Some("foo_10-1"));
+    }
+
+    #[test]
+    fn pick_arch_preference_native_then_secondary_then_none() {
+        let list = names(&["foo_1", "foo_1_x86", "foo_1_x86-64", "foo_1_arm64"]);
+        assert_eq!(picked(&list, "foo", "", "x86-64"), Some("foo_1_x86-64"));
+        let list = names(&["foo_1", "foo_1_x86", "foo_1_arm64"]);
+        assert_eq!(picked(&list, "foo", "", "x86-64"), Some("foo_1_x86"));
+        assert_eq!(picked(&list, "foo", "", "arm64"), Some("foo_1_arm64"));
+        let list = names(&["foo_1", "foo_2_arm64"]);
+        assert_eq!(picked(&list, "foo", "", "x86-64"), Some("foo_1"));
+        // foreign architecture only: nothing eligible
+        let list = names(&["foo_2_arm64", "foo_3_sparc"]);
+        assert_eq!(picked(&list, "foo", "", "x86-64"), None);
+        // riscv64 has no secondary architecture
+        let list = names(&["foo_1_riscv32", "foo_1"]);
+        assert_eq!(picked(&list, "foo", "", "riscv64"), Some("foo_1"));
+    }
+
+    #[test]
+    fn pick_tries() {
+        // exhausted entries (tries_left == 0) lose against any other, whatever the version
+        let list = names(&["foo_9+0", "foo_1+1"]);
+        assert_eq!(picked(&list, "foo", "", "x86-64"), Some("foo_1+1"));
+        // ...but are still picked when they are all there is
+        let list = names(&["foo_9+0-3", "foo_8+0"]);
+        assert_eq!(picked(&list, "foo", "", "x86-64"), Some("foo_9+0-3"));
+        // same version: more tries left, then fewer done
+        let list = names(&["foo_1+2", "foo_1+3-5"]);
+        assert_eq!(picked(&list, "foo", "", "x86-64"), Some("foo_1+3-5"));
+        let list = names(&["foo_1+3-1", "foo_1+3-5", "foo_1+3-0"]);
+        assert_eq!(picked(&list, "foo", "", "x86-64"), Some("foo_1+3-0"));
+        // no counter counts as UINT_MAX tries left, so it beats a counted entry of the same version
+        let list = names(&["foo_1+3", "foo_1"]);
+        assert_eq!(picked(&list, "foo", "", "x86-64"), Some("foo_1"));
+    }
+
+    #[test]
+    fn pick_file_name_breaks_ties() {
+        // "1" and "01" are the same version; the file name decides, independent of list order
+        for list in [names(&["foo_01", "foo_1"]), names(&["foo_1", "foo_01"])] {
+            assert_eq!(picked(&list, "foo", "", "x86-64"), Some("foo_1"));
+        }
+        assert_eq!(pick(&[], "foo", "", "x86-64"), None);
+    }
+
+    #[test]
+    fn compare_is_antisymmetric_on_samples() {
+        let samples = [
+            (v("1", None, None, None), "a"),
+            (v("1", Some("x86-64"), None, None), "b"),
+            (v("1", Some("x86"), Some(0), Some(1)), "c"),
+            (v("2", None, Some(3), Some(0)), "d"),
+            (v("2", None, Some(3), Some(2)), "e"),
+        ];
+        for (a, an) in &samples {
+            for (b, bn) in &samples {
+                assert_eq!(
+                    compare_choices(a, an, b, bn, "x86-64"),
+                    compare_choices(b, bn, a, an, "x86-64").reverse()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn native_architecture_is_a_systemd_name() {
+        assert!(ARCHITECTURES.contains(&native_architecture()));
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(native_architecture(), "x86-64");
+            assert_eq!(secondary_architecture("x86-64"), Some("x86"));
+        }
+    }
+
+    #[test]
+    fn safe_atou_matches_strtoul_base0() {
+        assert_eq!(safe_atou_digits("0"), Some(0));
+        assert_eq!(safe_atou_digits("7"), Some(7));
+        assert_eq!(safe_atou_digits("017"), Some(15));
+        assert_eq!(safe_atou_digits("018"), None);
+        assert_eq!(safe_atou_digits(""), None);
+        assert_eq!(safe_atou_digits("99999999999999999999999"), None);
+    }
+
+    mod io {
+        use super::super::*;
+        use std::os::unix::fs::symlink;
+        use std::path::PathBuf;
+
+        fn root() -> (tempfile::TempDir, PathBuf) {
+            let t = tempfile::tempdir().unwrap();
+            let r = std::fs::canonicalize(t.path()).unwrap();
+            (t, r)
+        }
+
+        #[test]
+        fn picks_highest_directory_and_passes_over_wrong_types() {
+            let (_t, r) = root();
+            std::fs::create_dir_all(r.join("e/foo.v/foo_1.0")).unwrap();
+            std::fs::create_dir_all(r.join("e/foo.v/foo_1.2")).unwrap();
+            std::fs::write(r.join("e/foo.v/foo_1.9"), "not a dir").unwrap();
+            let p = pick_in_root(
+                &r,
+                Path::new("/e/foo.v"),
+                "foo",
+                "",
+                EntryType::Directory,
+                "x86-64",
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(p.file_name, "foo_1.2");
+            assert_eq!(p.resolved.in_root, PathBuf::from("/e/foo.v/foo_1.2"));
+            assert!(p.file_type.is_dir());
+        }
+
+        #[test]
+        fn resolves_symlinks_inside_root() {
+            let (_t, r) = root();
+            std::fs::create_dir_all(r.join("store")).unwrap();
+            std::fs::write(r.join("store/foo-2.raw"), "").unwrap();
+            std::fs::create_dir_all(r.join("e/real.v")).unwrap();
+            symlink("/store/foo-2.raw", r.join("e/real.v/foo_2.raw")).unwrap();
+            symlink("real.v", r.join("e/foo.raw.v")).unwrap();
+            let p = pick_in_root(
+                &r,
+                Path::new("/e/foo.raw.v"),
+                "foo",
+                ".raw",
+                EntryType::FileOrBlock,
+                "x86-64",
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(p.name.version, "2");
+            assert_eq!(p.resolved.in_root, PathBuf::from("/store/foo-2.raw"));
+            assert_eq!(p.resolved.host, r.join("store/foo-2.raw"));
+        }
+
+        #[test]
+        fn dangling_matching_entry_fails_the_pick_like_systemd() {
+            let (_t, r) = root();
+            std::fs::create_dir_all(r.join("e/foo.v/foo_1")).unwrap();
+            symlink("/nowhere", r.join("e/foo.v/foo_2")).unwrap();
+            let err = pick_in_root(
+                &r,
+                Path::new("/e/foo.v"),
+                "foo",
+                "",
+                EntryType::Directory,
+                "x86-64",
+            )
+            .unwrap_err();
+            assert!(format!("{err:#}").contains("/e/foo.v/foo_2"), "{err:#}");
+            // a dangling entry that does not match the pattern is never looked at
+            std::fs::remove_file(r.join("e/foo.v/foo_2")).unwrap();
+            symlink("/nowhere", r.join("e/foo.v/bar_2")).unwrap();
+            let p = pick_in_root(
+                &r,
+                Path::new("/e/foo.v"),
+                "foo",
+                "",
+                EntryType::Directory,
+                "x86-64",
+            )
+            .unwrap();
+            assert_eq!(p.unwrap().file_name, "foo_1");
+        }
+
+        #[test]
+        fn empty_or_missing_versioned_directory() {
+            let (_t, r) = root();
+            std::fs::create_dir_all(r.join("e/foo.v")).unwrap();
+            assert!(pick_in_root(
+                &r,
+                Path::new("/e/foo.v"),
+                "foo",
+                "",
+                EntryType::Directory,
+                "x86-64"
+            )
+            .unwrap()
+            .is_none());
+            assert!(pick_in_root(
+                &r,
+                Path::new("/e/bar.v"),
+                "bar",
+                "",
+                EntryType::Directory,
+                "x86-64"
+            )
+            .is_err());
+        }
+    }
+}

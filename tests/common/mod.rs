@@ -1,0 +1,182 @@
+//! Helpers shared by the integration tests (root, host kernel, private mount namespaces).
+#![allow(dead_code)]
+
+use std::ffi::c_int;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rustix::mount::{mount_change, MountPropagationFlags};
+
+/// How long autoclear may take to release a loop device after its last close.
+pub const LOOP_RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Panic unless running as root: these tests must run, never silently skip (CI is root).
+pub fn require_root() {
+    if !rustix::process::geteuid().is_root() {
+        panic!("this test needs root (mount namespaces, loop devices, mounts); run it as root");
+    }
+}
+
+// rustix only exposes unshare() behind its `thread` feature, which the crate does not
+// enable; glibc's wrapper is linked into every test binary anyway.
+extern "C" {
+    fn unshare(flags: c_int) -> c_int;
+}
+const CLONE_NEWNS: c_int = 0x0002_0000;
+
+/// Move the calling thread into a new mount namespace in which "/" is recursively
+/// private, so nothing mounted by the test propagates to the host.
+pub fn enter_private_mount_ns() {
+    require_root();
+    // SAFETY: unshare(CLONE_NEWNS) only changes this thread's namespace (and fs_struct),
+    // it touches no memory.
+    if unsafe { unshare(CLONE_NEWNS) } != 0 {
+        panic!("unshare(CLONE_NEWNS): {}", std::io::Error::last_os_error());
+    }
+    mount_change(
+        "/",
+        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+    )
+    .unwrap_or_else(|e| panic!("making / recursively private: {e}"));
+}
+
+/// Run a command, panicking with its stderr when it fails.
+pub fn run(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (is the tool installed?)"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed with {}:\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Create files (parents included) below `root`; paths are relative.
+///
+/// An absolute path would make `Path::join` discard `root` and write onto the host: refuse it.
+pub fn write_files(root: &Path, files: &[(&str, &str)]) {
+    for (rel, contents) in files {
+        assert!(
+            !rel.starts_with('/') && !rel.split('/').any(|c| c == ".."),
+            "write_files: '{rel}' must be relative and stay below {}",
+            root.display()
+        );
+        let path = root.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .unwrap_or_else(|e| panic!("mkdir -p {}: {e}", parent.display()));
+        }
+        std::fs::write(&path, contents)
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+}
+
+/// Build a squashfs image of `src_dir` at `out`.
+pub fn mkfs_squashfs(src_dir: &Path, out: &Path) {
+    run(Command::new("mksquashfs").arg(src_dir).arg(out).args([
+        "-noappend",
+        "-all-root",
+        "-quiet",
+        "-no-progress",
+    ]));
+}
+
+/// Build an erofs image of `src_dir` at `out`.
+pub fn mkfs_erofs(src_dir: &Path, out: &Path) {
+    run(Command::new("mkfs.erofs")
+        .args(["--quiet", "--all-root"])
+        .arg(out)
+        .arg(src_dir));
+}
+
+/// Build an ext4 image of `size_mb` MiB populated from `src_dir` at `out`.
+pub fn mkfs_ext4(src_dir: &Path, out: &Path, size_mb: u32) {
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-E", "root_owner=0:0", "-d"])
+        .arg(src_dir)
+        .arg(out)
+        .arg(format!("{size_mb}M")));
+}
+
+/// Build a (sparse, shrunk) btrfs image populated from `src_dir` at `out`.
+pub fn mkfs_btrfs(src_dir: &Path, out: &Path) {
+    // mkfs.btrfs stats the target before creating it; an existing file avoids a
+    // spurious "zoned: unable to stat" error message.
+    std::fs::File::create(out).unwrap_or_else(|e| panic!("creating {}: {e}", out.display()));
+    run(Command::new("mkfs.btrfs")
+        .args(["-q", "-f", "--shrink", "--rootdir"])
+        .arg(src_dir)
+        .arg(out));
+}
+
+/// Mount table of the calling thread's namespace.
+///
+/// `/proc/thread-self`, not `/proc/self`: under `cargo test` tests are threads, and
+/// only the unsharing thread is in the private namespace.
+pub fn mountinfo() -> String {
+    std::fs::read_to_string("/proc/thread-self/mountinfo")
+        .unwrap_or_else(|e| panic!("reading /proc/thread-self/mountinfo: {e}"))
+}
+
+/// Lines of this thread's mountinfo containing `s`.
+pub fn mountinfo_lines_containing(s: &str) -> Vec<String> {
+    mountinfo()
+        .lines()
+        .filter(|l| l.contains(s))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Loop devices whose backing file is below `dir` (from sysfs), as (device, backing).
+pub fn loops_below(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
+    extmerge::image::loopdev::loops_backed_by(dir)
+}
+
+/// Poll `cond` every 10 ms until it holds or `timeout` passes; returns its last value.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Asserts that nothing (mount or loop device) refers to a test directory any more.
+pub struct LeakCheck {
+    dir: PathBuf,
+}
+
+impl LeakCheck {
+    /// Watch `dir` (resolved, since mountinfo and sysfs show resolved paths).
+    pub fn new(dir: &Path) -> LeakCheck {
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        LeakCheck { dir }
+    }
+
+    /// Panic if a mount or a loop device still refers to the directory. Loop devices
+    /// get a bounded grace period: autoclear runs after the last close, asynchronously.
+    pub fn assert_clean(&self) {
+        let dir = self.dir.to_string_lossy().into_owned();
+        let mounts = mountinfo_lines_containing(&dir);
+        assert!(
+            mounts.is_empty(),
+            "mounts still refer to {dir}: {mounts:#?}"
+        );
+        let released = wait_until(LOOP_RELEASE_TIMEOUT, || loops_below(&self.dir).is_empty());
+        assert!(
+            released,
+            "loop devices still backed by files below {dir} after {LOOP_RELEASE_TIMEOUT:?}: {:#?}",
+            loops_below(&self.dir)
+        );
+    }
+}

@@ -1,0 +1,992 @@
+//! Differential tests against the real systemd-sysext/systemd-confext 262 from a Debian unstable
+//! chroot (`make chroot`): the same scenario tree is merged by systemd on one copy and by
+//! extmerge on an identical copy, then the accepted sets, the merged file listings, the meta
+//! files and the overlay shapes are compared. Deliberate differences are asserted as such.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn chroot_dir() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/chroot/unstable");
+    assert!(
+        p.join(".extmerge-ready").exists() && p.join("usr/bin/systemd-sysext").exists(),
+        "the Debian unstable chroot is missing: run `make chroot` (make test does it)"
+    );
+    // mountinfo shows canonical paths: compare against those.
+    std::fs::canonicalize(&p).unwrap()
+}
+
+/// A private namespace with the chroot's /proc, /sys, /dev, /run and two scenario copies.
+/// The chroot is bind-mounted onto itself first: systemd's dissect helper makes "/" a slave
+/// mount, which fails with EINVAL when the chroot's "/" is not a mount point.
+struct Env {
+    chroot: PathBuf,
+    _t: tempfile::TempDir,
+    /// Mount point inside the chroot for systemd's copy (path as seen from inside).
+    sd_inner: PathBuf,
+    /// Host path of systemd's copy, as seen through the chroot (the one to inspect).
+    sd: PathBuf,
+    /// Host path of extmerge's copy.
+    ours: PathBuf,
+    leak: LeakCheck,
+}
+
+fn sh(cmd: &str) {
+    run(Command::new("sh").args(["-euc", cmd]));
+}
+
+impl Env {
+    fn new() -> Env {
+        enter_private_mount_ns();
+        let chroot = chroot_dir();
+        let c = chroot.display();
+        sh(&format!(
+            "mount --bind {c} {c}; mount -t proc proc {c}/proc; mount --rbind /sys {c}/sys; mount --rbind /dev {c}/dev; \
+             mount -t tmpfs -o mode=755 tmpfs {c}/run; mount -t tmpfs tmpfs {c}/tmp"
+        ));
+        let t = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(t.path()).unwrap();
+        let sd_inner = PathBuf::from("/tmp/sd");
+        let sd = chroot.join("tmp/sd");
+        std::fs::create_dir_all(&sd).unwrap();
+        let leak = LeakCheck::new(&base);
+        Env {
+            chroot,
+            _t: t,
+            sd_inner,
+            sd,
+            ours: base.join("ours"),
+            leak,
+        }
+    }
+
+    /// Copy the scenario tree to both places; systemd's copy is a shared bind so the mounts its
+    /// private child makes propagate back (DESIGN.md, "Known traps").
+    fn place(&self, tree: &Path) {
+        run(Command::new("cp").arg("-a").arg(tree).arg(&self.ours));
+        run(Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", tree.display()))
+            .arg(&self.sd));
+        run(Command::new("mount")
+            .arg("--bind")
+            .arg(&self.sd)
+            .arg(&self.sd));
+        run(Command::new("mount").arg("--make-rshared").arg(&self.sd));
+    }
+
+    fn systemd(&self, class: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new("chroot");
+        c.arg(&self.chroot)
+            .arg(format!("/usr/bin/systemd-{class}"))
+            .args(args);
+        c.arg(format!("--root={}", self.sd_inner.display()));
+        c.env_clear()
+            .env("PATH", "/usr/bin:/usr/sbin")
+            .env("SYSTEMD_LOG_LEVEL", "debug");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+
+    fn ours(&self, class: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_extmerge"));
+        c.arg(format!("--class={class}"))
+            .args(args)
+            .arg(format!("--root={}", self.ours.display()));
+        c.env_remove("JOURNAL_STREAM").env("EXTMERGE_LOG", "debug");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+
+    fn finish(self) {
+        let out = self.ours("all", &["unmerge"], &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg("-l")
+            .arg(&self.sd)
+            .status();
+        let c = self.chroot.display();
+        sh(&format!("umount -R -l {c}"));
+        self.leak.assert_clean();
+    }
+}
+
+/// (path, type, mode, uid, gid, content hash or link target) of every entry below `dir`.
+fn listing(dir: &Path, skip: &str) -> BTreeMap<String, String> {
+    fn walk(base: &Path, dir: &Path, skip: &str, out: &mut BTreeMap<String, String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            if rel == skip {
+                continue;
+            }
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let ft = m.file_type();
+            let what = if ft.is_symlink() {
+                format!("link->{}", std::fs::read_link(&p).unwrap().display())
+            } else if ft.is_dir() {
+                "dir".to_string()
+            } else if ft.is_file() {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                std::fs::read(&p).unwrap().hash(&mut h);
+                format!("file:{:016x}", h.finish())
+            } else if ft.is_char_device() {
+                format!("char:{}", m.rdev())
+            } else {
+                "other".to_string()
+            };
+            out.insert(
+                rel,
+                format!(
+                    "{what} {:o} {}:{}",
+                    m.permissions().mode() & 0o7777,
+                    m.uid(),
+                    m.gid()
+                ),
+            );
+            if ft.is_dir() {
+                walk(base, &p, skip, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, skip, &mut out);
+    out
+}
+
+/// Mount attributes and overlay shape of the mount at `target`, with paths made root-relative.
+fn overlay_shape(target: &Path, roots: &[&Path]) -> Option<String> {
+    let norm = |v: &str| {
+        let mut v = v.to_string();
+        for r in roots {
+            v = v.replace(&*r.to_string_lossy(), "<root>");
+        }
+        v
+    };
+    let t = target.to_string_lossy().into_owned();
+    let info = mountinfo();
+    let line = info
+        .lines()
+        .rfind(|l| l.split(' ').nth(4) == Some(t.as_str()))?;
+    let opts: Vec<&str> = line
+        .split(' ')
+        .nth(5)
+        .unwrap()
+        .split(',')
+        .filter(|o| !o.starts_with("relatime"))
+        .collect();
+    let sup = line.split(" - ").nth(1).unwrap();
+    let mut parts = sup.split(' ');
+    let (fstype, source, superopts) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap_or(""),
+    );
+    let mut lowers = 0;
+    let mut rest = Vec::new();
+    for o in superopts.split(',') {
+        if let Some(v) = o.strip_prefix("lowerdir=") {
+            lowers += v.split(':').count();
+        } else if o.starts_with("lowerdir+=") {
+            lowers += 1;
+        } else if let Some(v) = o.strip_prefix("upperdir=") {
+            rest.push(format!("upperdir={}", norm(v)));
+        } else if let Some(v) = o.strip_prefix("workdir=") {
+            rest.push(format!("workdir={}", norm(v)));
+        } else if o != "rw" && o != "ro" && !o.starts_with("uuid=") {
+            rest.push(o.to_string());
+        }
+    }
+    rest.sort();
+    let mut opts = opts;
+    opts.sort();
+    Some(format!(
+        "{fstype} {source} [{}] lowers={lowers} {}",
+        opts.join(","),
+        rest.join(",")
+    ))
+}
+
+/// One scenario: a tree builder, the class, extra args and environment.
+struct Scenario {
+    name: &'static str,
+    class: &'static str,
+    hierarchies: &'static [&'static str],
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+    build: fn(&Path),
+}
+
+fn w(root: &Path, files: &[(&str, &str)]) {
+    write_files(root, files);
+}
+
+fn sysext_dir(root: &Path, at: &str, name: &str, release: &str, file: &str, content: &str) {
+    let dir = root.join(at);
+    w(
+        &dir,
+        &[
+            (
+                &format!("usr/lib/extension-release.d/extension-release.{name}"),
+                release,
+            ),
+            (file, content),
+        ],
+    );
+}
+
+fn image(root: &Path, at: &str, name: &str, release: &str, fs: &str) {
+    let src = root.parent().unwrap().join("img-src").join(name);
+    sysext_dir(
+        &src,
+        ".",
+        name,
+        release,
+        &format!("usr/share/{name}/data"),
+        name,
+    );
+    let out = root.join(at);
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    match fs {
+        "squashfs" => mkfs_squashfs(&src, &out),
+        "erofs" => mkfs_erofs(&src, &out),
+        _ => mkfs_ext4(&src, &out, 8),
+    }
+}
+
+fn host(root: &Path, os_release: &str) {
+    w(
+        root,
+        &[
+            ("usr/lib/os-release", os_release),
+            ("usr/bin/host", "h"),
+            ("usr/share/doc/x", "host"),
+            ("etc/hostname", "h\n"),
+            ("opt/hostopt", "o"),
+        ],
+    );
+}
+
+const OS: &str = "ID=debian\nID_LIKE=\"linux-family other\"\nVERSION_ID=13\nSYSEXT_LEVEL=1.0\n";
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "dir_any",
+            class: "sysext",
+            hierarchies: &["usr", "opt"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/a",
+                    "a",
+                    "ID=_any\n",
+                    "usr/bin/a",
+                    "a",
+                );
+            },
+        },
+        Scenario {
+            name: "id_and_version",
+            class: "sysext",
+            hierarchies: &["usr"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                sysext_dir(
+                    r,
+                    "etc/extensions/v",
+                    "v",
+                    "ID=debian\nVERSION_ID=13\n",
+                    "usr/bin/v",
+                    "v",
+                );
+            },
+        },
+        Scenario {
+            name: "id_like",
+            class: "sysext",
+            hierarchies: &["usr"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                sysext_dir(
+                    r,
+                    "run/extensions/l",
+                    "l",
+                    "ID=other\nVERSION_ID=13\n",
+                    "usr/bin/l",
+                    "l",
+                );
+            },
+        },
+        Scenario {
+            name: "version_mismatch_ignored",
+            class: "sysext",
+            hierarchies: &["usr"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/old",
+                    "old",
+                    "ID=debian\nVERSION_ID=12\n",
+                    "usr/bin/old",
+                    "o",
+                );
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/new",
+                    "new",
+                    "ID=debian\nVERSION_ID=13\n",
+                    "usr/bin/new",
+                    "n",
+                );
+            },
+        },
+        Scenario {
+            name: "level_beats_version",
+            class: "sysext",
+            hierarchies: &["usr"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/lv",
+                    "lv",
+                    "ID=debian\nVERSION_ID=99\nSYSEXT_LEVEL=1.0\n",
+                    "usr/bin/lv",
+                    "l",
+                );
+            },
+        },
+        Scenario {
+            name: "architecture_mismatch",
+            class: "sysext",
+            hierarchies: &["usr"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/arm",
+                    "arm",
+                    "ID=_any\nARCHITECTURE=s390x\n",
+                    "usr/bin/arm",
+                    "a",
+                );
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/any",
+                    "any",
+                    "ID=_any\nARCHITECTURE=_any\n",
+                    "usr/bin/any",
+                    "a",
+                );
+            },
+        },
+        Scenario {
+            name: "initrd_scope_only_ignored",
+            class: "sysext",
+            hierarchies: &["usr"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/i",
+                    "i",
+                    "ID=_any\nSYSEXT_SCOPE=initrd\n",
+                    "usr/bin/i",
+                    "i",
+                );
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/s",
+                    "s",
+                    "ID=_any\nSYSEXT_SCOPE=system\n",
+                    "usr/bin/s",
+                    "s",
+                );
+            },
+        },
+        Scenario {
+            name: "squashfs_image",
+            class: "sysext",
+            hierarchies: &["usr"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                image(
+                    r,
+                    "var/lib/extensions/sq.raw",
+                    "sq",
+                    "ID=_any\n",
+                    "squashfs",
+                );
+            },
+        },
+        Scenario {
+            name: "erofs_image",
+            class: "sysext",
+            hierarchies: &["usr"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                image(
+                    r,
+                    "etc/extensions/er.sysext.raw",
+                    "er",
+                    "ID=debian\nSYSEXT_LEVEL=1.0\n",
+                    "erofs",
+                );
+            },
+        },
+        Scenario {
+            name: "ext4_image",
+            class: "sysext",
+            hierarchies: &["usr"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                image(r, "run/extensions/e4.raw", "e4", "ID=_any\n", "ext4");
+            },
+        },
+        Scenario {
+            name: "precedence_first_dir_wins",
+            class: "sysext",
+            hierarchies: &["usr"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                sysext_dir(r, "etc/extensions/p", "p", "ID=_any\n", "usr/bin/p", "etc");
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/p",
+                    "p",
+                    "ID=_any\n",
+                    "usr/bin/p",
+                    "var",
+                );
+            },
+        },
+        Scenario {
+            name: "mask_with_empty_dir",
+            class: "sysext",
+            hierarchies: &["usr"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/m",
+                    "m",
+                    "ID=_any\n",
+                    "usr/bin/m",
+                    "m",
+                );
+                std::fs::create_dir_all(r.join("etc/extensions/m")).unwrap();
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/k",
+                    "k",
+                    "ID=_any\n",
+                    "usr/bin/k",
+                    "k",
+                );
+            },
+        },
+        Scenario {
+            name: "dev_null_link_masks_nothing",
+            class: "sysext",
+            hierarchies: &["usr"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/d",
+                    "d",
+                    "ID=_any\n",
+                    "usr/bin/d",
+                    "d",
+                );
+                std::fs::create_dir_all(r.join("etc/extensions")).unwrap();
+                symlink("/dev/null", r.join("etc/extensions/d.raw")).unwrap();
+            },
+        },
+        Scenario {
+            name: "absolute_symlink_inside_root",
+            class: "sysext",
+            hierarchies: &["usr"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                image(r, "opt/store/tool-1.2.raw", "tool", "ID=_any\n", "squashfs");
+                std::fs::create_dir_all(r.join("etc/extensions")).unwrap();
+                symlink("/opt/store/tool-1.2.raw", r.join("etc/extensions/tool.raw")).unwrap();
+            },
+        },
+        Scenario {
+            name: "vpick_highest_version",
+            class: "sysext",
+            hierarchies: &["usr"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/vp.v/vp_1.9",
+                    "vp",
+                    "ID=_any\n",
+                    "usr/bin/vp",
+                    "1.9",
+                );
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/vp.v/vp_1.10",
+                    "vp",
+                    "ID=_any\n",
+                    "usr/bin/vp",
+                    "1.10",
+                );
+            },
+        },
+        Scenario {
+            name: "layer_order_shadowing",
+            class: "sysext",
+            hierarchies: &["usr"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/app_9",
+                    "app_9",
+                    "ID=_any\n",
+                    "usr/share/doc/x",
+                    "nine",
+                );
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/app_10",
+                    "app_10",
+                    "ID=_any\n",
+                    "usr/share/doc/x",
+                    "ten",
+                );
+            },
+        },
+        Scenario {
+            name: "release_name_stem_fallback",
+            class: "sysext",
+            hierarchies: &["usr"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/foo_1.2",
+                    "foo",
+                    "ID=_any\n",
+                    "usr/bin/foo",
+                    "f",
+                );
+            },
+        },
+        Scenario {
+            name: "sysext_usr_and_opt",
+            class: "sysext",
+            hierarchies: &["usr", "opt"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/both",
+                    "both",
+                    "ID=_any\n",
+                    "opt/both/bin",
+                    "b",
+                );
+                w(r, &[("var/lib/extensions/both/usr/bin/both", "b")]);
+            },
+        },
+        Scenario {
+            name: "missing_opt_created",
+            class: "sysext",
+            hierarchies: &["usr", "opt"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                std::fs::remove_dir_all(r.join("opt")).unwrap();
+                sysext_dir(
+                    r,
+                    "var/lib/extensions/o",
+                    "o",
+                    "ID=_any\n",
+                    "opt/o/bin",
+                    "o",
+                );
+            },
+        },
+        Scenario {
+            name: "confext_dir",
+            class: "confext",
+            hierarchies: &["etc"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                w(
+                    r,
+                    &[
+                        (
+                            "run/confexts/c/etc/extension-release.d/extension-release.c",
+                            "ID=_any\n",
+                        ),
+                        ("run/confexts/c/etc/c.conf", "c"),
+                        ("run/confexts/c/etc/hostname", "ext\n"),
+                    ],
+                );
+            },
+        },
+        Scenario {
+            name: "confext_flatcar_self_upper",
+            class: "confext",
+            hierarchies: &["etc"],
+            args: &["--mutable=auto"],
+            env: &[],
+            build: |r| {
+                host(r, "ID=flatcar\nVERSION_ID=4000.0.0\n");
+                w(r, &[("usr/lib/confexts/00-default/etc/extension-release.d/extension-release.00-default", "ID=_any\n"), ("usr/lib/confexts/00-default/etc/default.conf", "d")]);
+                std::fs::create_dir_all(r.join("var/lib/extensions.mutable")).unwrap();
+                symlink("/etc", r.join("var/lib/extensions.mutable/etc")).unwrap();
+            },
+        },
+        Scenario {
+            name: "sysext_mutable_yes",
+            class: "sysext",
+            hierarchies: &["usr", "opt"],
+            args: &["--mutable=yes"],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                sysext_dir(r, "var/lib/extensions/y", "y", "ID=_any\n", "opt/y", "y");
+            },
+        },
+        Scenario {
+            name: "sysext_mutable_import_env",
+            class: "sysext",
+            hierarchies: &["opt"],
+            args: &[],
+            env: &[("SYSTEMD_SYSEXT_MUTABLE_MODE", "import")],
+            build: |r| {
+                host(r, OS);
+                w(r, &[("var/lib/extensions.mutable/opt/imported", "i")]);
+                std::fs::set_permissions(
+                    r.join("var/lib/extensions.mutable/opt"),
+                    std::fs::Permissions::from_mode(0o755),
+                )
+                .unwrap();
+                sysext_dir(r, "var/lib/extensions/im", "im", "ID=_any\n", "opt/im", "i");
+            },
+        },
+        Scenario {
+            name: "config_file_mutable_auto",
+            class: "sysext",
+            hierarchies: &["opt"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                w(
+                    r,
+                    &[
+                        ("etc/systemd/sysext.conf", "[SysExt]\nMutable=auto\n"),
+                        ("var/lib/extensions.mutable/opt/u", "u"),
+                    ],
+                );
+                std::fs::set_permissions(
+                    r.join("var/lib/extensions.mutable/opt"),
+                    std::fs::Permissions::from_mode(0o755),
+                )
+                .unwrap();
+                sysext_dir(r, "var/lib/extensions/cf", "cf", "ID=_any\n", "opt/cf", "c");
+            },
+        },
+        Scenario {
+            name: "nothing_found",
+            class: "sysext",
+            hierarchies: &["usr", "opt"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                std::fs::create_dir_all(r.join("var/lib/extensions")).unwrap();
+            },
+        },
+    ]
+}
+
+fn compare(s: &Scenario) {
+    let env = Env::new();
+    let tree = env.ours.parent().unwrap().join("tree");
+    (s.build)(&tree);
+    // Every copy gets the same modes whatever the umask did.
+    env.place(&tree);
+    let sd_out = env.systemd(s.class, &[&["merge"][..], s.args].concat(), s.env);
+    let our_out = env.ours(s.class, &[&["merge"][..], s.args].concat(), s.env);
+    let ctx = format!(
+        "scenario {}\n--- systemd:\n{}\n--- extmerge:\n{}",
+        s.name,
+        String::from_utf8_lossy(&sd_out.stderr),
+        String::from_utf8_lossy(&our_out.stderr)
+    );
+    assert!(sd_out.status.success(), "systemd failed: {ctx}");
+    assert!(our_out.status.success(), "extmerge failed: {ctx}");
+    let meta = if s.class == "sysext" {
+        ".systemd-sysext"
+    } else {
+        ".systemd-confext"
+    };
+    let list = if s.class == "sysext" {
+        "extensions"
+    } else {
+        "confexts"
+    };
+    for h in s.hierarchies {
+        let (a, b) = (env.sd.join(h), env.ours.join(h));
+        let (sa, sb) = (
+            overlay_shape(&a, &[&env.sd, &env.sd_inner]),
+            overlay_shape(&b, &[&env.ours]),
+        );
+        assert_eq!(sa, sb, "/{h}: overlay shape differs; {ctx}");
+        assert_eq!(
+            listing(&a, meta),
+            listing(&b, meta),
+            "/{h}: merged listings differ; {ctx}"
+        );
+        if sa.is_some() {
+            let read = |p: &Path, f: &str| std::fs::read_to_string(p.join(meta).join(f)).ok();
+            assert_eq!(
+                read(&a, list),
+                read(&b, list),
+                "/{h}: {list} file differs; {ctx}"
+            );
+            assert_eq!(
+                read(&a, "work_dir"),
+                read(&b, "work_dir"),
+                "/{h}: work_dir differs; {ctx}"
+            );
+            for (p, d) in [(&a, read(&a, "dev")), (&b, read(&b, "dev"))] {
+                let st = std::fs::metadata(p).unwrap().dev();
+                assert_eq!(
+                    d,
+                    Some(format!(
+                        "{}:{}\n",
+                        rustix::fs::major(st),
+                        rustix::fs::minor(st)
+                    )),
+                    "{ctx}"
+                );
+            }
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode();
+            assert_eq!(mode(&a), mode(&b), "/{h}: merged root mode; {ctx}");
+        }
+    }
+    env.finish();
+}
+
+macro_rules! differential {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            let all = scenarios();
+            let s = all.iter().find(|s| s.name == stringify!($name)).expect("scenario defined");
+            compare(s);
+        }
+    )*};
+}
+
+differential!(
+    dir_any,
+    id_and_version,
+    id_like,
+    version_mismatch_ignored,
+    level_beats_version,
+    architecture_mismatch,
+    initrd_scope_only_ignored,
+    squashfs_image,
+    erofs_image,
+    ext4_image,
+    precedence_first_dir_wins,
+    mask_with_empty_dir,
+    dev_null_link_masks_nothing,
+    absolute_symlink_inside_root,
+    vpick_highest_version,
+    layer_order_shadowing,
+    release_name_stem_fallback,
+    sysext_usr_and_opt,
+    missing_opt_created,
+    confext_dir,
+    confext_flatcar_self_upper,
+    sysext_mutable_yes,
+    sysext_mutable_import_env,
+    config_file_mutable_auto,
+    nothing_found,
+);
+
+#[test]
+fn every_scenario_has_a_test() {
+    assert!(scenarios().len() >= 20);
+}
+
+/// systemd recognises extmerge's merge as its own: status lists it and unmerge removes it.
+#[test]
+fn systemd_status_and_unmerge_accept_our_merge() {
+    let env = Env::new();
+    let tree = env.ours.parent().unwrap().join("tree");
+    host(&tree, OS);
+    sysext_dir(
+        &tree,
+        "var/lib/extensions/a",
+        "a",
+        "ID=_any\n",
+        "usr/bin/a",
+        "a",
+    );
+    image(
+        &tree,
+        "var/lib/extensions/sq.raw",
+        "sq",
+        "ID=_any\n",
+        "squashfs",
+    );
+    env.place(&tree);
+    // Merge with extmerge onto the copy systemd sees.
+    let out = Command::new(env!("CARGO_BIN_EXE_extmerge"))
+        .args(["merge", "--class=sysext"])
+        .arg(format!("--root={}", env.sd.display()))
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = env.systemd("sysext", &["status", "--json=short"], &[]);
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    let usr = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["hierarchy"] == "/usr")
+        .expect("/usr row");
+    assert_eq!(usr["extensions"], serde_json::json!(["a", "sq"]), "{v}");
+    let un = env.systemd("sysext", &["unmerge"], &[]);
+    assert!(
+        un.status.success(),
+        "{}",
+        String::from_utf8_lossy(&un.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&un.stderr).contains("Unmerged"),
+        "{}",
+        String::from_utf8_lossy(&un.stderr)
+    );
+    assert!(
+        overlay_shape(&env.sd.join("usr"), &[&env.sd]).is_none(),
+        "systemd unmerged our overlay"
+    );
+    env.finish();
+}
+
+/// Deliberate difference: a directory sysext shipping usr/lib/os-release makes systemd fail the
+/// whole merge; extmerge skips that one extension and merges the rest.
+#[test]
+fn deliberate_difference_forbidden_content_skips_one_instead_of_failing_all() {
+    let env = Env::new();
+    let tree = env.ours.parent().unwrap().join("tree");
+    host(&tree, OS);
+    sysext_dir(
+        &tree,
+        "var/lib/extensions/bad",
+        "bad",
+        "ID=_any\n",
+        "usr/lib/os-release",
+        "ID=evil\n",
+    );
+    sysext_dir(
+        &tree,
+        "var/lib/extensions/good",
+        "good",
+        "ID=_any\n",
+        "usr/bin/good",
+        "g",
+    );
+    env.place(&tree);
+    let sd = env.systemd("sysext", &["merge"], &[]);
+    assert!(
+        !sd.status.success(),
+        "systemd 262 fails the whole merge here"
+    );
+    let ours = env.ours("sysext", &["merge"], &[]);
+    assert!(ours.status.success());
+    assert_eq!(
+        std::fs::read_to_string(env.ours.join("usr/bin/good")).unwrap(),
+        "g"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.ours.join("usr/.systemd-sysext/extensions")).unwrap(),
+        "good\n"
+    );
+    env.finish();
+}

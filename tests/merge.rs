@@ -1,0 +1,797 @@
+//! Integration tests of `merge`, `unmerge` and `status` on temporary roots (root, host kernel).
+//! Each test runs in its own private mount namespace and ends with a leak check.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Root {
+    _t: tempfile::TempDir,
+    path: PathBuf,
+    leak: LeakCheck,
+}
+
+impl Root {
+    /// A private mount namespace and a root tree with an os-release and some host files.
+    fn new(os_release: &str) -> Root {
+        enter_private_mount_ns();
+        let t = tempfile::tempdir().unwrap();
+        let path = std::fs::canonicalize(t.path()).unwrap().join("root");
+        write_files(
+            &path,
+            &[
+                ("usr/lib/os-release", os_release),
+                ("usr/bin/host-tool", "host\n"),
+                ("usr/share/shadowed", "host\n"),
+                ("etc/hostname", "box\n"),
+                ("etc/shadowed.conf", "host\n"),
+            ],
+        );
+        let leak = LeakCheck::new(t.path());
+        Root { _t: t, path, leak }
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_extmerge"))
+            .args(args)
+            .arg(format!("--root={}", self.path.display()))
+            .env("EXTMERGE_LOG", "debug")
+            .env_remove("JOURNAL_STREAM")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "extmerge {args:?} failed: {stderr}");
+        stderr
+    }
+
+    fn read(&self, rel: &str) -> Option<String> {
+        std::fs::read_to_string(self.p(rel)).ok()
+    }
+
+    /// The mountinfo line of the mount at `rel`, if any.
+    fn mount_line(&self, rel: &str) -> Option<String> {
+        let target = self.p(rel).to_string_lossy().into_owned();
+        mountinfo()
+            .lines()
+            .rfind(|l| l.split(' ').nth(4) == Some(target.as_str()))
+            .map(str::to_string)
+    }
+
+    fn status(&self) -> Vec<Value> {
+        let out = self.run(&["status", "--json=short"]);
+        assert!(out.status.success());
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn finish(self) {
+        self.ok(&["unmerge"]);
+        self.leak.assert_clean();
+    }
+}
+
+fn dir_sysext(dir: &Path, name: &str, release: &str, files: &[(&str, &str)]) {
+    let rel = format!("usr/lib/extension-release.d/extension-release.{name}");
+    let mut all: Vec<(&str, &str)> = vec![(rel.as_str(), release)];
+    all.extend_from_slice(files);
+    write_files(dir, &all);
+}
+
+fn dir_confext(dir: &Path, name: &str, release: &str, files: &[(&str, &str)]) {
+    let rel = format!("etc/extension-release.d/extension-release.{name}");
+    let mut all: Vec<(&str, &str)> = vec![(rel.as_str(), release)];
+    all.extend_from_slice(files);
+    write_files(dir, &all);
+}
+
+const DEBIAN: &str = "ID=debian\nVERSION_ID=13\n";
+
+#[test]
+fn merges_directory_squashfs_erofs_ext4_and_btrfs_sysexts() {
+    let r = Root::new(DEBIAN);
+    let src = r.p("../src");
+    for (name, mkfs) in [
+        ("b-sq", "squashfs"),
+        ("c-erofs", "erofs"),
+        ("d-ext4", "ext4"),
+        ("e-btrfs", "btrfs"),
+    ] {
+        let tree = src.join(name);
+        dir_sysext(
+            &tree,
+            name,
+            "ID=debian\nVERSION_ID=13\n",
+            &[(&format!("usr/bin/{name}"), name)],
+        );
+        let out = r.p(&format!("var/lib/extensions/{name}.raw"));
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        match mkfs {
+            "squashfs" => mkfs_squashfs(&tree, &out),
+            "erofs" => mkfs_erofs(&tree, &out),
+            "ext4" => mkfs_ext4(&tree, &out, 8),
+            _ => mkfs_btrfs(&tree, &out),
+        }
+    }
+    dir_sysext(
+        &r.p("run/extensions/a-dir"),
+        "a-dir",
+        "ID=_any\n",
+        &[("usr/bin/a-dir", "a-dir")],
+    );
+
+    let log = r.ok(&["merge", "--class=sysext"]);
+    for name in ["a-dir", "b-sq", "c-erofs", "d-ext4", "e-btrfs"] {
+        assert_eq!(
+            r.read(&format!("usr/bin/{name}")).as_deref(),
+            Some(name),
+            "{log}"
+        );
+    }
+    assert_eq!(r.read("usr/bin/host-tool").as_deref(), Some("host\n"));
+    let line = r.mount_line("usr").expect("usr is a mount");
+    assert!(line.contains(" - overlay sysext "), "{line}");
+    let opts = line.split(' ').nth(5).unwrap();
+    assert!(
+        opts.split(',').any(|o| o == "ro") && opts.contains("nodev"),
+        "{line}"
+    );
+    assert!(!opts.contains("noexec"), "sysext must stay exec: {line}");
+    assert_eq!(
+        r.read("usr/.systemd-sysext/extensions").as_deref(),
+        Some("a-dir\nb-sq\nc-erofs\nd-ext4\ne-btrfs\n")
+    );
+    // The meta `dev` marks the mount as ours for systemd's is_our_mount_point.
+    let dev = r.read("usr/.systemd-sysext/dev").unwrap();
+    let st = rustix::fs::stat(r.p("usr")).unwrap();
+    assert_eq!(
+        dev,
+        format!(
+            "{}:{}\n",
+            rustix::fs::major(st.st_dev),
+            rustix::fs::minor(st.st_dev)
+        )
+    );
+    // Images are never mounted on their own in the caller's namespace.
+    let staged: Vec<String> = mountinfo()
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .nth(4)
+                .is_some_and(|mp| mp.starts_with("/run/extmerge/ws"))
+        })
+        .map(str::to_string)
+        .collect();
+    assert!(staged.is_empty(), "{staged:?}");
+    assert!(
+        r.mount_line("opt").is_none(),
+        "no extension populates /opt: it must not be touched"
+    );
+
+    let st = r.status();
+    let usr = st.iter().find(|s| s["hierarchy"] == "/usr").unwrap();
+    assert_eq!(
+        usr["extensions"],
+        serde_json::json!(["a-dir", "b-sq", "c-erofs", "d-ext4", "e-btrfs"])
+    );
+    assert!(usr["since"].as_u64().unwrap() > 0);
+
+    r.ok(&["unmerge", "--class=sysext"]);
+    assert!(r.read("usr/bin/a-dir").is_none());
+    assert!(r.mount_line("usr").is_none());
+    assert_eq!(
+        r.status()
+            .iter()
+            .find(|s| s["hierarchy"] == "/usr")
+            .unwrap()["extensions"],
+        "none"
+    );
+    r.finish();
+}
+
+#[test]
+fn highest_name_wins_and_lower_layers_shine_through() {
+    let r = Root::new(DEBIAN);
+    dir_sysext(
+        &r.p("var/lib/extensions/app_9"),
+        "app_9",
+        "ID=_any\n",
+        &[("usr/share/shadowed", "nine\n"), ("usr/share/only9", "9")],
+    );
+    dir_sysext(
+        &r.p("etc/extensions/app_10"),
+        "app_10",
+        "ID=_any\n",
+        &[("usr/share/shadowed", "ten\n")],
+    );
+    r.ok(&["merge", "--class=sysext"]);
+    assert_eq!(
+        r.read("usr/share/shadowed").as_deref(),
+        Some("ten\n"),
+        "app_10 sorts above app_9"
+    );
+    assert_eq!(r.read("usr/share/only9").as_deref(), Some("9"));
+    assert_eq!(
+        r.read("usr/.systemd-sysext/extensions").as_deref(),
+        Some("app_9\napp_10\n")
+    );
+    r.finish();
+}
+
+#[test]
+fn confext_is_noexec_nosuid_and_noexec_flag_toggles_it() {
+    let r = Root::new(DEBIAN);
+    dir_confext(
+        &r.p("run/confexts/site"),
+        "site",
+        "ID=_any\n",
+        &[("etc/site.conf", "x\n"), ("etc/shadowed.conf", "site\n")],
+    );
+    r.ok(&["merge", "--class=confext"]);
+    assert_eq!(r.read("etc/site.conf").as_deref(), Some("x\n"));
+    assert_eq!(r.read("etc/shadowed.conf").as_deref(), Some("site\n"));
+    assert_eq!(r.read("etc/hostname").as_deref(), Some("box\n"));
+    let line = r.mount_line("etc").unwrap();
+    assert!(line.contains(" - overlay confext "), "{line}");
+    let opts = line.split(' ').nth(5).unwrap();
+    for o in ["ro", "nodev", "nosuid", "noexec"] {
+        assert!(opts.split(',').any(|x| x == o), "{o} missing: {line}");
+    }
+    assert_eq!(
+        r.read("etc/.systemd-confext/confexts").as_deref(),
+        Some("site\n")
+    );
+    r.ok(&["unmerge", "--class=confext"]);
+    r.ok(&["merge", "--class=confext", "--noexec=no"]);
+    let line = r.mount_line("etc").unwrap();
+    assert!(
+        !line.split(' ').nth(5).unwrap().contains("noexec"),
+        "{line}"
+    );
+    r.finish();
+}
+
+#[test]
+fn flatcar_etc_is_its_own_upper_and_writes_land_in_the_real_etc() {
+    let r = Root::new("ID=flatcar\nVERSION_ID=4000.0.0\n");
+    write_files(
+        &r.path,
+        &[("usr/lib/systemd/confext.conf", "[ConfExt]\nMutable=auto\n")],
+    );
+    std::fs::create_dir_all(r.p("var/lib/extensions.mutable")).unwrap();
+    symlink("/etc", r.p("var/lib/extensions.mutable/etc")).unwrap();
+    dir_confext(
+        &r.p("usr/lib/confexts/00-flatcar-default"),
+        "00-flatcar-default",
+        "ID=_any\n",
+        &[
+            ("etc/default.conf", "default\n"),
+            ("etc/shadowed.conf", "default\n"),
+        ],
+    );
+    r.ok(&["merge", "--class=confext"]);
+    let line = r.mount_line("etc").unwrap();
+    let sup = line.split(" - ").nth(1).unwrap();
+    assert!(
+        sup.contains(&format!("upperdir={}", r.p("etc").display())),
+        "{line}"
+    );
+    assert!(
+        sup.contains(&format!(
+            "workdir={}",
+            r.p(".systemd-etc-workdir").display()
+        )),
+        "{line}"
+    );
+    assert!(
+        !sup.contains(&format!("lowerdir+={},", r.p("etc").display())),
+        "/etc must not be a lower: {line}"
+    );
+    let opts = line.split(' ').nth(5).unwrap();
+    assert!(
+        opts.split(',').any(|o| o == "rw") && opts.contains("noatime"),
+        "{line}"
+    );
+    // mountinfo lists only options that differ from the kernel defaults (as upstream TEST-50 checks).
+    assert!(
+        sup.contains("redirect_dir=on")
+            && !sup.contains("metacopy=on")
+            && !sup.contains("index=on"),
+        "{line}"
+    );
+    // The user's copy in the upper wins over the default confext.
+    assert_eq!(r.read("etc/shadowed.conf").as_deref(), Some("host\n"));
+    assert_eq!(r.read("etc/default.conf").as_deref(), Some("default\n"));
+    std::fs::write(r.p("etc/written-after-merge"), "kept\n").unwrap();
+    // The meta dir is bound read-only on a writable overlay.
+    assert!(std::fs::write(r.p("etc/.systemd-confext/extra"), "x").is_err());
+    assert!(r.p(".systemd-etc-workdir").is_dir());
+    assert_eq!(
+        r.read("etc/.systemd-confext/work_dir").as_deref(),
+        Some(".systemd-etc-workdir\n")
+    );
+
+    r.ok(&["unmerge", "--class=confext"]);
+    assert_eq!(
+        r.read("etc/written-after-merge").as_deref(),
+        Some("kept\n"),
+        "write landed in the real /etc"
+    );
+    assert!(r.read("etc/default.conf").is_none());
+    assert!(
+        !r.p(".systemd-etc-workdir").exists(),
+        "work dir removed on unmerge"
+    );
+    r.finish();
+}
+
+/// Expected visibility per mutable mode (upstream TEST-50 scenarios 6-28).
+#[test]
+fn every_mutable_mode_on_opt() {
+    struct Case {
+        mode: &'static str,
+        writable: bool,
+        sees_mutable_file: bool,
+        write_persists_in_mutable_dir: bool,
+    }
+    let cases = [
+        Case {
+            mode: "no",
+            writable: false,
+            sees_mutable_file: false,
+            write_persists_in_mutable_dir: false,
+        },
+        Case {
+            mode: "auto",
+            writable: true,
+            sees_mutable_file: true,
+            write_persists_in_mutable_dir: true,
+        },
+        Case {
+            mode: "yes",
+            writable: true,
+            sees_mutable_file: true,
+            write_persists_in_mutable_dir: true,
+        },
+        Case {
+            mode: "import",
+            writable: false,
+            sees_mutable_file: true,
+            write_persists_in_mutable_dir: false,
+        },
+        Case {
+            mode: "ephemeral",
+            writable: true,
+            sees_mutable_file: false,
+            write_persists_in_mutable_dir: false,
+        },
+        Case {
+            mode: "ephemeral-import",
+            writable: true,
+            sees_mutable_file: true,
+            write_persists_in_mutable_dir: false,
+        },
+    ];
+    let r = Root::new(DEBIAN);
+    write_files(
+        &r.path,
+        &[
+            ("opt/host-file", "h"),
+            ("var/lib/extensions.mutable/opt/mutable-file", "u"),
+        ],
+    );
+    std::fs::set_permissions(
+        r.p("var/lib/extensions.mutable/opt"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(r.p("opt"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir_sysext(
+        &r.p("var/lib/extensions/ext"),
+        "ext",
+        "ID=_any\n",
+        &[("opt/ext-file", "e")],
+    );
+    for c in cases {
+        let env_opts = format!("--mutable={}", c.mode);
+        let log = r.ok(&["merge", "--class=sysext", &env_opts]);
+        assert_eq!(
+            r.read("opt/ext-file").as_deref(),
+            Some("e"),
+            "{}: {log}",
+            c.mode
+        );
+        assert_eq!(r.read("opt/host-file").as_deref(), Some("h"), "{}", c.mode);
+        assert_eq!(
+            r.read("opt/mutable-file").is_some(),
+            c.sees_mutable_file,
+            "{}",
+            c.mode
+        );
+        let wrote = std::fs::write(r.p("opt/new-file"), c.mode).is_ok();
+        assert_eq!(wrote, c.writable, "{}: writable", c.mode);
+        r.ok(&["unmerge", "--class=sysext"]);
+        let persisted = r.p("var/lib/extensions.mutable/opt/new-file").exists();
+        assert_eq!(
+            persisted, c.write_persists_in_mutable_dir,
+            "{}: persisted",
+            c.mode
+        );
+        assert!(
+            !r.p("opt/new-file").exists(),
+            "{}: never in the host /opt",
+            c.mode
+        );
+        let _ = std::fs::remove_file(r.p("var/lib/extensions.mutable/opt/new-file"));
+        assert!(r.mount_line("opt").is_none(), "{}", c.mode);
+    }
+    r.finish();
+}
+
+#[test]
+fn mutable_yes_creates_the_dir_with_the_hierarchy_mode_and_mode_is_preserved() {
+    let r = Root::new(DEBIAN);
+    std::fs::create_dir_all(r.p("opt")).unwrap();
+    std::fs::set_permissions(r.p("opt"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    dir_sysext(
+        &r.p("var/lib/extensions/ext"),
+        "ext",
+        "ID=_any\n",
+        &[("opt/ext-file", "e")],
+    );
+    for mode in ["no", "yes", "ephemeral"] {
+        r.ok(&["merge", "--class=sysext", &format!("--mutable={mode}")]);
+        let m = std::fs::metadata(r.p("opt")).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            m, 0o750,
+            "merged /opt keeps the host mode with --mutable={mode}"
+        );
+        r.ok(&["unmerge", "--class=sysext"]);
+        let m = std::fs::metadata(r.p("opt")).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(m, 0o750);
+    }
+    let m = std::fs::metadata(r.p("var/lib/extensions.mutable/opt"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(
+        m, 0o750,
+        "yes created the mutable dir with the hierarchy's mode"
+    );
+    r.finish();
+}
+
+#[test]
+fn mutable_self_link_with_import_is_refused_and_nothing_is_attached() {
+    let r = Root::new(DEBIAN);
+    std::fs::create_dir_all(r.p("var/lib/extensions.mutable")).unwrap();
+    symlink("/etc", r.p("var/lib/extensions.mutable/etc")).unwrap();
+    dir_confext(
+        &r.p("run/confexts/c"),
+        "c",
+        "ID=_any\n",
+        &[("etc/c.conf", "c")],
+    );
+    let out = r.run(&["merge", "--class=confext", "--mutable=import"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/etc"), "{err}");
+    assert!(r.mount_line("etc").is_none(), "failure attaches nothing");
+    r.finish();
+}
+
+#[test]
+fn submounts_are_carried_into_the_overlay_and_restored() {
+    let r = Root::new(DEBIAN);
+    std::fs::create_dir_all(r.p("usr/share/oem")).unwrap();
+    run(Command::new("mount")
+        .args(["-t", "tmpfs", "oemfs"])
+        .arg(r.p("usr/share/oem")));
+    std::fs::write(r.p("usr/share/oem/oem-release"), "ID=qemu\n").unwrap();
+    dir_sysext(
+        &r.p("var/lib/extensions/ext"),
+        "ext",
+        "ID=_any\n",
+        &[("usr/share/ext", "e")],
+    );
+    r.ok(&["merge", "--class=sysext"]);
+    assert_eq!(r.read("usr/share/ext").as_deref(), Some("e"));
+    assert_eq!(
+        r.read("usr/share/oem/oem-release").as_deref(),
+        Some("ID=qemu\n"),
+        "submount visible through the overlay"
+    );
+    assert!(r.mount_line("usr/share/oem").is_some());
+    r.ok(&["unmerge", "--class=sysext"]);
+    assert_eq!(
+        r.read("usr/share/oem/oem-release").as_deref(),
+        Some("ID=qemu\n")
+    );
+    assert!(r.mount_line("usr/share/oem").unwrap().contains("oemfs"));
+    run(Command::new("umount").arg(r.p("usr/share/oem")));
+    r.finish();
+}
+
+#[test]
+fn broken_and_incompatible_images_are_skipped_and_the_rest_merged() {
+    let r = Root::new(DEBIAN);
+    write_files(
+        &r.path,
+        &[
+            ("var/lib/extensions/empty.raw", ""),
+            ("var/lib/extensions/garbage.raw", "not an image at all"),
+        ],
+    );
+    let trunc_src = r.p("../trunc");
+    dir_sysext(&trunc_src, "trunc", "ID=_any\n", &[("usr/bin/trunc", "t")]);
+    let sq = r.p("../trunc.raw");
+    mkfs_squashfs(&trunc_src, &sq);
+    let bytes = std::fs::read(&sq).unwrap();
+    std::fs::write(r.p("var/lib/extensions/trunc.raw"), &bytes[..100]).unwrap();
+    dir_sysext(
+        &r.p("var/lib/extensions/old"),
+        "old",
+        "ID=debian\nVERSION_ID=12\n",
+        &[("usr/bin/old", "o")],
+    );
+    dir_sysext(
+        &r.p("var/lib/extensions/bad-os"),
+        "bad-os",
+        "ID=_any\n",
+        &[("usr/lib/os-release", "ID=evil\n")],
+    );
+    dir_sysext(
+        &r.p("var/lib/extensions/good"),
+        "good",
+        "ID=debian\nVERSION_ID=13\n",
+        &[("usr/bin/good", "g")],
+    );
+
+    let log = r.ok(&["merge", "--class=sysext"]);
+    assert_eq!(r.read("usr/bin/good").as_deref(), Some("g"), "{log}");
+    assert!(r.read("usr/bin/old").is_none());
+    assert_eq!(
+        r.read("usr/lib/os-release").as_deref(),
+        Some(DEBIAN),
+        "forbidden os-release never merged"
+    );
+    for (name, why) in [
+        ("empty", "empty.raw"),
+        ("garbage", "garbage.raw"),
+        ("trunc", "trunc.raw"),
+        ("old", "VERSION_ID"),
+        ("bad-os", "os-release"),
+    ] {
+        let line = log.lines().find(|l| {
+            l.contains(&format!("'{name}'")) && (l.contains("Skipping") || l.contains("Ignoring"))
+        });
+        let line = line.unwrap_or_else(|| panic!("no log line for {name}: {log}"));
+        assert!(line.contains(why), "{name}: {line}");
+    }
+    assert_eq!(
+        r.read("usr/.systemd-sysext/extensions").as_deref(),
+        Some("good\n")
+    );
+    r.finish();
+}
+
+#[test]
+fn merge_twice_is_refused_and_nothing_changes() {
+    let r = Root::new(DEBIAN);
+    dir_sysext(
+        &r.p("var/lib/extensions/ext"),
+        "ext",
+        "ID=_any\n",
+        &[("usr/bin/ext", "e")],
+    );
+    r.ok(&["merge", "--class=sysext"]);
+    let before = r.mount_line("usr").unwrap();
+    let out = r.run(&["merge", "--class=sysext"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already merged"));
+    assert_eq!(
+        r.mount_line("usr").unwrap(),
+        before,
+        "the existing merge is untouched"
+    );
+    assert_eq!(
+        mountinfo_lines_containing(&r.p("usr").to_string_lossy()).len(),
+        1,
+        "exactly one overlay"
+    );
+    r.finish();
+}
+
+#[test]
+fn unmerge_never_touches_a_foreign_mount() {
+    let r = Root::new(DEBIAN);
+    run(Command::new("mount")
+        .args(["-t", "tmpfs", "foreign"])
+        .arg(r.p("usr")));
+    // Even a forged meta dir does not make it ours: its dev does not match.
+    write_files(
+        &r.path,
+        &[
+            ("usr/.systemd-sysext/dev", "7:99\n"),
+            ("usr/.systemd-sysext/extensions", "x\n"),
+        ],
+    );
+    r.ok(&["unmerge", "--class=sysext"]);
+    assert!(
+        r.mount_line("usr").unwrap().contains("foreign"),
+        "foreign mount kept"
+    );
+    run(Command::new("umount").arg(r.p("usr")));
+    r.finish();
+}
+
+#[test]
+fn missing_hierarchy_is_created_and_nothing_found_is_a_noop() {
+    let r = Root::new(DEBIAN);
+    assert!(!r.p("opt").exists());
+    let log = r.ok(&["merge", "--class=sysext"]);
+    assert!(log.contains("No extensions found"), "{log}");
+    assert!(r.mount_line("usr").is_none());
+    dir_sysext(
+        &r.p("var/lib/extensions/ext"),
+        "ext",
+        "ID=_any\n",
+        &[("opt/tool/bin", "x")],
+    );
+    r.ok(&["merge", "--class=sysext"]);
+    assert_eq!(r.read("opt/tool/bin").as_deref(), Some("x"));
+    assert!(r.mount_line("opt").is_some());
+    r.finish();
+}
+
+#[test]
+fn initrd_scope_root_ignores_system_scoped_extensions() {
+    let r = Root::new(DEBIAN);
+    write_files(&r.path, &[("etc/initrd-release", DEBIAN)]);
+    dir_sysext(
+        &r.p("var/lib/extensions/ext"),
+        "ext",
+        "ID=_any\n",
+        &[("usr/bin/ext", "e")],
+    );
+    let log = r.ok(&["merge", "--class=sysext"]);
+    assert!(
+        log.contains("No suitable extensions found (1 ignored"),
+        "{log}"
+    );
+    let st = r.status();
+    assert!(st.iter().all(|s| s["extensions"] == "none"), "{st:?}");
+    r.finish();
+}
+
+#[test]
+fn all_classes_merge_confext_then_sysext_and_unprivileged_is_refused() {
+    let r = Root::new(DEBIAN);
+    dir_confext(
+        &r.p("run/confexts/c"),
+        "c",
+        "ID=_any\n",
+        &[("etc/c.conf", "c")],
+    );
+    dir_sysext(
+        &r.p("run/extensions/s"),
+        "s",
+        "ID=_any\n",
+        &[("usr/bin/s", "s")],
+    );
+    let log = r.ok(&["merge"]);
+    let (ci, si) = (
+        log.find("Merged extensions into").unwrap(),
+        log.rfind("Merged extensions into").unwrap(),
+    );
+    assert!(
+        log[ci..].contains("/etc") && log[si..].contains("/usr") && ci < si,
+        "{log}"
+    );
+    assert_eq!(r.read("etc/c.conf").as_deref(), Some("c"));
+    assert_eq!(r.read("usr/bin/s").as_deref(), Some("s"));
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_extmerge"))
+        .args(["unmerge", &format!("--root={}", r.path.display())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("privileged"));
+    r.finish();
+}
+
+#[test]
+fn unmerge_peels_stacked_merges() {
+    let r = Root::new(DEBIAN);
+    dir_sysext(
+        &r.p("var/lib/extensions/ext"),
+        "ext",
+        "ID=_any\n",
+        &[("usr/bin/ext", "e")],
+    );
+    r.ok(&["merge", "--class=sysext"]);
+    // A second mount of our overlay on top (what an interrupted non-atomic refresh leaves behind):
+    // it carries the same meta dir and device, so it is ours too and must be peeled as well.
+    run(Command::new("mount")
+        .arg("--bind")
+        .arg(r.p("usr"))
+        .arg(r.p("usr")));
+    assert_eq!(
+        mountinfo_lines_containing(&format!("{} ", r.p("usr").display())).len(),
+        2
+    );
+    let log = r.ok(&["unmerge", "--class=sysext"]);
+    assert_eq!(log.matches("Unmerged").count(), 2, "{log}");
+    assert!(r.mount_line("usr").is_none());
+    assert!(r.read("usr/bin/ext").is_none());
+    r.leak.assert_clean();
+}
+
+#[test]
+fn concurrent_merges_on_one_root_are_serialised() {
+    let r = Root::new(DEBIAN);
+    dir_sysext(
+        &r.p("var/lib/extensions/ext"),
+        "ext",
+        "ID=_any\n",
+        &[("usr/bin/ext", "e")],
+    );
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_extmerge"))
+            .args(["merge", "--class=sysext"])
+            .arg(format!("--root={}", r.path.display()))
+            .env_remove("JOURNAL_STREAM")
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let ok = [a.status.success(), b.status.success()];
+    assert_eq!(
+        ok.iter().filter(|x| **x).count(),
+        1,
+        "exactly one merge wins: {ok:?}"
+    );
+    assert_eq!(
+        mountinfo_lines_containing(&format!("{} ", r.p("usr").display())).len(),
+        1,
+        "exactly one overlay on /usr"
+    );
+    r.finish();
+}
+
+#[test]
+fn confext_image_merges_into_a_nosuid_noexec_overlay() {
+    let r = Root::new(DEBIAN);
+    let src = r.p("../csrc");
+    write_files(
+        &src,
+        &[
+            ("etc/extension-release.d/extension-release.img", "ID=_any\n"),
+            ("etc/img.conf", "i"),
+        ],
+    );
+    std::fs::create_dir_all(r.p("var/lib/confexts")).unwrap();
+    mkfs_erofs(&src, &r.p("var/lib/confexts/img.raw"));
+    let log = r.ok(&["merge", "--class=confext"]);
+    assert_eq!(r.read("etc/img.conf").as_deref(), Some("i"), "{log}");
+    let line = r.mount_line("etc").unwrap();
+    assert!(line.contains("noexec") && line.contains("nosuid"), "{line}");
+    r.finish();
+}
