@@ -20,6 +20,23 @@ APT_PKGS=(
     file             # `make static` checks the binary is statically linked
     jq
     ca-certificates
+    cryptsetup-bin   # veritysetup: verity fixtures in tests/verity_parsers.rs
+    libcryptsetup-dev  # feature `verity` (dynamic); pulls libjson-c-dev, uuid-dev, libssl-dev (.a files)
+    libclang-dev     # bindgen in libcryptsetup-rs-sys
+    clang
+    dpkg-dev         # dpkg-source: scripts/build-cryptsetup.sh unpacks Debian source packages
+    autoconf         # scripts/build-cryptsetup.sh: autoreconf of cryptsetup's git tarball
+    automake
+    autopoint
+    libtool
+    nettle-dev       # libnettle.a: crypto backend of the static libcryptsetup
+)
+
+# QEMU for the boot tests (qemu-tests/): from bookworm-backports on Debian 12 (see the
+# step below), from the default suite elsewhere.
+QEMU_PKGS=(
+    qemu-system-x86  # qemu-system-x86_64 -accel tcg
+    qemu-utils       # qemu-img: copy-on-write overlays
 )
 
 log() { echo "install-deps: $*" >&2; }
@@ -50,6 +67,49 @@ if ((${#missing[@]})); then
         --no-install-recommends "${missing[@]}" >"$aptlog" 2>&1; then
         cat "$aptlog" >&2
         die "apt-get install failed for: ${missing[*]}"
+    fi
+fi
+
+# ---- QEMU (bookworm-backports on Debian 12) -------------------------------------
+# The backports suite is added from the URIs: line this machine's apt already uses and
+# pinned at priority 100, so it never upgrades anything by itself; only the packages
+# installed below with -t come from it.
+qemu_missing=()
+for p in "${QEMU_PKGS[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [[ $status == "install ok installed" ]] || qemu_missing+=("$p")
+done
+if ((${#qemu_missing[@]})); then
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    target=()
+    if [[ $codename == bookworm ]]; then
+        bpo_src=/etc/apt/sources.list.d/extmerge-bookworm-backports.sources
+        bpo_pin=/etc/apt/preferences.d/extmerge-bookworm-backports
+        if [[ ! -f $bpo_src ]]; then
+            deb_src=/etc/apt/sources.list.d/debian.sources
+            uri=""
+            [[ -r $deb_src ]] && uri=$(sed -n 's/^URIs:[[:space:]]*//p' "$deb_src" | tr ' ' '\n' | grep -v -- '-security' | grep -m1 . || true)
+            [[ -n $uri ]] || die "cannot derive the Debian mirror from the URIs: line of $deb_src"
+            log "adding bookworm-backports (pinned at 100) from $deb_src's mirror"
+            printf '%s\n' "Types: deb" "URIs: $uri" "Suites: bookworm-backports" "Components: main" \
+                "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" |
+                "${SUDO[@]}" tee "$bpo_src" >/dev/null
+            printf '%s\n' "Package: *" "Pin: release n=bookworm-backports" "Pin-Priority: 100" |
+                "${SUDO[@]}" tee "$bpo_pin" >/dev/null
+        fi
+        target=(-t bookworm-backports)
+    fi
+    log "installing QEMU: ${qemu_missing[*]} ${target[*]}"
+    aptlog=$(mktemp)
+    trap 'rm -f "$aptlog"' EXIT
+    if ! "${SUDO[@]}" apt-get update -q >"$aptlog" 2>&1; then
+        cat "$aptlog" >&2
+        die "apt-get update failed"
+    fi
+    if ! "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        --no-install-recommends "${target[@]}" "${QEMU_PKGS[@]}" >"$aptlog" 2>&1; then
+        cat "$aptlog" >&2
+        die "apt-get install failed for: ${QEMU_PKGS[*]}"
     fi
 fi
 

@@ -6,15 +6,20 @@ use crate::chase::{self, host_path};
 use crate::class::ImageClass;
 use crate::compat;
 use crate::config::ClassSettings;
+use crate::conflicts::{self, ConflictPolicy};
 use crate::discover::{Candidate, ImageKind};
-use crate::image::{self, fsmount::MountFlags as ImageMountFlags, OpenedImage};
+use crate::image::{
+    self, fsmount::MountFlags as ImageMountFlags, policy::ImagePolicy, protect, OpenedImage,
+};
 use crate::meta::{self, MetaContents};
 use crate::mountns;
 use crate::mutable::{self, HierarchyPlan, Layer, UpperDir};
 use crate::overlay::{self, OverlaySpec};
 use crate::release::{HostInfo, Verdict};
+use crate::state::{Origin, OriginId, State, StateFile, STATE_FILE};
 use anyhow::{anyhow, Context, Result};
 use rustix::mount::{MountAttrFlags, MountFlags};
+use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -87,6 +92,7 @@ fn mkdir_p(p: &Path, mode: u32) -> Result<()> {
 /// and decide acceptance. Returns the opened images, which must outlive the overlays' creation.
 fn open_candidates(
     s: &ClassSettings,
+    policy: &ImagePolicy,
     host: &HostInfo,
     candidates: &[Candidate],
     ws: &Path,
@@ -95,18 +101,28 @@ fn open_candidates(
     let mut opened = Vec::new();
     for (i, c) in candidates.iter().enumerate() {
         let started = Instant::now();
+        let mut protection = None;
         let (layer_root, img) = match c.kind {
             ImageKind::Directory => (c.host_path.clone(), None),
             ImageKind::Raw | ImageKind::Block => {
-                let attached =
-                    image::open_image(&c.host_path, image_mount_flags(s)).and_then(|img| {
-                        let at = ws.join("images").join(i.to_string());
-                        mkdir_p(&at, 0o700)?;
-                        mountns::attach(&img.mount, &at)?;
-                        Ok((at, img))
-                    });
+                let attached = protect::open_protected(
+                    &c.host_path,
+                    &s.root,
+                    s.class,
+                    policy,
+                    image_mount_flags(s),
+                )
+                .and_then(|p| {
+                    let at = ws.join("images").join(i.to_string());
+                    mkdir_p(&at, 0o700)?;
+                    mountns::attach(&p.image.mount, &at)?;
+                    Ok((at, p))
+                });
                 match attached {
-                    Ok((at, img)) => (at, Some(img)),
+                    Ok((at, p)) => {
+                        protection = Some((p.protection, p.roothash.clone(), p.signer.clone()));
+                        (at, Some(p.image))
+                    }
                     Err(e) => {
                         tracing::error!(
                             IMAGE = c.name.as_str(),
@@ -128,15 +144,25 @@ fn open_candidates(
         match compat::check_tree(Ok(host), s.class, &c.name, c.kind, &layer_root, s.force) {
             Verdict::Accept => {
                 let fstype = img.as_ref().map(|i: &OpenedImage| i.fstype);
+                let prot = match &protection {
+                    Some((p, Some(h), Some(cert))) => {
+                        format!(", {p} root hash {h} by {}", cert.display())
+                    }
+                    Some((p, Some(h), None)) => format!(", {p} root hash {h}"),
+                    Some((p, None, _)) => format!(", {p}"),
+                    None => String::new(),
+                };
                 tracing::info!(
                     IMAGE = c.name.as_str(),
                     IMAGE_PATH = %c.path.display(),
+                    ROOTHASH = protection.as_ref().and_then(|(_, h, _)| h.as_deref()).unwrap_or(""),
                     DURATION_US = started.elapsed().as_micros() as u64,
-                    "Using {} '{}' ({}{}).",
+                    "Using {} '{}' ({}{}{}).",
                     s.class,
                     c.name,
                     c.path.display(),
-                    fstype.map(|f| format!(", {f}")).unwrap_or_default()
+                    fstype.map(|f| format!(", {f}")).unwrap_or_default(),
+                    prot
                 );
                 opened.push((
                     Accepted {
@@ -225,47 +251,65 @@ pub fn class_default_flags(class: ImageClass) -> MountFlags {
     }
 }
 
-/// systemd-compatible origin record (the full identity record arrives with the skip logic).
-pub fn origin_json(
+/// systemd's origin record for the accepted extensions (identities taken before the namespace switch).
+pub fn build_origin(
     s: &ClassSettings,
     accepted: &[Accepted],
     mutable_dirs: &[(PathBuf, PathBuf)],
-) -> String {
-    let mut root = serde_json::Map::new();
-    let dirs: serde_json::Map<String, serde_json::Value> = mutable_dirs
-        .iter()
-        .map(|(h, d)| {
-            (
-                h.display().to_string(),
-                serde_json::Value::String(d.display().to_string()),
-            )
-        })
-        .collect();
-    let mut m = serde_json::Map::new();
-    m.insert("mode".into(), s.mutable.as_str().into());
-    if !dirs.is_empty() {
-        m.insert("mutableDirs".into(), dirs.into());
+    ids: &BTreeMap<String, OriginId>,
+) -> Result<String> {
+    let mut extensions = Vec::new();
+    for a in accepted {
+        let id = ids
+            .get(&a.name)
+            .cloned()
+            .ok_or_else(|| anyhow!("internal: no identity recorded for extension '{}'", a.name))?;
+        extensions.push((a.name.clone(), a.path.display().to_string(), id));
     }
-    root.insert("mutable".into(), m.into());
-    if let Some(o) = &s.overlay_options {
-        root.insert("mountOptions".into(), o.clone().into());
-    }
-    if !accepted.is_empty() {
-        let exts: serde_json::Map<String, serde_json::Value> = accepted
+    // systemd quirk, copied so its refresh compares equal: for the ephemeral modes the origin
+    // names `/run/systemd/sysext/<hierarchy>` for every hierarchy, not the tmpfs actually used.
+    let mutable_dirs: Vec<(String, String)> = if matches!(
+        s.mutable,
+        crate::mutable::MutableMode::Ephemeral | crate::mutable::MutableMode::EphemeralImport
+    ) {
+        s.hierarchies
             .iter()
-            .map(|a| {
+            .map(|h| {
                 (
-                    a.name.clone(),
-                    serde_json::json!({ "path": a.path.display().to_string() }),
+                    h.display().to_string(),
+                    format!("/run/systemd/sysext/{}", mutable::hierarchy_component(h)),
                 )
             })
-            .collect();
-        root.insert("extensions".into(), exts.into());
+            .collect()
+    } else {
+        mutable_dirs
+            .iter()
+            .map(|(h, d)| (h.display().to_string(), d.display().to_string()))
+            .collect()
+    };
+    Ok(Origin {
+        mode: s.mutable.as_str().to_string(),
+        mutable_dirs,
+        mount_options: s.overlay_options.clone(),
+        extensions,
     }
-    let mut text = serde_json::to_string_pretty(&serde_json::Value::Object(root))
-        .unwrap_or_else(|_| "{}".into());
-    text.push('\n');
-    text
+    .to_json_text())
+}
+
+/// What to assemble, prepared in the caller's namespace.
+pub struct AssembleInput<'a> {
+    /// The root's os-release data.
+    pub host: &'a HostInfo,
+    /// Discovered candidates in layer order.
+    pub candidates: &'a [Candidate],
+    /// systemd origin identity per candidate name.
+    pub origin_ids: &'a BTreeMap<String, OriginId>,
+    /// Our state record, stored next to systemd's meta files.
+    pub state: &'a State,
+    /// Refresh: build under the existing merge (detached only in the private namespace first).
+    pub refresh: bool,
+    /// In-root work dirs still used by the current overlays: a refresh must not reuse them.
+    pub busy_workdirs: Vec<PathBuf>,
 }
 
 struct Ctx<'a> {
@@ -273,6 +317,20 @@ struct Ctx<'a> {
     ws: &'a Path,
     accepted_names: Vec<String>,
     origin: String,
+    state_text: String,
+    busy_workdirs: Vec<PathBuf>,
+}
+
+/// A work dir name not used by the overlay being replaced: the old and the new overlay coexist
+/// for a moment during an atomic refresh, and overlayfs must not share a work dir.
+fn fresh_workdir(work: &Path) -> Result<PathBuf> {
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .context("reading /dev/urandom for a unique work dir name")?;
+    let mut name = work.file_name().unwrap_or_default().to_os_string();
+    name.push(format!("-{}", crate::identity::hex(&bytes)));
+    Ok(work.with_file_name(name))
 }
 
 /// Build the overlay tree for one hierarchy per `plan`, returning the detached tree fd.
@@ -302,7 +360,12 @@ fn build_hierarchy(
     let (upper, work) = match &plan.upper {
         None => (None, None),
         Some(UpperDir::Persistent { upper, work }) => {
-            let (u, w) = (host_path(&s.root, upper), host_path(&s.root, work));
+            let work = if ctx.busy_workdirs.contains(work) {
+                fresh_workdir(work)?
+            } else {
+                work.clone()
+            };
+            let (u, w) = (host_path(&s.root, upper), host_path(&s.root, &work));
             mkdir_p(&w, 0o700)?;
             (Some(u), Some(w))
         }
@@ -346,7 +409,7 @@ fn build_hierarchy(
     let st = rustix::fs::fstat(&fd).context("fstat of the new overlay")?;
     let dev = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
     let work_dir = match (&plan.upper, &work) {
-        (Some(UpperDir::Persistent { work, .. }), _) => Some(work.clone()),
+        (Some(UpperDir::Persistent { .. }), Some(w)) => Some(chase::strip_root(&s.root, w)),
         _ => None,
     };
     let backing = if plan.host_is_lower {
@@ -370,6 +433,9 @@ fn build_hierarchy(
             backing,
         },
     )?;
+    let state_file = meta_root.join(s.class.meta_dir_name()).join(STATE_FILE);
+    std::fs::write(&state_file, &ctx.state_text)
+        .with_context(|| format!("writing {}", state_file.display()))?;
 
     // Assemble the final tree at a workspace path, then clone it as one detached tree.
     let at = ctx.ws.join("overlay").join(&comp);
@@ -406,31 +472,102 @@ fn carry_submounts(hierarchy: &Path, tree: &Path) -> Result<()> {
     Ok(())
 }
 
+type Opened = (Accepted, PathBuf, Option<OpenedImage>);
+
+/// Report conflicts between the accepted layers (and the host hierarchy underneath) and, under
+/// `refuse`, drop the later extension of each. Where the hierarchy is its own upper dir its files
+/// win over every extension, so it is not compared as "base" there.
+fn apply_conflict_policy(
+    s: &ClassSettings,
+    facts: &[mutable::HierarchyFacts],
+    opened: &mut Vec<Opened>,
+    out: &mut Assembly,
+) -> Result<()> {
+    if s.check_conflicts == ConflictPolicy::Off || opened.is_empty() {
+        return Ok(());
+    }
+    for f in facts {
+        let layers: Vec<(String, PathBuf)> = opened
+            .iter()
+            .map(|(a, root, _)| (a.name.clone(), root.clone()))
+            .collect();
+        let self_upper = f
+            .mutable_dir
+            .as_ref()
+            .is_some_and(|m| m.same_inode_as_hierarchy);
+        let base = (!self_upper).then_some(s.root.as_path());
+        let hierarchies = [f.hierarchy.clone()];
+        let (found, dropped) = match s.check_conflicts {
+            ConflictPolicy::Refuse => {
+                let r = conflicts::refuse(&layers, base, &hierarchies)?;
+                (r.conflicts, r.dropped)
+            }
+            _ => match conflicts::scan(&layers, base, &hierarchies) {
+                Ok(c) => (c, Vec::new()),
+                Err(e) => {
+                    tracing::warn!(
+                        "Could not check {} for conflicts: {e:#}",
+                        f.hierarchy.display()
+                    );
+                    continue;
+                }
+            },
+        };
+        for c in &found {
+            tracing::warn!(
+                CONFLICT = c.kind.as_str(),
+                PATH = c.path.as_str(),
+                "Conflict in {}: {c} (winner: {}).",
+                s.class,
+                c.winner
+            );
+        }
+        for (name, reason) in dropped {
+            tracing::warn!(
+                IMAGE = name.as_str(),
+                "Refusing {} '{name}': {reason}",
+                s.class
+            );
+            if let Some(pos) = opened.iter().position(|(a, _, _)| a.name == name) {
+                let (a, _, _) = opened.remove(pos);
+                out.rejected.push(Rejected {
+                    name: a.name,
+                    path: a.path,
+                    reason: format!("refused (--check-conflicts=refuse): {reason}"),
+                    error: false,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Assemble every hierarchy of one class. Must run inside [`mountns::in_private_namespace`].
-/// `detach_existing`: peel off existing overlays first (refresh), so the host hierarchy is the lower.
+/// On refresh the existing overlays are peeled off first, in the private namespace only, so the
+/// host hierarchy is the bottom layer again; the caller's namespace still shows the old merge.
 pub fn assemble_in_private_namespace(
     s: &ClassSettings,
-    host: &HostInfo,
-    candidates: &[Candidate],
-    detach_existing: bool,
+    input: AssembleInput<'_>,
 ) -> Result<Assembly> {
+    let (host, candidates) = (input.host, input.candidates);
     let ws = PathBuf::from(WORKSPACE);
     mkdir_p(&ws, 0o700)?;
     mountns::mount_tmpfs(&ws, 0o700)?;
     let mut out = Assembly::default();
 
-    if detach_existing {
+    if input.refresh {
         for h in &s.hierarchies {
             let p = host_path(&s.root, h);
-            while meta::is_ours(&p, s.class).unwrap_or(false) {
-                mountns::detach_lazily(&p)?;
+            while meta::is_ours(&p, s.class)? {
+                crate::verbs::unmerge::peel(&p, s.class)?;
             }
         }
     }
 
-    let opened = open_candidates(s, host, candidates, &ws, &mut out);
-    out.accepted = opened.iter().map(|(a, _, _)| a.clone()).collect();
-    if out.accepted.is_empty() && s.mutable == crate::mutable::MutableMode::No {
+    let policy = ImagePolicy::for_class(s.class, s.image_policy.as_deref())
+        .with_context(|| format!("image policy {:?}", s.image_policy.as_deref().unwrap_or("")))?;
+    let mut opened = open_candidates(s, &policy, host, candidates, &ws, &mut out);
+    if opened.is_empty() && s.mutable == crate::mutable::MutableMode::No {
         return Ok(out);
     }
 
@@ -443,13 +580,22 @@ pub fn assemble_in_private_namespace(
         }
         facts.push(f);
     }
+    apply_conflict_policy(s, &facts, &mut opened, &mut out)?;
+    out.accepted = opened.iter().map(|(a, _, _)| a.clone()).collect();
+    if out.accepted.is_empty() && s.mutable == crate::mutable::MutableMode::No {
+        return Ok(out);
+    }
     let ctx = Ctx {
         s,
         ws: &ws,
         accepted_names: out.accepted.iter().map(|a| a.name.clone()).collect(),
-        origin: origin_json(s, &out.accepted, &mutable_dirs),
+        origin: build_origin(s, &out.accepted, &mutable_dirs, input.origin_ids)?,
+        state_text: String::new(),
+        busy_workdirs: input.busy_workdirs,
     };
 
+    // Plan every hierarchy first: the state record lists which ones get an overlay.
+    let mut plans = Vec::new();
     for f in &facts {
         // Top first: the highest name wins.
         let mut used = Vec::new();
@@ -462,6 +608,18 @@ pub fn assemble_in_private_namespace(
         let plan = mutable::plan(s.mutable, f, &names, s.overlay_options.as_deref())
             .map_err(|e| anyhow!("{} ({}): {e}", f.hierarchy.display(), e.errno()))?;
         let Some(plan) = plan else { continue };
+        plans.push((plan, used, names));
+    }
+    let mut ctx = ctx;
+    ctx.state_text = serde_json::to_string_pretty(&StateFile {
+        state: input.state.clone(),
+        merged: plans.iter().map(|(p, _, _)| p.hierarchy.clone()).collect(),
+    })?;
+    for (plan, used, names) in plans {
+        let f = facts
+            .iter()
+            .find(|f| f.hierarchy == plan.hierarchy)
+            .ok_or_else(|| anyhow!("internal: no facts for {}", plan.hierarchy.display()))?;
         let tree = build_hierarchy(&ctx, &plan, &used)?;
         out.trees.push(HierarchyTree {
             hierarchy: f.hierarchy.clone(),
@@ -525,7 +683,7 @@ mod tests {
     }
 
     #[test]
-    fn origin_json_has_systemd_keys() {
+    fn origin_uses_recorded_identities_and_mutable_dirs() {
         let s = settings(ImageClass::Sysext, None);
         let acc = vec![Accepted {
             name: "a".into(),
@@ -533,18 +691,22 @@ mod tests {
             path: "/var/lib/extensions/a.raw".into(),
             fstype: None,
         }];
-        let text = origin_json(
+        let mut ids = BTreeMap::new();
+        ids.insert("a".to_string(), OriginId::Verity("ab".into()));
+        let text = build_origin(
             &s,
             &acc,
             &[("/usr".into(), "/var/lib/extensions.mutable/usr".into())],
-        );
+            &ids,
+        )
+        .unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["mutable"]["mode"], "no");
         assert_eq!(
             v["mutable"]["mutableDirs"]["/usr"],
             "/var/lib/extensions.mutable/usr"
         );
-        assert_eq!(v["extensions"]["a"]["path"], "/var/lib/extensions/a.raw");
-        assert!(text.ends_with("}\n"));
+        assert_eq!(v["extensions"]["a"]["verityHash"], "ab");
+        assert!(build_origin(&s, &acc, &[], &BTreeMap::new()).is_err());
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::chase;
 use crate::class::ImageClass;
+use crate::conflicts::ConflictPolicy;
 use crate::mutable::{parse_boolean, MutableMode};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -21,12 +22,17 @@ pub struct ConfigValues {
     pub mutable: Option<MutableMode>,
     /// `ImagePolicy=`
     pub image_policy: Option<String>,
+    /// `CheckConflicts=` (extmerge's own key; systemd ignores it with a warning it never sees)
+    pub check_conflicts: Option<ConflictPolicy>,
 }
 
 impl ConfigValues {
     fn overlay(&mut self, later: ConfigValues) {
         if later.mutable.is_some() {
             self.mutable = later.mutable;
+        }
+        if later.check_conflicts.is_some() {
+            self.check_conflicts = later.check_conflicts;
         }
         if later.image_policy.is_some() {
             self.image_policy = later.image_policy;
@@ -94,6 +100,16 @@ pub fn parse_config_text(text: &str, section: &str) -> (ConfigValues, Vec<String
                 } else {
                     match value.parse::<MutableMode>() {
                         Ok(m) => values.mutable = Some(m),
+                        Err(e) => warnings.push(format!("line {start_line}: {e}, ignoring")),
+                    }
+                }
+            }
+            "CheckConflicts" => {
+                if value.is_empty() {
+                    values.check_conflicts = None;
+                } else {
+                    match value.parse::<ConflictPolicy>() {
+                        Ok(p) => values.check_conflicts = Some(p),
                         Err(e) => warnings.push(format!("line {start_line}: {e}, ignoring")),
                     }
                 }
@@ -194,7 +210,16 @@ pub struct CliOptions {
     pub always_refresh: bool,
     /// `--no-reload`
     pub no_reload: bool,
+    /// `--check-conflicts=`
+    pub check_conflicts: Option<ConflictPolicy>,
+    /// The kernel command line to honour (`None`: ignore it, e.g. in tests).
+    pub kernel_cmdline: Option<String>,
+    /// Whether this process runs in an initrd (then `rd.`-prefixed kernel parameters count).
+    pub in_initrd: bool,
 }
+
+/// Kernel command line key for the conflict policy (also `rd.extmerge.check_conflicts=` in the initrd).
+pub const CMDLINE_CHECK_CONFLICTS: &str = "extmerge.check_conflicts";
 
 /// Where a setting's value came from, for `status` and logs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -204,6 +229,8 @@ pub enum Origin {
     Cli,
     /// Taken from an environment variable.
     Env(String),
+    /// Taken from the kernel command line.
+    Cmdline(String),
     /// Read from configuration files inside the root.
     Config(Vec<PathBuf>),
     /// Built-in default.
@@ -215,6 +242,7 @@ impl fmt::Display for Origin {
         match self {
             Origin::Cli => f.write_str("command line"),
             Origin::Env(v) => write!(f, "${v}"),
+            Origin::Cmdline(k) => write!(f, "kernel command line {k}="),
             Origin::Config(files) => {
                 let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
                 write!(f, "{}", names.join(", "))
@@ -253,6 +281,10 @@ pub struct ClassSettings {
     pub always_refresh: bool,
     /// Do not ask the service manager to reload.
     pub no_reload: bool,
+    /// What to do about conflicting extensions.
+    pub check_conflicts: ConflictPolicy,
+    /// Where the conflict policy came from.
+    pub check_conflicts_origin: Origin,
 }
 
 /// Parse a `*_HIERARCHIES` value: colon-separated, each absolute, normalized and not `/`; empty is an error.
@@ -328,14 +360,48 @@ pub fn resolve(
 
     let (image_policy, image_policy_origin) = if let Some(p) = &cli.image_policy {
         (Some(p.clone()), Origin::Cli)
-    } else if let Some(p) = config.image_policy {
-        (Some(p), Origin::Config(config_files))
+    } else if let Some(p) = config.image_policy.clone() {
+        (Some(p), Origin::Config(config_files.clone()))
     } else {
         (None, Origin::Default)
     };
 
+    let cmdline = cli
+        .kernel_cmdline
+        .as_deref()
+        .map(crate::initrd::cmdline::parse)
+        .unwrap_or_default();
+    let cmdline_policy =
+        match crate::initrd::cmdline::get(&cmdline, CMDLINE_CHECK_CONFLICTS, cli.in_initrd) {
+            Some(Some(v)) => match v.parse::<ConflictPolicy>() {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!("kernel command line {CMDLINE_CHECK_CONFLICTS}=: {e}, ignoring");
+                    None
+                }
+            },
+            Some(None) => {
+                tracing::warn!(
+                    "kernel command line {CMDLINE_CHECK_CONFLICTS} needs a value, ignoring"
+                );
+                None
+            }
+            None => None,
+        };
+    let (check_conflicts, check_conflicts_origin) = if let Some(p) = cli.check_conflicts {
+        (p, Origin::Cli)
+    } else if let Some(p) = cmdline_policy {
+        (p, Origin::Cmdline(CMDLINE_CHECK_CONFLICTS.to_string()))
+    } else if let Some(p) = config.check_conflicts {
+        (p, Origin::Config(config_files.clone()))
+    } else {
+        (ConflictPolicy::Warn, Origin::Default)
+    };
+
     Ok(ClassSettings {
         class,
+        check_conflicts,
+        check_conflicts_origin,
         root,
         root_given: cli.root.is_some(),
         hierarchies,
@@ -592,6 +658,60 @@ mod tests {
         assert!(s.root_given);
         let s = resolve(&cli(t.path()), ImageClass::Sysext, &env).unwrap();
         assert_eq!(s.overlay_options, None);
+    }
+
+    #[test]
+    fn conflict_policy_cli_over_cmdline_over_config_over_default() {
+        let t = tempfile::tempdir().unwrap();
+        let r = std::fs::canonicalize(t.path()).unwrap();
+        let none = env_of(&[]);
+        assert_eq!(
+            resolve(&cli(&r), ImageClass::Sysext, &none)
+                .unwrap()
+                .check_conflicts,
+            ConflictPolicy::Warn
+        );
+        write(
+            &r,
+            "etc/systemd/sysext.conf",
+            "[SysExt]\nCheckConflicts=off\n",
+        );
+        let s = resolve(&cli(&r), ImageClass::Sysext, &none).unwrap();
+        assert_eq!(s.check_conflicts, ConflictPolicy::Off);
+        let mut c = cli(&r);
+        c.kernel_cmdline =
+            Some("quiet rd.extmerge.check_conflicts=refuse extmerge.check-conflicts=warn".into());
+        assert_eq!(
+            resolve(&c, ImageClass::Sysext, &none)
+                .unwrap()
+                .check_conflicts,
+            ConflictPolicy::Warn
+        );
+        c.in_initrd = true;
+        let s = resolve(&c, ImageClass::Sysext, &none).unwrap();
+        assert_eq!(
+            (s.check_conflicts, s.check_conflicts_origin),
+            (
+                ConflictPolicy::Refuse,
+                Origin::Cmdline(CMDLINE_CHECK_CONFLICTS.into())
+            )
+        );
+        c.check_conflicts = Some(ConflictPolicy::Off);
+        assert_eq!(
+            resolve(&c, ImageClass::Sysext, &none)
+                .unwrap()
+                .check_conflicts,
+            ConflictPolicy::Off
+        );
+        c.check_conflicts = None;
+        c.kernel_cmdline = Some("rd.extmerge.check_conflicts=sometimes".into());
+        assert_eq!(
+            resolve(&c, ImageClass::Sysext, &none)
+                .unwrap()
+                .check_conflicts,
+            ConflictPolicy::Off,
+            "bad value ignored"
+        );
     }
 
     #[test]

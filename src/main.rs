@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use extmerge::class::ImageClass;
 use extmerge::config::{self, ClassSettings, CliOptions};
+use extmerge::conflicts::ConflictPolicy;
+use extmerge::initrd::{cmdline, switches};
 use extmerge::mutable::MutableMode;
 use extmerge::verbs::{self, JsonMode, EXIT_FAILURE, EXIT_USAGE};
 use std::path::PathBuf;
@@ -31,7 +33,8 @@ read inside --root (sections [SysExt] and [ConfExt], keys Mutable= and ImagePoli
 Invoked as systemd-sysext or systemd-confext (e.g. through a symlink), the default class is that one; \
 otherwise it is 'all'. EXTMERGE_LOG sets the log filter (e.g. EXTMERGE_LOG=debug).
 
-Exit status: 0 on success or when there is nothing to do, 1 on failure, 2 on invalid usage.";
+Exit status: 0 on success or when there is nothing to do, 1 on failure, 2 on invalid usage, \
+77 when refresh found nothing changed and touched nothing.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -82,9 +85,25 @@ struct Cli {
     #[arg(long = "always-refresh", global = true, value_name = "BOOL", value_parser = config::parse_bool_arg, default_value = "no", action = clap::ArgAction::Set)]
     always_refresh: bool,
 
+    /// What to do about files provided by several extensions or hiding base files: refuse (drop the
+    /// later extension), warn (default) or off. Also `CheckConflicts=` in the config file and
+    /// `[rd.]extmerge.check_conflicts=` on the kernel command line.
+    #[arg(
+        long = "check-conflicts",
+        global = true,
+        value_enum,
+        value_name = "POLICY"
+    )]
+    check_conflicts: Option<ConflictPolicy>,
+
     /// Do not ask the service manager to reload after merging or unmerging.
     #[arg(long = "no-reload", global = true)]
     no_reload: bool,
+
+    /// Fail (exit 1) after merge/refresh unless these extensions are merged, e.g. Flatcar's
+    /// 00-flatcar-default confext. Repeat the option or separate names with commas.
+    #[arg(long, global = true, value_name = "NAME", value_delimiter = ',')]
+    require: Vec<String>,
 
     /// Accepted for systemd-sysext compatibility; output is never paged.
     #[arg(long = "no-pager", global = true)]
@@ -116,19 +135,6 @@ enum Verb {
     Refresh,
     /// Check the extensions for conflicts and compatibility without merging.
     Check,
-}
-
-impl Verb {
-    fn name(self) -> &'static str {
-        match self {
-            Verb::Status => "status",
-            Verb::List => "list",
-            Verb::Merge => "merge",
-            Verb::Unmerge => "unmerge",
-            Verb::Refresh => "refresh",
-            Verb::Check => "check",
-        }
-    }
 }
 
 fn default_class_from_argv0() -> ClassArg {
@@ -182,28 +188,76 @@ fn run(cli: Cli) -> Result<i32> {
         noexec: cli.noexec,
         always_refresh: cli.always_refresh,
         no_reload: cli.no_reload,
+        check_conflicts: cli.check_conflicts,
+        kernel_cmdline: Some(extmerge::initrd::kernel_cmdline()),
+        in_initrd: extmerge::initrd::running_in_initrd(),
     };
     let class_arg = cli.class.unwrap_or_else(default_class_from_argv0);
     let env = |k: &str| std::env::var(k).ok();
-    let settings: Vec<ClassSettings> = classes(class_arg)
+    let verb = cli.verb.unwrap_or(Verb::Status);
+    let mut settings: Vec<ClassSettings> = classes(class_arg)
         .iter()
         .map(|c| config::resolve(&opts, *c, &env))
         .collect::<Result<_>>()?;
+    if switches::invoked_by_systemd() {
+        let params = cmdline::parse(opts.kernel_cmdline.as_deref().unwrap_or_default());
+        settings.retain(
+            |s| match switches::kill_switch(&params, s.class, opts.in_initrd) {
+                Some(opt) => {
+                    tracing::info!(
+                        "Disabled by the kernel command line option {opt}: not touching {}s.",
+                        s.class
+                    );
+                    false
+                }
+                None => true,
+            },
+        );
+        // Flatcar's convention: masking the booted system's unit also disables the initrd merge.
+        if matches!(verb, Verb::Merge | Verb::Refresh) && opts.root.is_some() {
+            settings.retain(|s| {
+                let unit = switches::unit_for(s.class);
+                if !switches::unit_masked(&s.root, unit) {
+                    return true;
+                }
+                if !cli.require.is_empty() {
+                    tracing::warn!("{unit} is masked in {}, but required extensions are configured: merging {}s anyway.", s.root.display(), s.class);
+                    return true;
+                }
+                tracing::info!("{unit} is masked in {}: not merging {}s.", s.root.display(), s.class);
+                false
+            });
+        }
+        if settings.is_empty() {
+            return Ok(verbs::EXIT_SUCCESS);
+        }
+    }
 
-    let verb = cli.verb.unwrap_or(Verb::Status);
-    match verb {
+    let code = match verb {
         Verb::List => verbs::list::run(&settings, cli.json, !cli.no_legend),
         Verb::Status => verbs::status::run(&settings, cli.json, !cli.no_legend),
         Verb::Merge => verbs::merge::run(&settings),
         Verb::Unmerge => verbs::unmerge::run(&settings),
-        Verb::Refresh | Verb::Check => {
+        Verb::Refresh => verbs::merge::run_refresh(&settings),
+        Verb::Check => {
+            let policy = settings
+                .first()
+                .map(|s| s.check_conflicts)
+                .unwrap_or_default();
+            verbs::check::run(&settings, policy, cli.json)
+        }
+    }?;
+    if matches!(verb, Verb::Merge | Verb::Refresh) && !cli.require.is_empty() {
+        let missing = verbs::status::missing_required(&settings, &cli.require)?;
+        if !missing.is_empty() {
             tracing::error!(
-                "'{}' is not implemented yet in this build of extmerge",
-                verb.name()
+                "Required extension(s) not merged: {} (see the lines above for why).",
+                missing.join(", ")
             );
-            Ok(EXIT_FAILURE)
+            return Ok(EXIT_FAILURE);
         }
     }
+    Ok(code)
 }
 
 fn main() {

@@ -175,6 +175,15 @@ fn listing(dir: &Path, skip: &str) -> BTreeMap<String, String> {
 /// Mount attributes and overlay shape of the mount at `target`, with paths made root-relative.
 fn overlay_shape(target: &Path, roots: &[&Path]) -> Option<String> {
     let norm = |v: &str| {
+        // Ephemeral uppers live on each tool's private tmpfs: only their last component matters.
+        if v.starts_with("/run/systemd/sysext/") || v.starts_with("/run/extmerge/ws/") {
+            let last = Path::new(v)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            return format!("<private tmpfs>/{last}");
+        }
         let mut v = v.to_string();
         for r in roots {
             v = v.replace(&*r.to_string_lossy(), "<root>");
@@ -757,6 +766,17 @@ fn scenarios() -> Vec<Scenario> {
             },
         },
         Scenario {
+            name: "sysext_mutable_ephemeral",
+            class: "sysext",
+            hierarchies: &["opt"],
+            args: &["--mutable=ephemeral"],
+            env: &[],
+            build: |r| {
+                host(r, OS);
+                sysext_dir(r, "var/lib/extensions/ep", "ep", "ID=_any\n", "opt/ep", "e");
+            },
+        },
+        Scenario {
             name: "nothing_found",
             class: "sysext",
             hierarchies: &["usr", "opt"],
@@ -876,6 +896,7 @@ differential!(
     sysext_mutable_import_env,
     config_file_mutable_auto,
     nothing_found,
+    sysext_mutable_ephemeral,
 );
 
 #[test]
@@ -990,3 +1011,74 @@ fn deliberate_difference_forbidden_content_skips_one_instead_of_failing_all() {
     );
     env.finish();
 }
+
+/// systemd 262's own `refresh` must skip after extmerge merged the same tree (issue: origin record).
+fn systemd_refresh_skips_after_our_merge(name: &str) {
+    let all = scenarios();
+    let s = all
+        .iter()
+        .find(|s| s.name == name)
+        .expect("scenario defined");
+    let env = Env::new();
+    let tree = env.ours.parent().unwrap().join("tree");
+    (s.build)(&tree);
+    env.place(&tree);
+    let out = Command::new(env!("CARGO_BIN_EXE_extmerge"))
+        .arg(format!("--class={}", s.class))
+        .arg("merge")
+        .args(s.args)
+        .arg(format!("--root={}", env.sd.display()))
+        .envs(s.env.iter().copied())
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta = if s.class == "sysext" {
+        ".systemd-sysext"
+    } else {
+        ".systemd-confext"
+    };
+    let h = s.hierarchies[0];
+    let ours_origin = std::fs::read_to_string(env.sd.join(h).join(meta).join("origin")).unwrap();
+    let before = overlay_shape(&env.sd.join(h), &[&env.sd]);
+    let r = env.systemd(s.class, &[&["refresh"][..], s.args].concat(), s.env);
+    let log = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{log}");
+    assert!(
+        log.contains("Skipping extension refresh because no change was found"),
+        "systemd did not skip after our merge of {name}; our origin:\n{ours_origin}\nsystemd log:\n{log}"
+    );
+    assert_eq!(
+        before,
+        overlay_shape(&env.sd.join(h), &[&env.sd]),
+        "nothing remounted"
+    );
+    env.finish();
+}
+
+macro_rules! systemd_skips {
+    ($($test:ident => $scenario:literal),* $(,)?) => {$(
+        #[test]
+        fn $test() {
+            systemd_refresh_skips_after_our_merge($scenario);
+        }
+    )*};
+}
+
+systemd_skips!(
+    systemd_refresh_skips_dir => "dir_any",
+    systemd_refresh_skips_squashfs => "squashfs_image",
+    systemd_refresh_skips_erofs_suffix => "erofs_image",
+    systemd_refresh_skips_symlinked_image => "absolute_symlink_inside_root",
+    systemd_refresh_skips_vpick => "vpick_highest_version",
+    systemd_refresh_skips_usr_and_opt => "sysext_usr_and_opt",
+    systemd_refresh_skips_confext => "confext_dir",
+    systemd_refresh_skips_flatcar_etc => "confext_flatcar_self_upper",
+    systemd_refresh_skips_mutable_yes => "sysext_mutable_yes",
+    systemd_refresh_skips_import_env => "sysext_mutable_import_env",
+    systemd_refresh_skips_ephemeral => "sysext_mutable_ephemeral",
+);

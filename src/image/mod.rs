@@ -1,9 +1,17 @@
 //! Opening extension images: probe the format, attach a loop device when one is
 //! needed, mount the filesystem detached.
 
+pub mod ddi;
+#[cfg(feature = "verity")]
+pub mod dmverity;
 pub mod fsmount;
 pub mod loopdev;
+pub mod policy;
 pub mod probe;
+pub mod protect;
+pub mod sidecar;
+pub mod signature;
+pub mod verity;
 
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileTypeExt;

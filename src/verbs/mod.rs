@@ -1,5 +1,6 @@
 //! The command verbs. Each verb takes resolved settings and returns an exit status.
 
+pub mod check;
 pub mod list;
 pub mod merge;
 pub mod status;
@@ -13,6 +14,8 @@ pub const EXIT_SUCCESS: i32 = 0;
 pub const EXIT_FAILURE: i32 = 1;
 /// Exit status for invalid command-line usage (clap's convention).
 pub const EXIT_USAGE: i32 = 2;
+/// Exit status of `refresh` when nothing changed and nothing was touched (skipped).
+pub const EXIT_SKIPPED: i32 = 77;
 
 /// `--json=` output modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -50,7 +53,7 @@ pub fn for_each_class_locked<T>(
     classes: &[crate::config::ClassSettings],
     verb: &str,
     mut f: impl FnMut(&crate::config::ClassSettings) -> anyhow::Result<T>,
-) -> anyhow::Result<i32> {
+) -> anyhow::Result<(i32, Vec<T>)> {
     require_privileges()?;
     let _locks = classes
         .iter()
@@ -60,11 +63,15 @@ pub fn for_each_class_locked<T>(
         .map(|p| crate::lock::acquire(&p, crate::lock::DEFAULT_TIMEOUT))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut code = EXIT_SUCCESS;
+    let mut outcomes = Vec::new();
     for s in classes {
-        if let Err(e) = f(s) {
-            tracing::error!(CLASS = s.class.name(), "{} {verb} failed: {e:#}", s.class);
-            code = EXIT_FAILURE;
+        match f(s) {
+            Ok(o) => outcomes.push(o),
+            Err(e) => {
+                tracing::error!(CLASS = s.class.name(), "{} {verb} failed: {e:#}", s.class);
+                code = EXIT_FAILURE;
+            }
         }
     }
-    Ok(code)
+    Ok((code, outcomes))
 }

@@ -59,6 +59,23 @@ pub fn rows(s: &ClassSettings) -> Result<Vec<StatusRow>> {
     Ok(out)
 }
 
+/// Names from `required` that are not merged in any hierarchy of the given classes.
+pub fn missing_required(classes: &[ClassSettings], required: &[String]) -> Result<Vec<String>> {
+    let mut merged = Vec::new();
+    for s in classes {
+        for r in rows(s)? {
+            if let serde_json::Value::Array(a) = r.extensions {
+                merged.extend(a.into_iter().filter_map(|v| v.as_str().map(str::to_string)));
+            }
+        }
+    }
+    Ok(required
+        .iter()
+        .filter(|n| !merged.contains(n))
+        .cloned()
+        .collect())
+}
+
 /// Format µs since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (no time zone database in the initrd).
 pub fn format_usec(usec: u64) -> String {
     let secs = (usec / 1_000_000) as i64;

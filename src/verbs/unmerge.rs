@@ -9,8 +9,19 @@ use std::path::{Path, PathBuf};
 
 /// Remove one merged overlay from `p`, keeping the submounts it carried.
 fn unmerge_one(s: &ClassSettings, p: &Path) -> Result<()> {
-    let info = meta::read(p, s.class)?;
-    let meta_dir = p.join(s.class.meta_dir_name());
+    let info = peel(p, s.class)?;
+    if let Some(work) = info.and_then(|i| i.work_dir) {
+        remove_workdir(&s.root, &work);
+    }
+    tracing::info!(HIERARCHY = %p.display(), "Unmerged '{}'.", p.display());
+    Ok(())
+}
+
+/// Lazily detach the top overlay at `p` (which must be ours), putting back any submount the
+/// detach would take with it; returns what its meta dir said.
+pub fn peel(p: &Path, class: crate::class::ImageClass) -> Result<Option<meta::MetaInfo>> {
+    let info = meta::read(p, class)?;
+    let meta_dir = p.join(class.meta_dir_name());
     // systemd moves submounts into its overlays, so keep copies and put them back where the
     // detach would otherwise lose them (ours leave the originals underneath: nothing to do then).
     let mut saved = Vec::new();
@@ -31,15 +42,11 @@ fn unmerge_one(s: &ClassSettings, p: &Path) -> Result<()> {
             }
         }
     }
-    if let Some(work) = info.and_then(|i| i.work_dir) {
-        remove_workdir(&s.root, &work);
-    }
-    tracing::info!(HIERARCHY = %p.display(), "Unmerged '{}'.", p.display());
-    Ok(())
+    Ok(info)
 }
 
 /// Remove a recorded workdir, but only one that is plainly an overlay workdir inside the root.
-fn remove_workdir(root: &Path, work: &Path) {
+pub fn remove_workdir(root: &Path, work: &Path) {
     let name = work
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -80,5 +87,5 @@ pub fn unmerge_class(s: &ClassSettings) -> Result<Vec<PathBuf>> {
 
 /// `unmerge` for every selected class.
 pub fn run(classes: &[ClassSettings]) -> Result<i32> {
-    super::for_each_class_locked(classes, "unmerge", unmerge_class)
+    super::for_each_class_locked(classes, "unmerge", unmerge_class).map(|(code, _)| code)
 }

@@ -1,0 +1,42 @@
+#!/bin/bash
+# dracut module "extmerge-test-stubs": Flatcar-like stand-ins for the initrd units that
+# are not ours, for the QEMU boot tests only (qemu-tests/). Never ship it.
+#
+#   ignition-files.service                   first boot (flatcar.first_boot on the kernel
+#                                            command line): copies the tree root/ of the
+#                                            disk labelled "ignition" into /sysroot, the
+#                                            way Ignition writes /etc/extensions/*.raw,
+#                                            links and confexts
+#   initrd-setup-root-after-ignition.service every boot: creates Flatcar's mutable-/etc
+#                                            link /var/lib/extensions.mutable/etc -> /etc
+#   extmerge-test-emergency.service          in emergency.target: reports "not ok" and a
+#                                            journal excerpt on the results port (ttyS1)
+#                                            and powers off, so a failed boot fails fast
+# Both stubs are ordered like the real units (flatcar-boot-flow.md §1.3).
+
+# called by dracut
+check() {
+    return 255
+}
+
+# called by dracut
+depends() {
+    echo systemd
+    return 0
+}
+
+# called by dracut
+install() {
+    inst_multiple cp mkdir ln mount umount sed udevadm journalctl
+    local u
+    for u in ignition-files.service initrd-setup-root-after-ignition.service \
+        extmerge-test-emergency.service; do
+        inst_simple "$moddir/$u" "$systemdsystemunitdir/$u"
+    done
+    inst_script "$moddir/ignition-stub.sh" /usr/libexec/extmerge-test/ignition-stub
+    inst_script "$moddir/setup-root-stub.sh" /usr/libexec/extmerge-test/setup-root-stub
+    inst_script "$moddir/emergency-report.sh" /usr/libexec/extmerge-test/emergency-report
+    $SYSTEMCTL -q --root "$initdir" add-wants initrd.target \
+        ignition-files.service initrd-setup-root-after-ignition.service
+    $SYSTEMCTL -q --root "$initdir" add-wants emergency.target extmerge-test-emergency.service
+}

@@ -1,0 +1,213 @@
+# Assertions for the check-boot-N.sh scripts; runs inside the booted guest (bash).
+# Sourced as `. ./checklib.sh` (the checks disk is the working directory). Each check
+# prints one line on stdout, which run-checks sends to the results port:
+#   ok <what>
+#   not ok <what>: <why>
+#   # <diagnostics>
+# shellcheck shell=bash
+
+FAILED=0
+
+ok() { echo "ok $*"; }
+not_ok() {
+    echo "not ok $*"
+    FAILED=1
+}
+diag() { sed 's/^/# /'; }
+
+# check WHAT CMD...: ok when CMD succeeds; else not ok with the tail of its output.
+check() {
+    local what=$1 out rc=0
+    shift
+    out=$("$@" 2>&1) || rc=$?
+    if ((rc == 0)); then
+        ok "$what"
+    else
+        not_ok "$what: exit status $rc${out:+: $(printf '%s' "$out" | tail -n 3 | tr '\n' ' ')}"
+    fi
+}
+
+# check_eq WHAT EXPECTED ACTUAL
+check_eq() {
+    if [[ $2 == "$3" ]]; then
+        ok "$1"
+    else
+        not_ok "$1: expected '$2', got '$3'"
+    fi
+}
+
+# The journal of this boot (initrd included) with monotonic timestamps.
+journal() { journalctl -b --no-pager -o short-monotonic "$@"; }
+
+# Monotonic seconds of the first journal line of this boot containing TEXT (fixed
+# string), optionally restricted by journalctl match arguments; empty if none.
+first_ts() {
+    local text=$1
+    shift
+    journal "$@" | grep -m1 -F -- "$text" | sed -n 's/^\[ *\([0-9.]*\)\].*/\1/p'
+}
+
+# ts_before A B: true when monotonic timestamp A is earlier than B.
+ts_before() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && b != "" && a + 0 < b + 0) }'; }
+
+# The extensions were merged by extmerge-sysroot.service in the initrd onto each of the
+# given hierarchies, before PID 1 started initrd-parse-etc.service.
+check_merged_in_initrd() {
+    local parse h ts
+    parse=$(first_ts "Starting initrd-parse-etc.service" _PID=1)
+    if [[ -z $parse ]]; then
+        not_ok "initrd-parse-etc.service start found in the journal"
+        return
+    fi
+    for h in "$@"; do
+        ts=$(first_ts "Merged extensions into '/sysroot$h'" _SYSTEMD_UNIT=extmerge-sysroot.service)
+        if [[ -z $ts ]]; then
+            not_ok "initrd merge of $h: no \"Merged extensions into '/sysroot$h'\" from extmerge-sysroot.service"
+        elif ts_before "$ts" "$parse"; then
+            ok "initrd merged $h at ${ts}s, before initrd-parse-etc.service started at ${parse}s"
+        else
+            not_ok "initrd merge of $h at ${ts}s is not before initrd-parse-etc.service (${parse}s)"
+        fi
+    done
+}
+
+# check_journal WHAT TEXT [journalctl matches...]: this boot's journal has a line with TEXT.
+check_journal() {
+    local what=$1 text=$2
+    shift 2
+    if journal "$@" | grep -q -F -- "$text"; then
+        ok "$what"
+    else
+        not_ok "$what: no journal line with \"$text\"${*:+ (matching $*)}"
+    fi
+}
+
+# check_order A B: PID 1's journal line containing A comes before the one containing B.
+check_order() {
+    local a b
+    a=$(first_ts "$1" _PID=1)
+    b=$(first_ts "$2" _PID=1)
+    if ts_before "$a" "$b"; then
+        ok "\"$1\" (${a}s) before \"$2\" (${b}s)"
+    else
+        not_ok "order: \"$1\" (${a:-missing}) is not before \"$2\" (${b:-missing})"
+    fi
+}
+
+# No daemon-reload in this boot, so units from extensions came from the initrd merge.
+check_no_reload() {
+    local n
+    n=$(journal _PID=1 | grep -c -E 'Reloading( requested|\.\.\.|$)' || true)
+    check_eq "PID 1 was never reloaded in this boot" 0 "$n"
+}
+
+# Hierarchy H is an overlay whose options contain each of the given strings.
+check_overlay() {
+    local h=$1 fstype opts o
+    shift
+    fstype=$(findmnt -n -o FSTYPE --mountpoint "$h" | tail -n1)
+    opts=$(findmnt -n -o OPTIONS --mountpoint "$h" | tail -n1)
+    if [[ $fstype != overlay ]]; then
+        not_ok "$h is an overlay: it is '${fstype:-not a mount point}'"
+        return
+    fi
+    for o in "$@"; do
+        if [[ ,$opts, != *",$o,"* ]]; then
+            not_ok "$h overlay has option $o: options are $opts"
+            return
+        fi
+    done
+    ok "$h is an overlay${*:+ with $*}"
+}
+
+# Print a journal excerpt (extmerge and the initrd units) when something failed.
+finish() {
+    if ((FAILED)); then
+        echo "# --- extmerge and initrd units in this boot's journal:"
+        journal _SYSTEMD_UNIT=extmerge-sysroot.service + _SYSTEMD_UNIT=ignition-files.service \
+            + _SYSTEMD_UNIT=initrd-setup-root-after-ignition.service | tail -n 60 | diag
+        echo "# --- stock refresh units in this boot's journal:"
+        journal _SYSTEMD_UNIT=systemd-sysext.service + _SYSTEMD_UNIT=systemd-confext.service |
+            tail -n 30 | diag
+        echo "# --- mounts:"
+        local m
+        for m in /usr /opt /etc; do
+            findmnt -n -o TARGET,FSTYPE,OPTIONS --mountpoint "$m" 2>&1 | diag
+        done
+        echo "# --- dm devices and loop devices:"
+        { dmsetup ls 2>&1; losetup -l -n -O NAME,BACK-FILE 2>&1; } | diag
+    fi
+    return 0
+}
+
+# ---- refresh and verity helpers (issues 5 and 6) ---------------------------------------
+
+# The mount ID of the topmost mount at H (/proc/self/mountinfo), empty if none.
+mount_id() { awk -v h="$1" '$5 == h { id = $1 } END { print id }' /proc/self/mountinfo; }
+
+# "H=ID ..." for each given hierarchy.
+mount_ids() {
+    local h
+    for h in "$@"; do
+        printf '%s=%s ' "$h" "$(mount_id "$h")"
+    done
+}
+
+# systemd's message when `systemd-sysext refresh` / `systemd-confext refresh` finds the
+# merge it would make already in place.
+SYSTEMD_SKIP_MSG="Skipping extension refresh because no change was found"
+
+# check_stock_refresh_skipped UNIT...: the stock unit ran in this boot, succeeded and
+# skipped its refresh (its journal has systemd's skip message).
+check_stock_refresh_skipped() {
+    local u state
+    for u in "$@"; do
+        state="$(systemctl show -P ActiveState "$u") $(systemctl show -P Result "$u")"
+        check_eq "$u ran and succeeded in this boot" "active success" "$state"
+        check_journal "$u skipped its refresh (systemd: \"$SYSTEMD_SKIP_MSG\")" \
+            "$SYSTEMD_SKIP_MSG" _SYSTEMD_UNIT="$u"
+    done
+}
+
+# The root hash run-scenario.sh recorded for the image it placed at DEST (the checks
+# disk's `roothashes`); empty if none.
+roothash_of() { awk -v d="$1" '$1 == d { print $2 }' ./roothashes 2>/dev/null; }
+
+# Names of the device-mapper devices, one per line.
+dm_names() { dmsetup ls 2>/dev/null | awk '$1 != "No" { print $1 }'; }
+
+# check_dm_verity WHAT ROOTHASH: a device-mapper device named ROOTHASH-verity exists.
+check_dm_verity() {
+    local what=$1 rh=$2
+    if [[ -z $rh ]]; then
+        not_ok "$what: no root hash recorded by the harness"
+    elif dm_names | grep -qx -- "$rh-verity"; then
+        ok "$what: dmsetup ls shows $rh-verity"
+    else
+        not_ok "$what: no $rh-verity in dmsetup ls: $(dm_names | tr '\n' ' ')"
+    fi
+}
+
+# Backing files of the attached loop devices (base names, sorted, one line).
+loop_backing_files() {
+    local f out=()
+    for f in /sys/block/loop*/loop/backing_file; do
+        [[ -r $f ]] && out+=("$(basename "$(cat "$f")")")
+    done
+    ((${#out[@]})) && printf '%s\n' "${out[@]}" | sort | tr '\n' ' ' | sed 's/ $//'
+    return 0
+}
+
+# The extmerge lines of this boot's initrd run (extmerge-sysroot.service) containing TEXT.
+initrd_lines() { journal _SYSTEMD_UNIT=extmerge-sysroot.service | grep -F -- "$1"; }
+
+# systemd-sysext/systemd-confext status (CLASS) lists NAME.
+check_status_lists() {
+    local class=$1 name=$2 s
+    s=$(SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 "systemd-$class" status --no-pager 2>&1)
+    if grep -qw -- "$name" <<<"$s"; then
+        ok "systemd-$class status lists $name"
+    else
+        not_ok "systemd-$class status lists $name: $(tr '\n' ' ' <<<"$s")"
+    fi
+}

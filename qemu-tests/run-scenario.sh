@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# Boot one scenario of qemu-tests/scenarios/ under QEMU (TCG) and check its results.
+#
+# Usage: qemu-tests/run-scenario.sh NAME
+#
+# A scenario is a directory of plain files (see qemu-tests/README.md):
+#   description        one line, printed first
+#   boots              how many times the same disk is booted (default 1)
+#   cmdline            extra kernel command line arguments (# comments allowed)
+#   files              what the Ignition-like stub writes into /sysroot on first boot:
+#                        dir|squashfs|erofs|ext4  SOURCE  DEST   (SOURCE below qemu-tests/)
+#                        link                     TARGET  DEST
+#                        file                     SOURCE  DEST
+#                        squashfs-verity          SOURCE  DEST [tamper]
+#                        ddi-sysext|ddi-confext   SOURCE  DEST [key=trusted|untrusted]
+#                      (verity images: see "Verity images" below; their root hashes are
+#                      written to the checks disk as `roothashes`, lines "DEST HASH")
+#   config/            a tree copied as is into /sysroot on first boot (after files)
+#   check-boot-N.sh    runs in the booted guest after multi-user.target in boot N and
+#                      prints "ok WHAT" / "not ok WHAT: WHY" lines (qemu-tests/guest/checks/
+#                      checklib.sh has the helpers); then the guest powers off
+#
+# Work files (disk overlay, console and results logs per boot) are kept in
+# target/qemu/runs/NAME/ until the next run of NAME.
+#
+# Environment: QEMU_BOOT_TIMEOUT (seconds per boot, default 240), EXTMERGE_BIN (use this
+# static binary instead of `make static`), EXTMERGE_QEMU_INITRD (boot this initramfs
+# instead of the one build-guest.sh made), EXTMERGE_QEMU_RUN (name of the work directory,
+# default NAME), QEMU_EXTRA_CMDLINE / QEMU_EXTRA_ARGS (added to
+# the kernel command line / the QEMU command line, for experiments).
+set -euo pipefail
+LOG_TAG=qemu-test
+# shellcheck source=qemu-tests/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[[ $# -eq 1 ]] || die "usage: qemu-tests/run-scenario.sh NAME (one of: $(ls "$QT_DIR/scenarios" | tr '\n' ' '))"
+NAME=$1
+SDIR=$QT_DIR/scenarios/$NAME
+[[ -d $SDIR ]] || die "no scenario '$NAME' in $QT_DIR/scenarios"
+BOOT_TIMEOUT=${QEMU_BOOT_TIMEOUT:-240}
+
+need_root
+need_cmds qemu-system-x86_64 qemu-img mkfs.ext4 mksquashfs mkfs.erofs timeout flock veritysetup od dd
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+t_all=$(now)
+guest_env=$("$QT_DIR/build-guest.sh")
+while IFS='=' read -r k v; do
+    case $k in
+        KVER | KERNEL | INITRD | BASE | VERITY_KEYS | SYSTEMD_VERSION | DRACUT_VERSION) printf -v "$k" '%s' "$v" ;;
+    esac
+done <<<"$guest_env"
+# Another initramfs for the same kernel (scripts/qemu-dracut059.sh boots one made by
+# Debian 12's dracut).
+INITRD=${EXTMERGE_QEMU_INITRD:-$INITRD}
+for f in "$KERNEL" "$INITRD" "$BASE"; do
+    [[ -f $f ]] || die "guest build left no $f"
+done
+
+RUN=${EXTMERGE_QEMU_RUN:-$NAME}
+WORK=$QEMU_WORK/runs/$RUN
+mkdir -p "$QEMU_WORK/runs"
+# One run of a scenario at a time (its work directory is reused).
+exec 8>"$QEMU_WORK/runs/.$RUN.lock"
+flock -w 1800 8 || die "timed out waiting for another run of $RUN"
+rm -rf --one-file-system "$WORK"
+mkdir -p "$WORK"
+[[ -f $SDIR/description ]] && log "$NAME: $(head -n1 "$SDIR/description")"
+
+boots=1
+[[ -f $SDIR/boots ]] && boots=$(tr -dc '0-9' <"$SDIR/boots")
+[[ $boots =~ ^[1-9][0-9]*$ ]] || die "$SDIR/boots: not a positive number"
+extra_cmdline=""
+[[ -f $SDIR/cmdline ]] && extra_cmdline=$(sed 's/#.*//' "$SDIR/cmdline" | tr -s ' \n' '  ')
+
+# An ext4 image of DIR (mkfs.ext4 -d; sized to fit), labelled LABEL if one is given.
+ext4_image() {
+    local dir=$1 label=$2 img=$3 mb
+    mb=$(($(du -s -B1M --apparent-size "$dir" | cut -f1) * 2 + 16))
+    truncate -s "${mb}M" "$img"
+    mkfs.ext4 -q -F ${label:+-L "$label"} -d "$dir" "$img" || die "mkfs.ext4 -d $dir failed"
+}
+
+# Stage a copy of SOURCE owned by root (images must not carry the checkout's owner).
+stage_copy() {
+    local src=$QT_DIR/$1 dst=$2
+    [[ -d $src ]] || die "$SDIR/files: no directory $src"
+    rm -rf "$dst"
+    cp -a "$src" "$dst"
+    chown -R 0:0 "$dst"
+}
+
+# ---- verity images (issue 5) -------------------------------------------------------------
+# squashfs-verity: a squashfs image with NAME.roothash and NAME.verity sidecars next to it
+# (veritysetup format). With `tamper`, one byte in the middle of the image's data is
+# flipped after the hash tree was computed (the image is small: that is its first 4 KiB
+# block, which every mount reads).
+# ddi-sysext / ddi-confext: a signed Discoverable Disk Image made by
+# `systemd-repart --make-ddi=CLASS` in the Debian unstable chroot (scripts/mkchroot.sh),
+# signed with the test key `key=` names (build-guest.sh makes them; the guest trusts only
+# `trusted`, the default). Sysexts use 512-byte sectors, confexts 4096 (both are valid).
+
+# Record DEST's root hash for the checks (roothashes on the checks disk).
+record_roothash() {
+    [[ $2 =~ ^[0-9a-f]{64}$ ]] || die "$SDIR/files: no root hash for $1 (got '$2')"
+    echo "$1 $2" >>"$WORK/roothashes"
+}
+
+# Flip (xor 0xff) the byte at OFFSET of FILE.
+flip_byte() {
+    local file=$1 off=$2 b
+    b=$(od -An -tu1 -j "$off" -N1 "$file" | tr -d ' ')
+    [[ $b =~ ^[0-9]+$ ]] || die "cannot read byte $off of $file"
+    # shellcheck disable=SC2059 # the format is the escaped byte
+    printf "$(printf '\\%03o' $((b ^ 255)))" |
+        dd of="$file" bs=1 seek="$off" count=1 conv=notrunc status=none
+}
+
+squashfs_verity() {
+    local src=$1 target=$2 dest=$3 tamper=$4 base out rh
+    stage_copy "$src" "$stage"
+    mksquashfs "$stage" "$target" -all-root -noappend -quiet >/dev/null || die "mksquashfs $src failed"
+    base=${target%.raw}
+    out=$(veritysetup format "$target" "$base.verity" 2>&1) || die "veritysetup format $target failed: $out"
+    rh=$(sed -n 's/^Root hash:[[:space:]]*//p' <<<"$out")
+    record_roothash "$dest" "$rh"
+    echo "$rh" >"$base.roothash"
+    if [[ -n $tamper ]]; then
+        flip_byte "$target" $(($(stat -c %s "$target") / 2))
+        if veritysetup verify "$target" "$base.verity" "$rh" >/dev/null 2>&1; then
+            die "$target still verifies after flipping a byte"
+        fi
+    fi
+}
+
+ddi_image() {
+    local class=$1 src=$2 target=$3 dest=$4 key=$5 sector=512 chroot tmp inside out rh
+    [[ $class == confext ]] && sector=4096
+    [[ -f $VERITY_KEYS/$key.key && -f $VERITY_KEYS/$key.crt ]] ||
+        die "no test key '$key' in ${VERITY_KEYS:-?} (build-guest.sh makes trusted and untrusted)"
+    "$REPO/scripts/mkchroot.sh" build
+    chroot=$("$REPO/scripts/mkchroot.sh" path)
+    tmp=$(mktemp -d "$chroot/tmp/extmerge-qemu-ddi.XXXXXX")
+    inside=/tmp/$(basename "$tmp")
+    stage_copy "$src" "$tmp/src"
+    install -m 0600 "$VERITY_KEYS/$key.key" "$tmp/signing.key"
+    install -m 0644 "$VERITY_KEYS/$key.crt" "$tmp/signing.crt"
+    if ! out=$("$REPO/scripts/mkchroot.sh" run systemd-repart --make-ddi="$class" --offline=yes \
+        --json=short --sector-size="$sector" --private-key="$inside/signing.key" \
+        --certificate="$inside/signing.crt" --copy-source="$inside/src" "$inside/image.raw" \
+        2>"$WORK/repart.log"); then
+        tail -n 20 "$WORK/repart.log" >&2
+        rm -rf --one-file-system "$tmp"
+        die "systemd-repart --make-ddi=$class $src failed (log: $WORK/repart.log)"
+    fi
+    # The root hash of the data partition, as repart reports it.
+    rh=$(grep -oE '"roothash":"[0-9a-f]{64}"' <<<"$out" | head -n1 | grep -oE '[0-9a-f]{64}' || true)
+    record_roothash "$dest" "$rh"
+    mv "$tmp/image.raw" "$target"
+    rm -rf --one-file-system "$tmp"
+}
+
+# ---- the Ignition config disk: the tree written into /sysroot on first boot ----------
+build_config() {
+    local root=$WORK/config/root stage=$WORK/stage kind src dest opts target tamper key o
+    mkdir -p "$root"
+    : >"$WORK/roothashes"
+    if [[ -f $SDIR/files ]]; then
+        while read -r kind src dest opts; do
+            [[ -z ${kind:-} || $kind == \#* ]] && continue
+            [[ -n ${dest:-} && $dest == /* ]] ||
+                die "$SDIR/files: want 'KIND SOURCE /DEST [OPTIONS]', got '$kind $src ${dest:-} ${opts:-}'"
+            tamper="" key=trusted
+            for o in ${opts:-}; do
+                case $kind:$o in
+                    squashfs-verity:tamper) tamper=1 ;;
+                    ddi-*:key=trusted | ddi-*:key=untrusted) key=${o#key=} ;;
+                    *) die "$SDIR/files: option '$o' is not valid for $kind" ;;
+                esac
+            done
+            target=$root$dest
+            mkdir -p "$(dirname "$target")"
+            case $kind in
+                dir)
+                    stage_copy "$src" "$target"
+                    ;;
+                file)
+                    install -m 0644 "$QT_DIR/$src" "$target"
+                    ;;
+                link)
+                    ln -sfn "$src" "$target"
+                    ;;
+                squashfs)
+                    stage_copy "$src" "$stage"
+                    mksquashfs "$stage" "$target" -all-root -noappend -quiet >/dev/null ||
+                        die "mksquashfs $src failed"
+                    ;;
+                erofs)
+                    stage_copy "$src" "$stage"
+                    mkfs.erofs --quiet --all-root "$target" "$stage" >/dev/null || die "mkfs.erofs $src failed"
+                    ;;
+                ext4)
+                    stage_copy "$src" "$stage"
+                    ext4_image "$stage" "" "$target"
+                    ;;
+                squashfs-verity)
+                    squashfs_verity "$src" "$target" "$dest" "$tamper"
+                    ;;
+                ddi-sysext | ddi-confext)
+                    ddi_image "${kind#ddi-}" "$src" "$target" "$dest" "$key"
+                    ;;
+                *)
+                    die "$SDIR/files: unknown kind '$kind' (dir, file, link, squashfs, erofs, ext4, squashfs-verity, ddi-sysext, ddi-confext)"
+                    ;;
+            esac
+        done <"$SDIR/files"
+        rm -rf "$stage"
+    fi
+    if [[ -d $SDIR/config ]]; then
+        cp -a "$SDIR/config/." "$root/"
+    fi
+    chown -R 0:0 "$root"
+    ext4_image "$WORK/config" ignition "$WORK/config.img"
+}
+
+# ---- the checks disk: checklib + this scenario's check-boot-N.sh ---------------------
+build_checks() {
+    mkdir -p "$WORK/checks"
+    cp "$QT_DIR"/guest/checks/*.sh "$WORK/checks/"
+    cp "$SDIR"/check-boot-*.sh "$WORK/checks/" 2>/dev/null ||
+        die "scenario $NAME has no check-boot-N.sh"
+    cp "$WORK/roothashes" "$WORK/checks/roothashes"
+    chown -R 0:0 "$WORK/checks"
+    ext4_image "$WORK/checks" extmerge-test "$WORK/checks.img"
+}
+
+build_config
+build_checks
+qemu-img create -q -f qcow2 -b "$BASE" -F raw "$WORK/root.qcow2"
+
+# ---- boot N of the disk ------------------------------------------------------------------
+# Sets BOOT_SECONDS; returns non-zero (after printing why) when the boot failed.
+boot() {
+    local n=$1 console=$WORK/console-boot-$1.log results=$WORK/results-boot-$1.log
+    local cmdline drives=() rc t0 raw
+    cmdline="root=/dev/vda rw console=ttyS0,115200 panic=1 mitigations=off extmerge_test.boot=$n"
+    drives+=(-drive "if=virtio,file=$WORK/root.qcow2,format=qcow2")
+    drives+=(-drive "if=virtio,file=$WORK/checks.img,format=raw,readonly=on")
+    if ((n == 1)); then
+        # First boot: Ignition's config disk, and the first-boot flag Flatcar's GRUB sets.
+        cmdline+=" flatcar.first_boot=1"
+        drives+=(-drive "if=virtio,file=$WORK/config.img,format=raw,readonly=on")
+    fi
+    [[ -n $extra_cmdline ]] && cmdline+=" $extra_cmdline"
+    [[ -n ${QEMU_EXTRA_CMDLINE:-} ]] && cmdline+=" $QEMU_EXTRA_CMDLINE"
+    : >"$console"
+    : >"$results"
+    t0=$(now)
+    rc=0
+    timeout -k 10 "$BOOT_TIMEOUT" qemu-system-x86_64 \
+        -accel tcg -machine q35 -m 1024 -smp 1 \
+        -nodefaults -nographic -no-reboot -monitor none \
+        -kernel "$KERNEL" -initrd "$INITRD" -append "$cmdline" \
+        "${drives[@]}" ${QEMU_EXTRA_ARGS:-} \
+        -serial "file:$console" -serial "file:$results" \
+        </dev/null >"$WORK/qemu-boot-$n.log" 2>&1 || rc=$?
+    BOOT_SECONDS=$(since "$t0")
+    raw=$(tr -d '\r' <"$results")
+    local problem=""
+    if ((rc == 124 || rc == 137)); then
+        problem="timed out after ${BOOT_TIMEOUT} s (QEMU killed)"
+    elif ((rc != 0)); then
+        problem="QEMU exited with $rc: $(tail -n 5 "$WORK/qemu-boot-$n.log" | tr '\n' ' ')"
+    elif ! grep -qx "begin boot $n" <<<"$raw"; then
+        problem="the guest never ran its checks (no 'begin boot $n' on the results port)"
+    elif ! grep -qx "end boot $n" <<<"$raw"; then
+        problem="the checks did not finish (no 'end boot $n' on the results port)"
+    elif grep -q '^not ok' <<<"$raw"; then
+        problem="$(grep -c '^not ok' <<<"$raw") check(s) failed"
+    elif ! grep -q '^ok ' <<<"$raw"; then
+        problem="no check passed"
+    fi
+    # The results are always shown (nextest shows them for failures or with --no-capture).
+    [[ -n $raw ]] && sed "s/^/  [$NAME boot $n] /" <<<"$raw" >&2
+    if [[ -n $problem ]]; then
+        log "$NAME: boot $n/$boots FAILED: $problem (${BOOT_SECONDS} s)"
+        log "--- last 80 console lines ($console):"
+        tr -d '\r' <"$console" | tail -n 80 | sed 's/^/  | /' >&2
+        log "--- full logs in $WORK"
+        return 1
+    fi
+    log "$NAME: boot $n/$boots: $(grep -c '^ok ' <<<"$raw") checks ok in ${BOOT_SECONDS} s"
+    return 0
+}
+
+for ((n = 1; n <= boots; n++)); do
+    boot "$n" || die "scenario $NAME failed in boot $n"
+done
+log "$NAME: passed ($boots boot(s), $(since "$t_all") s in all)"

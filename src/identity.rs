@@ -1,0 +1,327 @@
+//! Identities of extension images: systemd's weak identifiers (for its `origin` record) and our
+//! strong content identities (for our own skip decision).
+
+use crate::discover::ImageKind;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// systemd's weak identifiers of an image (what `origin` records when there is no verity hash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WeakId {
+    /// Unique mount ID of the mount the image lives on (legacy ID on old kernels).
+    pub on_mount_id: u64,
+    /// `name_to_handle_at(AT_HANDLE_FID)` handle type and bytes, if the file system has handles.
+    pub file_handle: Option<(i32, Vec<u8>)>,
+    /// Inode number, used by systemd only when there is no file handle.
+    pub inode: u64,
+    /// Birth time in µs (0 if the file system does not record it).
+    pub crtime: u64,
+    /// Modification time in µs; 0 for plain directories, as systemd records it.
+    pub mtime: u64,
+}
+
+const STATX_MNT_ID: u32 = 0x1000;
+const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+const STATX_BTIME: u32 = 0x800;
+const AT_HANDLE_FID: i32 = 0x200;
+const MAX_HANDLE_SZ: usize = 128;
+
+fn usec(sec: i64, nsec: u32) -> u64 {
+    (sec.max(0) as u64) * 1_000_000 + u64::from(nsec) / 1000
+}
+
+/// Collect systemd's weak identifiers of the image at `path` (the resolved host path).
+pub fn weak_id(path: &Path, kind: ImageKind) -> Result<WeakId> {
+    let c = CString::new(path.as_os_str().as_bytes()).context("path contains a NUL byte")?;
+    // SAFETY: plain syscalls on a NUL-terminated path into zeroed, correctly sized buffers.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let mask = libc::STATX_BASIC_STATS | STATX_BTIME | STATX_MNT_ID_UNIQUE;
+    let r = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, mask, &mut stx) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("statx {}", path.display()));
+    }
+    let on_mount_id = if stx.stx_mask & (STATX_MNT_ID_UNIQUE | STATX_MNT_ID) != 0 {
+        stx.stx_mnt_id
+    } else {
+        0
+    };
+
+    let mut buf = vec![0u8; std::mem::size_of::<libc::c_uint>() * 2 + MAX_HANDLE_SZ];
+    // struct file_handle { unsigned int handle_bytes; int handle_type; unsigned char f_handle[]; }
+    buf[..4].copy_from_slice(&(MAX_HANDLE_SZ as u32).to_ne_bytes());
+    let mut mnt_id: libc::c_int = 0;
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            buf.as_mut_ptr(),
+            &mut mnt_id as *mut libc::c_int,
+            AT_HANDLE_FID,
+        )
+    };
+    let file_handle = if r == 0 {
+        let bytes = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        let ty = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        Some((ty, buf[8..8 + bytes.min(MAX_HANDLE_SZ)].to_vec()))
+    } else {
+        None
+    };
+    let crtime = if stx.stx_mask & STATX_BTIME != 0 {
+        usec(stx.stx_btime.tv_sec, stx.stx_btime.tv_nsec)
+    } else {
+        0
+    };
+    let mtime = match kind {
+        ImageKind::Directory => 0,
+        _ => usec(stx.stx_mtime.tv_sec, stx.stx_mtime.tv_nsec),
+    };
+    Ok(WeakId {
+        on_mount_id,
+        file_handle,
+        inode: stx.stx_ino,
+        crtime,
+        mtime,
+    })
+}
+
+/// A content identity that changes whenever what would be merged changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type", content = "value")]
+pub enum Strong {
+    /// dm-verity root hash (lowercase hex): the kernel verifies the content against it.
+    VerityHash(String),
+    /// sha256 of the whole image file or block device.
+    Sha256(String),
+    /// Merkle digest of a directory tree (path, type, mode, owner, size, content or link target).
+    TreeDigest(String),
+}
+
+/// Cache of image file hashes keyed by (dev, ino, size, mtime, ctime), so an unchanged boot does not re-hash.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HashCache {
+    entries: BTreeMap<String, String>,
+}
+
+fn cache_key(m: &std::fs::Metadata) -> String {
+    format!(
+        "{}:{}:{}:{}.{}:{}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
+}
+
+impl HashCache {
+    /// Load a cache file; a missing, unreadable or malformed cache is just empty (it is only a cache).
+    pub fn load(path: &Path) -> HashCache {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Write the cache atomically (temp file + rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} into place", tmp.display()))
+    }
+
+    /// Number of cached entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn sha256_reader(mut r: impl Read) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// sha256 of a file or block device, from the cache when (dev, ino, size, mtime, ctime) are unchanged.
+pub fn file_sha256(path: &Path, cache: &mut HashCache) -> Result<String> {
+    let m = std::fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
+    let key = cache_key(&m);
+    // Block devices have no meaningful mtime/ctime for their content: always hash them.
+    let cacheable = !m.file_type().is_block_device();
+    if cacheable {
+        if let Some(h) = cache.entries.get(&key) {
+            return Ok(h.clone());
+        }
+    }
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let h = sha256_reader(f).with_context(|| format!("reading {}", path.display()))?;
+    if cacheable {
+        cache.entries.insert(key, h.clone());
+    }
+    Ok(h)
+}
+
+/// Merkle digest of a directory tree: every entry's path, type, mode, owner, size and content (or
+/// link target / device number), in sorted order, hashed into one digest. Symlinks are not followed.
+pub fn tree_digest(dir: &Path) -> Result<String> {
+    fn walk(base: &Path, dir: &Path, h: &mut Sha256) -> Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading directory {}", dir.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("reading directory {}", dir.display()))?;
+        entries.sort();
+        for p in entries {
+            let m =
+                std::fs::symlink_metadata(&p).with_context(|| format!("lstat {}", p.display()))?;
+            let rel = p.strip_prefix(base).unwrap_or(&p);
+            let ft = m.file_type();
+            let content = if ft.is_file() {
+                let f =
+                    std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
+                sha256_reader(f).with_context(|| format!("reading {}", p.display()))?
+            } else if ft.is_symlink() {
+                std::fs::read_link(&p)
+                    .with_context(|| format!("readlink {}", p.display()))?
+                    .display()
+                    .to_string()
+            } else if ft.is_char_device() || ft.is_block_device() {
+                m.rdev().to_string()
+            } else {
+                String::new()
+            };
+            let line = format!(
+                "{}\0{:o}\0{}\0{}\0{}\0{}\n",
+                rel.display(),
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                if ft.is_file() { m.size() } else { 0 },
+                content
+            );
+            h.update(line.as_bytes());
+            if ft.is_dir() {
+                walk(base, &p, h)?;
+            }
+        }
+        Ok(())
+    }
+    let mut h = Sha256::new();
+    walk(dir, dir, &mut h)?;
+    Ok(hex(&h.finalize()))
+}
+
+/// The strong identity of a discovered image.
+pub fn strong_id(host_path: &Path, kind: ImageKind, cache: &mut HashCache) -> Result<Strong> {
+    match kind {
+        ImageKind::Directory => Ok(Strong::TreeDigest(tree_digest(host_path)?)),
+        ImageKind::Raw | ImageKind::Block => Ok(Strong::Sha256(file_sha256(host_path, cache)?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_digest_changes_on_any_content_or_metadata_edit() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        std::fs::create_dir_all(d.join("usr/bin")).unwrap();
+        std::fs::write(d.join("usr/bin/a"), "one").unwrap();
+        std::os::unix::fs::symlink("a", d.join("usr/bin/l")).unwrap();
+        let h0 = tree_digest(d).unwrap();
+        assert_eq!(h0, tree_digest(d).unwrap(), "stable");
+        std::fs::write(d.join("usr/bin/a"), "two").unwrap();
+        let h1 = tree_digest(d).unwrap();
+        assert_ne!(h0, h1, "in-place content edit (systemd issue 41523)");
+        std::fs::remove_file(d.join("usr/bin/l")).unwrap();
+        std::os::unix::fs::symlink("b", d.join("usr/bin/l")).unwrap();
+        let h2 = tree_digest(d).unwrap();
+        assert_ne!(h1, h2, "link target");
+        std::fs::set_permissions(
+            d.join("usr/bin/a"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        assert_ne!(h2, tree_digest(d).unwrap(), "mode");
+    }
+
+    #[test]
+    fn file_hash_is_cached_until_the_file_changes() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("x.raw");
+        std::fs::write(&f, "content").unwrap();
+        let mut cache = HashCache::default();
+        let h = file_sha256(&f, &mut cache).unwrap();
+        assert_eq!(
+            h,
+            "ed7002b439e9ac845f22357d822bac1444730fbdb6016d3ec9432297b9ec9f73"
+        );
+        assert_eq!(cache.len(), 1);
+        assert_eq!(file_sha256(&f, &mut cache).unwrap(), h);
+        std::fs::write(&f, "changed").unwrap();
+        assert_ne!(
+            file_sha256(&f, &mut cache).unwrap(),
+            h,
+            "a rewrite changes ctime/size: re-hashed"
+        );
+        let p = t.path().join("cache.json");
+        cache.save(&p).unwrap();
+        assert_eq!(HashCache::load(&p).len(), 2);
+        std::fs::write(&p, "garbage").unwrap();
+        assert!(
+            HashCache::load(&p).is_empty(),
+            "a broken cache is just empty"
+        );
+    }
+
+    #[test]
+    fn weak_id_matches_stat_and_directory_mtime_is_zero() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("img.raw");
+        std::fs::write(&f, "x").unwrap();
+        let w = weak_id(&f, ImageKind::Raw).unwrap();
+        let m = std::fs::metadata(&f).unwrap();
+        assert_eq!(w.inode, m.ino());
+        assert_eq!(
+            w.mtime,
+            (m.mtime() as u64) * 1_000_000 + (m.mtime_nsec() as u64) / 1000
+        );
+        assert!(w.on_mount_id > 0);
+        let d = weak_id(t.path(), ImageKind::Directory).unwrap();
+        assert_eq!(d.mtime, 0);
+    }
+}

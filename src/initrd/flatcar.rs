@@ -1,0 +1,475 @@
+//! Flatcar's extension selection, as `initrd-setup-root-after-ignition` does it (flatcar/bootengine
+//! `dracut/99setup-root`, PR 115 @e9a7ee2, unchanged in the latest stored version @63f5497):
+//! `enabled-sysext.conf` → `/etc/extensions/flatcar-NAME.raw` links, the OEM sysext A/B selection
+//! and the one-time OEM migration.
+//!
+//! Functional core, imperative shell: [`gather`] reads the root into [`Inputs`], [`plan`] decides
+//! (pure, printable for `--dry-run`), [`apply`] performs the [`Action`]s inside the root.
+//!
+//! Left to the shell: downloads. Flatcar fetches a missing image over the network and verifies
+//! it as a signed update payload (ue-rs `download_sysext`); the binary has no network, so a
+//! missing image becomes [`Action::Missing`] and [`missing_error`] says what to place where.
+//! Glue that wants downloads fetches those files and runs gather → plan → apply again.
+//!
+//! Deliberate differences from the script (all fail-safe): `-NAME` matches after comments and
+//! surrounding whitespace are removed (the script's `grep -v -x -f` needs byte-equal lines, so
+//! `zfs # note` could not be disabled); `flatcar-NAME.raw` symlinks into `/etc/flatcar/sysext/`
+//! whose NAME is no longer enabled are removed (the script leaves them, so a disabled extension
+//! stayed merged until the next update); `/dev/null` links and non-symlinks are never replaced
+//! (`ln -fs` would); the previous OEM image is only moved off the OEM partition if it is a
+//! regular file under `/oem/` (the script moves whatever the link points at); unusable names and
+//! unsafe migration entries are skipped with a reason; a missing `/usr/share/flatcar/oems/ID`
+//! while `migrate-oem-ID` exists is logged and the flag kept (the script fails the boot).
+
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+const EXTENSIONS: &str = "/etc/extensions";
+const FLATCAR_SYSEXT: &str = "/etc/flatcar/sysext";
+const OEM_SYSEXT: &str = "/oem/sysext";
+const ROOT_OEM_SYSEXT: &str = "/etc/flatcar/oem-sysext";
+const USER_CONF: &str = "/etc/flatcar/enabled-sysext.conf";
+const VENDOR_CONF: &str = "/usr/share/flatcar/enabled-sysext.conf";
+const OEM_RELEASE: &str = "/oem/oem-release";
+const OS_RELEASE: &str = "/usr/lib/os-release";
+const OEM_LISTS: &str = "/usr/share/flatcar/oems";
+const CLOUDINIT_WANTS: &str = "/etc/systemd/system/multi-user.target.wants/oem-cloudinit.service";
+const CLOUDINIT_UNIT: &str = "/usr/lib/systemd/system/oem-cloudinit.service";
+const DEV_NULL: &str = "/dev/null";
+const RELEASE_SERVER: &str = "https://update.release.flatcar-linux.net";
+
+/// Parsed `enabled-sysext.conf` lines: names to enable, `-NAME` removals (comments #, blank lines ignored; whitespace trimmed).
+pub fn parse_enabled(text: &str) -> (Vec<String>, Vec<String>) {
+    let (mut names, mut removals) = (Vec::new(), Vec::new());
+    for line in text.lines() {
+        // `grep -o '^[^#]*'`: a comment may follow a name on the same line.
+        let body = line.split('#').next().unwrap_or_default().trim();
+        // `for NAME in $(…)` splits words, so one line may carry several names.
+        let words = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        match body.strip_prefix('-') {
+            Some(rest) => removals.extend(words(rest)),
+            None => names.extend(words(body)),
+        }
+    }
+    (names, removals)
+}
+
+/// Union of /usr/share/flatcar/enabled-sysext.conf (vendor defaults) and /etc/flatcar/enabled-sysext.conf, minus `-NAME` from /etc; pure.
+///
+/// Order as the script iterates (`grep -h /etc/… /usr/…`): /etc names first, then vendor
+/// names; duplicates collapse to the first. `-NAME` removals come only from /etc (the vendor
+/// file's `-` lines are dropped, not applied) and remove the name from both files.
+pub fn enabled_set(vendor: &str, user: &str) -> Vec<String> {
+    let (user_names, removals) = parse_enabled(user);
+    let (vendor_names, _) = parse_enabled(vendor);
+    let mut out: Vec<String> = Vec::new();
+    for name in user_names.into_iter().chain(vendor_names) {
+        if !removals.contains(&name) && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// The OEM ID as the script extracts it: `grep -m 1 -o "^ID=.*" | cut -d = -f 2` (no unquoting).
+pub fn oem_id(oem_release: &str) -> Option<String> {
+    let value = oem_release.lines().find_map(|l| l.strip_prefix("ID="))?;
+    let id = value.split('=').next().unwrap_or_default();
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
+/// Why `name` cannot be part of a file name, if it cannot.
+fn bad_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name == "." || name == ".." {
+        Some("is not a usable name")
+    } else if name.contains('/') {
+        Some("contains '/'")
+    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("contains whitespace or control characters")
+    } else {
+        None
+    }
+}
+
+fn ext_link(ext: &str) -> PathBuf {
+    PathBuf::from(format!("{EXTENSIONS}/{ext}.raw"))
+}
+
+fn flatcar_image(name: &str, version: &str) -> PathBuf {
+    PathBuf::from(format!("{FLATCAR_SYSEXT}/flatcar-{name}-{version}.raw"))
+}
+
+/// The OEM image on the OEM partition (preferred) and its fallback on the root partition.
+fn oem_images(id: &str, version: &str) -> [PathBuf; 2] {
+    let file = format!("oem-{id}-{version}.raw");
+    [
+        Path::new(OEM_SYSEXT).join(&file),
+        Path::new(ROOT_OEM_SYSEXT).join(&file),
+    ]
+}
+
+fn oem_flag(kind: &str, id: &str) -> PathBuf {
+    PathBuf::from(format!("{OEM_SYSEXT}/{kind}-oem-{id}"))
+}
+
+/// An entry of `/etc/extensions` that the selection may manage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Entry {
+    /// A symlink: its text, and the in-root path it resolves to if that is an existing regular file.
+    Symlink {
+        target: PathBuf,
+        resolved_file: Option<PathBuf>,
+    },
+    /// Anything else (regular file, directory, device): never replaced.
+    Other,
+}
+
+/// Inputs gathered from the root, so [`plan`] is pure and unit-testable.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Inputs {
+    /// `VERSION=` of /usr/lib/os-release: Flatcar names images by it (`VERSION_ID` if absent).
+    pub version: String,
+    /// `FLATCAR_BOARD=` of /usr/lib/os-release, for the download hint.
+    pub board: Option<String>,
+    /// /usr/share/flatcar/enabled-sysext.conf ("" when absent).
+    pub vendor_conf: String,
+    /// /etc/flatcar/enabled-sysext.conf ("" when absent).
+    pub user_conf: String,
+    /// `ID` of /oem/oem-release, see [`oem_id`].
+    pub oem_id: Option<String>,
+    /// /oem/sysext/active-oem-ID exists.
+    pub oem_active: bool,
+    /// /oem/sysext/migrate-oem-ID exists.
+    pub oem_migrate: bool,
+    /// /usr/share/flatcar/oems/ID (the migration's deletion list), if read and present.
+    pub oem_migrate_list: Option<String>,
+    /// Target of the oem-cloudinit.service wants link, if that is a symlink (migration special case).
+    pub cloudinit_wants: Option<PathBuf>,
+    /// Candidate images (in-root paths) that exist, resolved inside the root.
+    pub present: BTreeSet<PathBuf>,
+    /// `flatcar-*.raw` and `oem-*.raw` entries of /etc/extensions, by file name.
+    pub links: BTreeMap<String, Entry>,
+}
+
+impl Inputs {
+    fn exists(&self, path: &Path) -> bool {
+        self.present.contains(path)
+    }
+
+    fn link(&self, ext: &str) -> Option<&Entry> {
+        self.links.get(&format!("{ext}.raw"))
+    }
+}
+
+/// One action the selection wants, pure data, so it can be printed as a plan (`--dry-run`) and tested.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Create or re-point the symlink `link` to `target` (both in-root paths; the link text is `target`).
+    Link { link: PathBuf, target: PathBuf },
+    /// Remove the symlink `link`.
+    RemoveLink { link: PathBuf, reason: String },
+    /// Move an OEM image; failure is tolerated. With `link`, point it at wherever the image ends up.
+    MoveOem {
+        from: PathBuf,
+        to: PathBuf,
+        link: Option<PathBuf>,
+    },
+    /// `rm -rf` of an in-root path (OEM migration); failure is tolerated, as in the script.
+    Delete { path: PathBuf, reason: String },
+    /// A required image is absent: place it at one of `expected` (first preferred).
+    Missing {
+        name: String,
+        expected: Vec<PathBuf>,
+        /// Where Flatcar would download it from (a signed update payload, not the raw image).
+        url: Option<String>,
+    },
+    /// A decision not to touch something, with the reason (logged, changes nothing).
+    Skip { name: String, reason: String },
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Link { link, target } => write!(f, "link {} -> {}", show(link), show(target)),
+            Action::RemoveLink { link, reason } => {
+                write!(f, "remove link {} ({reason})", show(link))
+            }
+            Action::MoveOem { from, to, link } => {
+                write!(f, "move {} to {}", show(from), show(to))?;
+                match link {
+                    Some(l) => write!(
+                        f,
+                        ", then link {} to it (or to the source if the move fails)",
+                        show(l)
+                    ),
+                    None => Ok(()),
+                }
+            }
+            Action::Delete { path, reason } => write!(f, "delete {} ({reason})", show(path)),
+            Action::Missing { name, expected, .. } => {
+                write!(f, "missing {name}: place it at {}", join_paths(expected))
+            }
+            Action::Skip { name, reason } => write!(f, "skip {name}: {reason}"),
+        }
+    }
+}
+
+fn show(p: &Path) -> std::path::Display<'_> {
+    p.display()
+}
+
+fn join_paths(paths: &[PathBuf]) -> String {
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    shown.join(" (preferred) or ")
+}
+
+/// What [`plan`] must leave alone at a link name, and why.
+fn untouchable(link: &Path, entry: Option<&Entry>) -> Option<String> {
+    let why = match entry {
+        Some(Entry::Other) => "is not a symlink; it is left alone (extmerge never replaces a file)",
+        Some(Entry::Symlink { target, .. }) if target == Path::new(DEV_NULL) => {
+            "is masked by a link to /dev/null; left alone"
+        }
+        _ => return None,
+    };
+    Some(format!("{} {why}", show(link)))
+}
+
+/// Push a [`Action::Link`] unless the link already has exactly that text.
+fn link_to(out: &mut Vec<Action>, link: PathBuf, current: Option<&Path>, target: PathBuf) {
+    if current != Some(target.as_path()) {
+        out.push(Action::Link { link, target });
+    }
+}
+
+fn link_text(entry: Option<&Entry>) -> Option<&Path> {
+    match entry {
+        Some(Entry::Symlink { target, .. }) => Some(target),
+        _ => None,
+    }
+}
+
+/// A missing image: report it, and drop the link (the script's `rm -f` branch; a link to
+/// another version would not match this OS anyway).
+fn missing(inputs: &Inputs, out: &mut Vec<Action>, ext: &str, expected: Vec<PathBuf>) {
+    let url = inputs
+        .board
+        .as_deref()
+        .map(|board| format!("{RELEASE_SERVER}/{board}/{}/{ext}.gz", inputs.version));
+    out.push(Action::Missing {
+        name: ext.to_owned(),
+        expected,
+        url,
+    });
+    if link_text(inputs.link(ext)).is_some() {
+        let reason = format!("no {ext} image for version {}", inputs.version);
+        out.push(Action::RemoveLink {
+            link: ext_link(ext),
+            reason,
+        });
+    }
+}
+
+/// The whole selection, in the script's order: OEM image, OEM migration, Flatcar extensions; then stale links.
+pub fn plan(inputs: &Inputs) -> Vec<Action> {
+    let mut out = Vec::new();
+    plan_oem(inputs, &mut out);
+    let enabled = enabled_set(&inputs.vendor_conf, &inputs.user_conf);
+    for name in &enabled {
+        plan_flatcar(inputs, name, &mut out);
+    }
+    plan_stale(inputs, &enabled, &mut out);
+    out
+}
+
+fn plan_oem(inputs: &Inputs, out: &mut Vec<Action>) {
+    let Some(id) = inputs.oem_id.as_deref() else {
+        return;
+    };
+    let ext = format!("oem-{id}");
+    if let Some(why) = bad_name(id) {
+        let reason = format!("OEM ID {id:?} in {OEM_RELEASE} {why}");
+        return out.push(Action::Skip { name: ext, reason });
+    }
+    // The flag is written by update-engine's postinst once both /usr partitions carry an OEM sysext.
+    if !inputs.oem_active {
+        return;
+    }
+    let (link, entry) = (ext_link(&ext), inputs.link(&ext));
+    let [on_oem, on_root] = oem_images(id, &inputs.version);
+    if let Some(reason) = untouchable(&link, entry) {
+        out.push(Action::Skip { name: ext, reason });
+    } else if inputs.exists(&on_oem) {
+        link_to(out, link, link_text(entry), on_oem);
+    } else if inputs.exists(&on_root) {
+        // Free the OEM partition first: the previously linked image moves to the root partition.
+        if let Some(Entry::Symlink {
+            resolved_file: Some(prev),
+            ..
+        }) = entry
+        {
+            if let (true, Some(file)) = (prev.starts_with("/oem"), prev.file_name()) {
+                let to = Path::new(ROOT_OEM_SYSEXT).join(file);
+                out.push(Action::MoveOem {
+                    from: prev.clone(),
+                    to,
+                    link: None,
+                });
+            }
+        }
+        // Keeping the active image on the OEM partition lets the root partition be reset.
+        out.push(Action::MoveOem {
+            from: on_root,
+            to: on_oem,
+            link: Some(link),
+        });
+    } else {
+        missing(inputs, out, &ext, vec![on_oem, on_root]);
+    }
+    plan_migration(inputs, id, out);
+}
+
+fn plan_migration(inputs: &Inputs, id: &str, out: &mut Vec<Action>) {
+    if !inputs.oem_migrate {
+        return;
+    }
+    let (name, flag) = (format!("oem-{id}"), oem_flag("migrate", id));
+    let list_path = Path::new(OEM_LISTS).join(id);
+    let Some(list) = &inputs.oem_migrate_list else {
+        let (f, l) = (show(&flag), show(&list_path));
+        let reason = format!("{f} exists but {l} does not; keeping the flag, no migration");
+        return out.push(Action::Skip { name, reason });
+    };
+    // `while IFS="" read -r entry`: whole lines, whitespace kept.
+    for entry in list.lines().filter(|e| !e.is_empty()) {
+        if let (CLOUDINIT_WANTS, Some(current)) = (entry, &inputs.cloudinit_wants) {
+            // The script re-points this wants link at the unit in /usr instead of deleting it.
+            let (link, target) = (
+                PathBuf::from(CLOUDINIT_WANTS),
+                PathBuf::from(CLOUDINIT_UNIT),
+            );
+            link_to(out, link, Some(current), target);
+            continue;
+        }
+        out.push(match deletable(entry) {
+            Ok(path) => Action::Delete {
+                path,
+                reason: format!("OEM migration list {}", show(&list_path)),
+            },
+            Err(why) => Action::Skip {
+                name: name.clone(),
+                reason: format!("not deleting {entry:?} from {}: {why}", show(&list_path)),
+            },
+        });
+    }
+    out.push(Action::Delete {
+        path: flag,
+        reason: "OEM migration done".to_owned(),
+    });
+}
+
+/// A migration entry as an in-root path, refusing anything that could wipe a whole tree.
+fn deletable(entry: &str) -> Result<PathBuf, &'static str> {
+    let path = Path::new(entry);
+    if !path.is_absolute() {
+        return Err("not an absolute path");
+    }
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => return Err("contains '..'"),
+        }
+    }
+    if out.components().count() < 3 {
+        return Err("names a top-level directory");
+    }
+    Ok(out)
+}
+
+fn plan_flatcar(inputs: &Inputs, name: &str, out: &mut Vec<Action>) {
+    let ext = format!("flatcar-{name}");
+    if let Some(why) = bad_name(name) {
+        let reason = format!("enabled-sysext.conf entry {name:?} {why}");
+        return out.push(Action::Skip { name: ext, reason });
+    }
+    let (link, entry) = (ext_link(&ext), inputs.link(&ext));
+    let target = flatcar_image(name, &inputs.version);
+    if let Some(reason) = untouchable(&link, entry) {
+        out.push(Action::Skip { name: ext, reason });
+    } else if inputs.exists(&target) {
+        link_to(out, link, link_text(entry), target);
+    } else {
+        missing(inputs, out, &ext, vec![target]);
+    }
+}
+
+/// `flatcar-NAME.raw` symlinks into /etc/flatcar/sysext/ whose NAME is no longer enabled.
+fn plan_stale(inputs: &Inputs, enabled: &[String], out: &mut Vec<Action>) {
+    for (file, entry) in &inputs.links {
+        let name = file
+            .strip_prefix("flatcar-")
+            .and_then(|n| n.strip_suffix(".raw"));
+        let (Some(name), Some(target)) = (name, link_text(Some(entry))) else {
+            continue;
+        };
+        if !enabled.iter().any(|e| e == name) && lexical(target).starts_with(FLATCAR_SYSEXT) {
+            let reason = format!("flatcar-{name} is not enabled in enabled-sysext.conf");
+            out.push(Action::RemoveLink {
+                link: Path::new(EXTENSIONS).join(file),
+                reason,
+            });
+        }
+    }
+}
+
+/// A link text in /etc/extensions as an in-root path, without following anything.
+fn lexical(target: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in Path::new(EXTENSIONS).join(target).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => drop(out.pop()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Missing images become one error that lists each name and exactly what file to place where.
+pub fn missing_error(actions: &[Action]) -> Option<String> {
+    let mut lines = Vec::new();
+    for a in actions {
+        if let Action::Missing {
+            name,
+            expected,
+            url,
+        } = a
+        {
+            lines.push(format!("  {name}: place it at {}", join_paths(expected)));
+            if let Some(url) = url {
+                lines.push(format!(
+                    "    (Flatcar would download {url}, a signed update payload to unpack with download_sysext)"
+                ));
+            }
+        }
+    }
+    (!lines.is_empty()).then(|| {
+        format!(
+            "extension images required by the Flatcar selection are missing, and extmerge does not \
+             download (place them before boot, e.g. with Ignition):\n{}",
+            lines.join("\n")
+        )
+    })
+}
+
+mod shell;
+pub use shell::{apply, gather};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,107 @@
+//! Ways an operator turns merging off: kernel command line kill switches and masked units.
+
+use crate::class::ImageClass;
+use crate::initrd::cmdline::{self, Param};
+use std::path::Path;
+
+/// systemd's `invoked_by_systemd()`: `$SYSTEMD_EXEC_PID` names this very process.
+pub fn invoked_by_systemd() -> bool {
+    std::env::var("SYSTEMD_EXEC_PID")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_some_and(|pid| pid == std::process::id())
+}
+
+/// The kernel command line option that disables `class`, if one does.
+///
+/// As systemd: `systemd.<class>=0`; in the initrd also `rd.systemd.<class>=0` (systemd's
+/// `-sysroot` units honour both) and extmerge's own `rd.extmerge=0` for every class.
+/// A value that is not a boolean is ignored; a key without a value means "enabled".
+pub fn kill_switch(params: &[Param], class: ImageClass, in_initrd: bool) -> Option<String> {
+    let disabled = |key: &str, rd_only: bool| -> Option<String> {
+        let v = if rd_only {
+            if !in_initrd {
+                return None;
+            }
+            params.iter().rev().find(|p| p.key == key)?.value.clone()
+        } else {
+            cmdline::get(params, key, in_initrd)?.map(str::to_string)
+        };
+        (crate::mutable::parse_boolean(v.as_deref()?) == Some(false)).then(|| format!("{key}=0"))
+    };
+    disabled("rd.extmerge", true).or_else(|| disabled(&format!("systemd.{}", class.name()), false))
+}
+
+/// The systemd unit whose masking in the root disables a class (Flatcar's convention).
+pub fn unit_for(class: ImageClass) -> &'static str {
+    match class {
+        ImageClass::Sysext => "systemd-sysext.service",
+        ImageClass::Confext => "systemd-confext.service",
+    }
+}
+
+/// True when `<root>/etc/systemd/system/<unit>` is a mask (a link to /dev/null, or empty file).
+pub fn unit_masked(root: &Path, unit: &str) -> bool {
+    let p = root.join("etc/systemd/system").join(unit);
+    match std::fs::symlink_metadata(&p) {
+        Ok(m) if m.file_type().is_symlink() => {
+            std::fs::read_link(&p).is_ok_and(|t| t == Path::new("/dev/null"))
+        }
+        Ok(m) => m.is_file() && m.len() == 0,
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_switches_follow_the_initrd_rules() {
+        let p = cmdline::parse("systemd.sysext=0 rd.systemd.confext=no");
+        assert_eq!(
+            kill_switch(&p, ImageClass::Sysext, false).as_deref(),
+            Some("systemd.sysext=0")
+        );
+        assert_eq!(
+            kill_switch(&p, ImageClass::Confext, false),
+            None,
+            "rd. only counts in the initrd"
+        );
+        assert_eq!(
+            kill_switch(&p, ImageClass::Confext, true).as_deref(),
+            Some("systemd.confext=0")
+        );
+        let p = cmdline::parse("rd.extmerge=0 systemd.sysext=1");
+        assert_eq!(
+            kill_switch(&p, ImageClass::Sysext, true).as_deref(),
+            Some("rd.extmerge=0")
+        );
+        assert_eq!(kill_switch(&p, ImageClass::Sysext, false), None);
+        let p = cmdline::parse("systemd.sysext systemd.confext=maybe");
+        assert_eq!(
+            kill_switch(&p, ImageClass::Sysext, false),
+            None,
+            "present without value = enabled"
+        );
+        assert_eq!(
+            kill_switch(&p, ImageClass::Confext, false),
+            None,
+            "not a boolean: ignored"
+        );
+    }
+
+    #[test]
+    fn masks_are_dev_null_links_or_empty_files() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("etc/systemd/system");
+        std::fs::create_dir_all(&d).unwrap();
+        assert!(!unit_masked(t.path(), "systemd-sysext.service"));
+        std::os::unix::fs::symlink("/dev/null", d.join("systemd-sysext.service")).unwrap();
+        assert!(unit_masked(t.path(), "systemd-sysext.service"));
+        std::fs::write(d.join("systemd-confext.service"), "").unwrap();
+        assert!(unit_masked(t.path(), "systemd-confext.service"));
+        std::fs::write(d.join("systemd-confext.service"), "[Unit]\n").unwrap();
+        assert!(!unit_masked(t.path(), "systemd-confext.service"));
+    }
+}

@@ -1,0 +1,387 @@
+//! What a merge was built from: systemd's `origin` record (so systemd's own refresh skips) and
+//! our stronger state record (content identities), plus the pure comparison behind `refresh`.
+
+use crate::identity::{hex, Strong, WeakId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Per-extension identity in systemd's origin record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OriginId {
+    /// The dm-verity root hash (systemd then omits the weak identifiers).
+    Verity(String),
+    /// Mount ID, file handle (or inode), birth and modification time.
+    Weak(WeakId),
+}
+
+/// Input for systemd's origin JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// Mutable mode name (`no`, `auto`, …).
+    pub mode: String,
+    /// Hierarchy → resolved mutable dir (root-stripped), in hierarchy order.
+    pub mutable_dirs: Vec<(String, String)>,
+    /// `$SYSTEMD_*_OVERLAYFS_MOUNT_OPTIONS` when set and non-empty.
+    pub mount_options: Option<String>,
+    /// Accepted extensions: name, root-stripped resolved path, identity.
+    pub extensions: Vec<(String, String, OriginId)>,
+}
+
+/// A tiny ordered JSON tree, so the output can follow systemd's key order and layout.
+enum J {
+    S(String),
+    U(u64),
+    I(i64),
+    O(Vec<(String, J)>),
+}
+
+fn escape(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// sd_json's SD_JSON_FORMAT_PRETTY: tab indentation and `"key" : value`.
+fn render(j: &J, indent: usize, out: &mut String) {
+    match j {
+        J::S(s) => escape(s, out),
+        J::U(u) => out.push_str(&u.to_string()),
+        J::I(i) => out.push_str(&i.to_string()),
+        J::O(members) if members.is_empty() => out.push_str("{}"),
+        J::O(members) => {
+            out.push_str("{\n");
+            for (i, (k, v)) in members.iter().enumerate() {
+                out.push_str(&"\t".repeat(indent + 1));
+                escape(k, out);
+                out.push_str(" : ");
+                render(v, indent + 1, out);
+                if i + 1 < members.len() {
+                    out.push(',');
+                }
+                out.push('\n');
+            }
+            out.push_str(&"\t".repeat(indent));
+            out.push('}');
+        }
+    }
+}
+
+impl Origin {
+    /// The origin file's text exactly as systemd 262 writes it (pretty JSON plus a newline).
+    pub fn to_json_text(&self) -> String {
+        let mut mutable = vec![("mode".to_string(), J::S(self.mode.clone()))];
+        if !self.mutable_dirs.is_empty() {
+            mutable.push((
+                "mutableDirs".into(),
+                J::O(
+                    self.mutable_dirs
+                        .iter()
+                        .map(|(h, d)| (h.clone(), J::S(d.clone())))
+                        .collect(),
+                ),
+            ));
+        }
+        let mut top = vec![("mutable".to_string(), J::O(mutable))];
+        if let Some(o) = &self.mount_options {
+            top.push(("mountOptions".into(), J::S(o.clone())));
+        }
+        if !self.extensions.is_empty() {
+            let exts = self
+                .extensions
+                .iter()
+                .map(|(name, path, id)| {
+                    let mut e = vec![("path".to_string(), J::S(path.clone()))];
+                    match id {
+                        OriginId::Verity(h) => e.push(("verityHash".into(), J::S(h.clone()))),
+                        OriginId::Weak(w) => {
+                            e.push(("onMountId".into(), J::U(w.on_mount_id)));
+                            match &w.file_handle {
+                                Some((ty, bytes)) => e.push((
+                                    "fileHandle".into(),
+                                    J::O(vec![
+                                        ("type".into(), J::I(i64::from(*ty))),
+                                        ("handle".into(), J::S(hex(bytes))),
+                                    ]),
+                                )),
+                                None => e.push(("inode".into(), J::U(w.inode))),
+                            }
+                            e.push(("crtime".into(), J::U(w.crtime)));
+                            e.push(("mtime".into(), J::U(w.mtime)));
+                        }
+                    }
+                    (name.clone(), J::O(e))
+                })
+                .collect();
+            top.push(("extensions".into(), J::O(exts)));
+        }
+        let mut out = String::new();
+        render(&J::O(top), 0, &mut out);
+        out.push('\n');
+        out
+    }
+}
+
+/// Version of our state record format.
+pub const STATE_VERSION: u32 = 1;
+
+/// Name of our state file inside the meta dir (systemd ignores files it does not know).
+pub const STATE_FILE: &str = "extmerge-state.json";
+
+/// One discovered image in our state record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageRecord {
+    /// Image name.
+    pub name: String,
+    /// `directory`, `raw` or `block`.
+    pub kind: String,
+    /// Resolved path inside the root.
+    pub path: PathBuf,
+    /// Content identity.
+    pub identity: Strong,
+}
+
+/// Everything a merge depends on. Equal records mean an identical merge: `refresh` skips.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    /// Record format version; a record from another version never compares equal.
+    pub version: u32,
+    /// `sysext` or `confext`.
+    pub class: String,
+    /// sha256 of the host's os-release values (canonical form), which decide compatibility.
+    pub os_release: String,
+    /// Host scope (`system`/`initrd`).
+    pub scope: String,
+    /// Host architecture.
+    pub architecture: String,
+    /// Mutable mode in force (never silently dropped by a later refresh).
+    pub mutable: String,
+    /// Hierarchy → resolved mutable dir, when one exists.
+    pub mutable_dirs: BTreeMap<String, Option<String>>,
+    /// Hierarchies merged.
+    pub hierarchies: Vec<PathBuf>,
+    /// Overlay option override.
+    pub overlay_options: Option<String>,
+    /// `--noexec=` override.
+    pub noexec: Option<bool>,
+    /// `--force`.
+    pub force: bool,
+    /// Image policy.
+    pub image_policy: Option<String>,
+    /// Every discovered candidate in layer order (acceptance is derived from these and the host).
+    pub images: Vec<ImageRecord>,
+}
+
+/// Our state file as stored in each merged hierarchy's meta dir.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// What the merge was built from.
+    pub state: State,
+    /// Hierarchies that got an overlay (in-root).
+    pub merged: Vec<PathBuf>,
+}
+
+/// Human-readable differences between an old and a new record; empty means unchanged.
+pub fn differences(old: &State, new: &State) -> Vec<String> {
+    let mut d = Vec::new();
+    if old.version != new.version {
+        d.push(format!("state format {} → {}", old.version, new.version));
+        return d;
+    }
+    let mut field = |name: &str, a: String, b: String| {
+        if a != b {
+            d.push(format!("{name} changed ({a} → {b})"));
+        }
+    };
+    field("os-release", old.os_release.clone(), new.os_release.clone());
+    field("scope", old.scope.clone(), new.scope.clone());
+    field(
+        "architecture",
+        old.architecture.clone(),
+        new.architecture.clone(),
+    );
+    field("mutable mode", old.mutable.clone(), new.mutable.clone());
+    field(
+        "mutable dirs",
+        format!("{:?}", old.mutable_dirs),
+        format!("{:?}", new.mutable_dirs),
+    );
+    field(
+        "hierarchies",
+        format!("{:?}", old.hierarchies),
+        format!("{:?}", new.hierarchies),
+    );
+    field(
+        "overlay options",
+        format!("{:?}", old.overlay_options),
+        format!("{:?}", new.overlay_options),
+    );
+    field(
+        "noexec",
+        format!("{:?}", old.noexec),
+        format!("{:?}", new.noexec),
+    );
+    field("force", old.force.to_string(), new.force.to_string());
+    field(
+        "image policy",
+        format!("{:?}", old.image_policy),
+        format!("{:?}", new.image_policy),
+    );
+    let by_name = |v: &[ImageRecord]| -> BTreeMap<String, ImageRecord> {
+        v.iter().map(|i| (i.name.clone(), i.clone())).collect()
+    };
+    let (o, n) = (by_name(&old.images), by_name(&new.images));
+    for (name, img) in &n {
+        match o.get(name) {
+            None => d.push(format!("extension '{name}' added ({})", img.path.display())),
+            Some(prev) if prev.path != img.path => d.push(format!(
+                "extension '{name}' now at {} (was {})",
+                img.path.display(),
+                prev.path.display()
+            )),
+            Some(prev) if prev.identity != img.identity || prev.kind != img.kind => {
+                d.push(format!(
+                    "extension '{name}' content changed ({})",
+                    img.path.display()
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    for name in o.keys().filter(|k| !n.contains_key(*k)) {
+        d.push(format!("extension '{name}' removed"));
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weak(handle: Option<(i32, Vec<u8>)>) -> OriginId {
+        OriginId::Weak(WeakId {
+            on_mount_id: 2147519467,
+            file_handle: handle,
+            inode: 42,
+            crtime: 1790934805978956,
+            mtime: 0,
+        })
+    }
+
+    #[test]
+    fn origin_text_matches_systemd_262_layout() {
+        let o = Origin {
+            mode: "no".into(),
+            mutable_dirs: vec![],
+            mount_options: None,
+            extensions: vec![(
+                "bar".into(),
+                "/var/lib/extensions/bar".into(),
+                weak(Some((248, vec![0, 0, 0, 0, 0xfb, 0x1d]))),
+            )],
+        };
+        assert_eq!(
+            o.to_json_text(),
+            "{\n\t\"mutable\" : {\n\t\t\"mode\" : \"no\"\n\t},\n\t\"extensions\" : {\n\t\t\"bar\" : {\n\t\t\t\"path\" : \"/var/lib/extensions/bar\",\n\t\t\t\"onMountId\" : 2147519467,\n\t\t\t\"fileHandle\" : {\n\t\t\t\t\"type\" : 248,\n\t\t\t\t\"handle\" : \"00000000fb1d\"\n\t\t\t},\n\t\t\t\"crtime\" : 1790934805978956,\n\t\t\t\"mtime\" : 0\n\t\t}\n\t}\n}\n"
+        );
+    }
+
+    #[test]
+    fn origin_with_mutable_dirs_options_verity_and_inode_fallback() {
+        let o = Origin {
+            mode: "auto".into(),
+            mutable_dirs: vec![("/etc".into(), "/etc".into())],
+            mount_options: Some("relatime".into()),
+            extensions: vec![
+                (
+                    "a".into(),
+                    "/usr/lib/confexts/a.raw".into(),
+                    OriginId::Verity("ab12".into()),
+                ),
+                ("b".into(), "/run/confexts/b".into(), weak(None)),
+            ],
+        };
+        let v: serde_json::Value = serde_json::from_str(&o.to_json_text()).unwrap();
+        assert_eq!(v["mutable"]["mutableDirs"]["/etc"], "/etc");
+        assert_eq!(v["mountOptions"], "relatime");
+        assert_eq!(
+            v["extensions"]["a"],
+            serde_json::json!({"path": "/usr/lib/confexts/a.raw", "verityHash": "ab12"})
+        );
+        assert_eq!(v["extensions"]["b"]["inode"], 42);
+        assert!(v["extensions"]["b"].get("fileHandle").is_none());
+    }
+
+    fn state() -> State {
+        State {
+            version: STATE_VERSION,
+            class: "sysext".into(),
+            os_release: "aa".into(),
+            scope: "system".into(),
+            architecture: "x86-64".into(),
+            mutable: "no".into(),
+            mutable_dirs: BTreeMap::new(),
+            hierarchies: vec!["/usr".into()],
+            overlay_options: None,
+            noexec: None,
+            force: false,
+            image_policy: None,
+            images: vec![ImageRecord {
+                name: "a".into(),
+                kind: "raw".into(),
+                path: "/var/lib/extensions/a.raw".into(),
+                identity: Strong::Sha256("11".into()),
+            }],
+        }
+    }
+
+    #[test]
+    fn differences_name_what_changed_and_equal_states_have_none() {
+        let a = state();
+        assert!(differences(&a, &a.clone()).is_empty());
+        let mut b = a.clone();
+        b.images[0].identity = Strong::Sha256("22".into());
+        assert_eq!(
+            differences(&a, &b),
+            ["extension 'a' content changed (/var/lib/extensions/a.raw)"]
+        );
+        let mut c = a.clone();
+        c.images[0].path = "/opt/store/a-2.raw".into();
+        assert!(differences(&a, &c)[0].contains("now at /opt/store/a-2.raw"));
+        let mut d = a.clone();
+        d.images.clear();
+        assert_eq!(differences(&a, &d), ["extension 'a' removed"]);
+        assert_eq!(
+            differences(&d, &a),
+            ["extension 'a' added (/var/lib/extensions/a.raw)"]
+        );
+        let mut e = a.clone();
+        e.mutable = "auto".into();
+        e.os_release = "bb".into();
+        assert_eq!(differences(&a, &e).len(), 2);
+    }
+
+    #[test]
+    fn state_round_trips_through_json_and_other_versions_differ() {
+        let a = state();
+        let back: State = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert_eq!(a, back);
+        let mut f = a.clone();
+        f.version = 99;
+        assert_eq!(differences(&f, &a).len(), 1);
+    }
+}

@@ -1,0 +1,399 @@
+//! Integration tests of `check` (conflict detection) on temporary roots with directory and
+//! squashfs extensions (root, host kernel). Each test runs in its own private mount namespace
+//! and ends with a leak check.
+
+mod common;
+
+use common::*;
+use extmerge::class::ImageClass;
+use extmerge::config::{resolve, ClassSettings, CliOptions};
+use extmerge::conflicts::{ConflictKind, ConflictPolicy};
+use extmerge::verbs::check::{self, ClassReport};
+use extmerge::verbs::JsonMode;
+use serde_json::Value;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const DEBIAN: &str = "ID=debian\nVERSION_ID=13\n";
+
+struct Root {
+    _t: tempfile::TempDir,
+    path: PathBuf,
+    leak: LeakCheck,
+}
+
+impl Root {
+    /// A private mount namespace and a root whose base OS has a `usr/sbin -> bin` link.
+    fn new() -> Root {
+        enter_private_mount_ns();
+        let t = tempfile::tempdir().unwrap();
+        let path = std::fs::canonicalize(t.path()).unwrap().join("root");
+        write_files(
+            &path,
+            &[
+                ("usr/lib/os-release", DEBIAN),
+                ("usr/bin/host-tool", "host\n"),
+                ("usr/lib/old-lib", "old\n"),
+                ("usr/share/data/base.txt", "base\n"),
+                ("etc/hostname", "box\n"),
+                ("etc/site.conf", "host\n"),
+            ],
+        );
+        symlink("bin", path.join("usr/sbin")).unwrap();
+        let leak = LeakCheck::new(t.path());
+        Root { _t: t, path, leak }
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+
+    fn settings(&self, class: ImageClass) -> ClassSettings {
+        let cli = CliOptions {
+            root: Some(self.path.clone()),
+            ..Default::default()
+        };
+        resolve(&cli, class, &|_| None).unwrap()
+    }
+
+    fn report(&self, class: ImageClass, policy: ConflictPolicy) -> ClassReport {
+        check::check_class(&self.settings(class), policy).unwrap()
+    }
+
+    fn extmerge(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_extmerge"))
+            .args(args)
+            .arg(format!("--root={}", self.path.display()))
+            .env("EXTMERGE_LOG", "debug")
+            .env_remove("JOURNAL_STREAM")
+            .output()
+            .unwrap()
+    }
+}
+
+fn sysext_tree(dir: &Path, name: &str, release: &str, files: &[(&str, &str)]) {
+    let rel = format!("usr/lib/extension-release.d/extension-release.{name}");
+    let mut all: Vec<(&str, &str)> = vec![(rel.as_str(), release)];
+    all.extend_from_slice(files);
+    write_files(dir, &all);
+}
+
+fn mknod_whiteout(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(0, 0),
+    )
+    .unwrap_or_else(|e| panic!("mknod {}: {e}", path.display()));
+}
+
+/// a-dir (directory), b-sq (squashfs image), c-dir (directory with a whiteout),
+/// d-fedora (directory, incompatible) and a confext that shadows a base file.
+fn populate(r: &Root) {
+    sysext_tree(
+        &r.p("var/lib/extensions/a-dir"),
+        "a-dir",
+        "ID=_any\n",
+        &[("usr/bin/tool", "a\n"), ("usr/bin/dup", "same\n")],
+    );
+    let src = r.p("../src/b-sq");
+    sysext_tree(
+        &src,
+        "b-sq",
+        DEBIAN,
+        &[
+            ("usr/bin/tool", "b\n"),
+            ("usr/bin/dup", "same\n"),
+            ("usr/bin/host-tool", "b\n"),
+            ("usr/sbin/b-tool", "b\n"),
+            ("usr/share/data/b.txt", "b\n"),
+        ],
+    );
+    rustix::fs::lsetxattr(
+        src.join("usr/share/data"),
+        "trusted.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    mkfs_squashfs(&src, &r.p("var/lib/extensions/b-sq.raw"));
+    sysext_tree(
+        &r.p("var/lib/extensions/c-dir"),
+        "c-dir",
+        "ID=_any\n",
+        &[("usr/bin/c-only", "c\n")],
+    );
+    mknod_whiteout(&r.p("var/lib/extensions/c-dir/usr/lib/old-lib"));
+    sysext_tree(
+        &r.p("var/lib/extensions/d-fedora"),
+        "d-fedora",
+        "ID=fedora\n",
+        &[("usr/bin/tool", "d\n")],
+    );
+    write_files(
+        &r.p("run/confexts/site"),
+        &[
+            (
+                "etc/extension-release.d/extension-release.site",
+                "ID=_any\n",
+            ),
+            ("etc/site.conf", "ext\n"),
+        ],
+    );
+}
+
+fn summary(r: &ClassReport) -> Vec<(ConflictKind, String, Vec<String>, String)> {
+    r.conflicts
+        .iter()
+        .map(|c| {
+            (
+                c.kind,
+                c.path.clone(),
+                c.providers.clone(),
+                c.winner.clone(),
+            )
+        })
+        .collect()
+}
+
+fn v(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn check_reports_every_kind_across_directories_and_a_squashfs_image() {
+    let r = Root::new();
+    populate(&r);
+
+    let rep = r.report(ImageClass::Sysext, ConflictPolicy::Warn);
+    use ConflictKind::*;
+    assert_eq!(
+        summary(&rep),
+        [
+            (
+                SameFile,
+                "/usr/bin/dup".into(),
+                v(&["a-dir", "b-sq"]),
+                "b-sq".into()
+            ),
+            (
+                ShadowsBase,
+                "/usr/bin/host-tool".into(),
+                v(&["base", "b-sq"]),
+                "b-sq".into()
+            ),
+            (
+                SameFile,
+                "/usr/bin/tool".into(),
+                v(&["a-dir", "b-sq"]),
+                "b-sq".into()
+            ),
+            (
+                Whiteout,
+                "/usr/lib/old-lib".into(),
+                v(&["base", "c-dir"]),
+                "c-dir".into()
+            ),
+            (
+                TypeChange,
+                "/usr/sbin".into(),
+                v(&["base", "b-sq"]),
+                "b-sq".into()
+            ),
+            (
+                OpaqueDir,
+                "/usr/share/data".into(),
+                v(&["base", "b-sq"]),
+                "b-sq".into()
+            ),
+        ],
+        "{:#?}",
+        rep.conflicts
+    );
+    assert!(rep.conflicts[0].detail.contains("identical content"));
+    assert!(rep.conflicts[2].detail.contains("different content"));
+    assert_eq!(rep.ignored.len(), 1, "{:?}", rep.ignored);
+    assert_eq!(rep.ignored[0].name, "d-fedora");
+    assert!(
+        rep.ignored[0].reason.contains("fedora"),
+        "{:?}",
+        rep.ignored
+    );
+
+    let conf = r.report(ImageClass::Confext, ConflictPolicy::Warn);
+    assert_eq!(
+        summary(&conf),
+        [(
+            ShadowsBase,
+            "/etc/site.conf".into(),
+            v(&["base", "site"]),
+            "site".into()
+        )]
+    );
+
+    // warn reports but succeeds; refuse fails.
+    let both = [
+        r.settings(ImageClass::Confext),
+        r.settings(ImageClass::Sysext),
+    ];
+    assert_eq!(
+        check::run(&both, ConflictPolicy::Warn, JsonMode::Short).unwrap(),
+        0
+    );
+    assert_eq!(
+        check::run(&both, ConflictPolicy::Off, JsonMode::Off).unwrap(),
+        0
+    );
+    assert_eq!(
+        check::run(&both, ConflictPolicy::Refuse, JsonMode::Short).unwrap(),
+        1
+    );
+    r.leak.assert_clean();
+}
+
+#[test]
+fn refuse_drops_the_later_extension_and_says_so() {
+    let r = Root::new();
+    populate(&r);
+    let rep = r.report(ImageClass::Sysext, ConflictPolicy::Refuse);
+    // All conflicts of the full set are still listed.
+    assert_eq!(rep.conflicts.len(), 6, "{:#?}", rep.conflicts);
+    let names: Vec<&str> = rep.ignored.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["d-fedora", "b-sq", "c-dir"], "{:#?}", rep.ignored);
+    let b = &rep.ignored[1].reason;
+    assert!(b.contains("refuse") && b.contains("with 'a-dir'"), "{b}");
+    let c = &rep.ignored[2].reason;
+    assert!(
+        c.contains("whiteout") && c.contains("/usr/lib/old-lib"),
+        "{c}"
+    );
+
+    // The base shadowing of a confext alone never drops it.
+    assert!(r
+        .report(ImageClass::Confext, ConflictPolicy::Refuse)
+        .ignored
+        .is_empty());
+    r.leak.assert_clean();
+}
+
+#[test]
+fn no_conflicts_succeeds_even_under_refuse() {
+    let r = Root::new();
+    sysext_tree(
+        &r.p("var/lib/extensions/a"),
+        "a",
+        "ID=_any\n",
+        &[("usr/bin/a", "a\n"), ("usr/share/common/a", "a\n")],
+    );
+    let src = r.p("../src/b");
+    sysext_tree(
+        &src,
+        "b",
+        DEBIAN,
+        &[("usr/bin/b", "b\n"), ("usr/share/common/b", "b\n")],
+    );
+    mkfs_squashfs(&src, &r.p("var/lib/extensions/b.raw"));
+    let rep = r.report(ImageClass::Sysext, ConflictPolicy::Refuse);
+    assert!(
+        rep.conflicts.is_empty() && rep.ignored.is_empty(),
+        "{rep:#?}"
+    );
+    let s = [r.settings(ImageClass::Sysext)];
+    assert_eq!(
+        check::run(&s, ConflictPolicy::Refuse, JsonMode::Off).unwrap(),
+        0
+    );
+    assert_eq!(check::render(&[rep]), "No conflicts found.\n");
+    r.leak.assert_clean();
+}
+
+#[test]
+fn merged_hierarchy_is_compared_with_the_base_below_it() {
+    let r = Root::new();
+    sysext_tree(
+        &r.p("var/lib/extensions/a"),
+        "a",
+        "ID=_any\n",
+        &[("usr/bin/a", "a\n"), ("usr/bin/host-tool", "a\n")],
+    );
+    let out = r.extmerge(&["merge", "--class=sysext"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(r.p("usr/bin/a")).unwrap(), "a\n");
+    // Without looking below the merge, every file of 'a' would shadow itself.
+    let rep = r.report(ImageClass::Sysext, ConflictPolicy::Warn);
+    assert_eq!(
+        summary(&rep),
+        [(
+            ConflictKind::ShadowsBase,
+            "/usr/bin/host-tool".into(),
+            v(&["base", "a"]),
+            "a".into()
+        )]
+    );
+    // Checking changed nothing in our namespace: still merged.
+    assert_eq!(std::fs::read_to_string(r.p("usr/bin/a")).unwrap(), "a\n");
+    let out = r.extmerge(&["unmerge"]);
+    assert!(out.status.success());
+    r.leak.assert_clean();
+}
+
+#[test]
+fn table_lists_kind_path_winner_providers() {
+    let r = Root::new();
+    populate(&r);
+    let rep = r.report(ImageClass::Sysext, ConflictPolicy::Warn);
+    let table = check::render(&[rep]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["KIND", "PATH", "WINNER", "PROVIDERS", "DETAIL"]);
+    let sbin = table.lines().find(|l| l.contains("/usr/sbin")).unwrap();
+    let cols: Vec<&str> = sbin.split_whitespace().take(4).collect();
+    assert_eq!(cols, ["type-change", "/usr/sbin", "b-sq", "base,b-sq"]);
+    assert!(table.contains("Ignored sysext 'd-fedora': "), "{table}");
+    r.leak.assert_clean();
+}
+
+/// Through the binary, once `main.rs` routes `check` (and `--check-conflicts=`) here.
+#[test]
+fn binary_check_json() {
+    let r = Root::new();
+    populate(&r);
+    let out = r.extmerge(&["check", "--class=sysext", "--json=short"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rep = &v.as_array().unwrap()[0];
+    assert_eq!(rep["class"], "sysext");
+    let kinds: Vec<&str> = rep["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "same-file",
+            "shadows-base",
+            "same-file",
+            "whiteout",
+            "type-change",
+            "opaque-dir"
+        ]
+    );
+    assert_eq!(rep["ignored"][0]["name"], "d-fedora");
+    let out = r.extmerge(&["check", "--class=sysext", "--check-conflicts=refuse"]);
+    assert_eq!(out.status.code(), Some(1));
+    r.leak.assert_clean();
+}

@@ -1,0 +1,115 @@
+//! QEMU boot tests (DESIGN.md, "Testing layers" 4): each scenario of `qemu-tests/scenarios/`
+//! boots a Debian unstable guest (6.12 kernel, dracut initrd with `dracut-module/90extmerge`
+//! and our static binary) under TCG and checks what the initrd merged. One test per scenario,
+//! so the nextest summary counts them; `.config/nextest.toml` runs at most two guests at once.
+//!
+//! The guest is built and cached under `target/qemu/` by `qemu-tests/build-guest.sh` on first
+//! use (the first test to get its lock builds; the others wait). These tests need root and
+//! QEMU (`scripts/install-deps.sh` installs it); they fail, never skip, when either is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn require_root() {
+    let out = Command::new("id")
+        .arg("-u")
+        .output()
+        .expect("running id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "the QEMU boot tests need root (debootstrap, chroot, mount namespaces); CI runs as root"
+    );
+}
+
+/// Run a harness script with inherited output (nextest shows it for failures) and panic
+/// with `what` when it fails.
+fn run_script(script: &str, args: &[&str], what: &str) {
+    require_root();
+    let path = repo().join(script);
+    let status = Command::new(&path)
+        .args(args)
+        .current_dir(repo())
+        // A nested `make static` must not try to join the outer make's jobserver.
+        .env_remove("MAKEFLAGS")
+        .env_remove("MFLAGS")
+        .env_remove("MAKELEVEL")
+        .status()
+        .unwrap_or_else(|e| panic!("running {}: {e}", path.display()));
+    assert!(
+        status.success(),
+        "{what} failed ({status}); the output above has the results and the guest's console \
+         tail, the logs are in target/qemu/runs/"
+    );
+}
+
+fn boot(scenario: &str) {
+    run_script(
+        "qemu-tests/run-scenario.sh",
+        &[scenario],
+        &format!("QEMU scenario {scenario}"),
+    );
+}
+
+/// Scenarios that have a test below; `every_scenario_has_a_test` keeps this list honest.
+const SCENARIOS: &[&str] = &["first_boot", "second_boot", "incompatible", "demo"];
+
+#[test]
+fn boot_first_boot() {
+    boot("first_boot");
+}
+
+#[test]
+fn boot_second_boot() {
+    boot("second_boot");
+}
+
+#[test]
+fn boot_incompatible() {
+    boot("incompatible");
+}
+
+/// The guest `make demo` boots, checked like any scenario (its summary is printed by
+/// `qemu-tests/demo.sh`).
+#[test]
+fn boot_demo() {
+    boot("demo");
+}
+
+#[test]
+fn every_scenario_has_a_test() {
+    let dir = repo().join("qemu-tests/scenarios");
+    let mut found: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|e| e.expect("reading a directory entry"))
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    let mut listed: Vec<String> = SCENARIOS.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    assert_eq!(
+        found, listed,
+        "every directory of qemu-tests/scenarios needs a #[test] in tests/qemu_boot.rs"
+    );
+    for s in SCENARIOS {
+        let checks = Path::new(&dir).join(s).join("check-boot-1.sh");
+        assert!(checks.is_file(), "{} is missing", checks.display());
+    }
+}
+
+/// `systemd-analyze verify` (systemd 262, in the Debian unstable chroot) accepts every unit
+/// we ship: the initrd unit, the test stubs and the guest's test units; the dracut modules'
+/// scripts parse.
+#[test]
+fn units_pass_systemd_analyze_verify() {
+    run_script(
+        "qemu-tests/verify-units.sh",
+        &[],
+        "systemd-analyze verify of the shipped units",
+    );
+}

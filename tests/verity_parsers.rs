@@ -1,0 +1,734 @@
+//! The pure verity/DDI/signature layer against the real tools, without device-mapper:
+//! fixtures are made at test time with `veritysetup` (cryptsetup-bin), `openssl` and
+//! `systemd-repart` from the Debian unstable chroot (`make chroot`).
+
+use std::fs;
+use std::os::unix::fs::{symlink, FileExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use extmerge::image::ddi::{self, Designator, PartitionRole};
+use extmerge::image::verity::{self, CorruptBlock, VeritySuperblock};
+use extmerge::image::{sidecar, signature};
+use tempfile::TempDir;
+
+// ---- helpers -------------------------------------------------------------------
+
+/// Run a command; panic with its output when it cannot start or fails.
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("running {cmd:?}: {e} (missing tool? run scripts/install-deps.sh)")
+    });
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}:\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tmp() -> TempDir {
+    TempDir::new().expect("creating a temporary directory")
+}
+
+/// `Key: value` lines of `veritysetup format`/`dump` output.
+fn field(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .strip_prefix(':')
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no '{key}:' in veritysetup output:\n{text}"))
+}
+
+fn file_reader(path: &Path, base: u64) -> impl FnMut(u64, &mut [u8]) -> std::io::Result<()> {
+    let f = fs::File::open(path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    move |off, buf| f.read_exact_at(buf, base + off)
+}
+
+fn flip_byte(path: &Path, at: u64) {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    b[0] ^= 0x01;
+    f.write_all_at(&b, at).unwrap();
+}
+
+fn random_file(path: &Path, len: usize, seed: u64) {
+    // xorshift: incompressible enough that erofs keeps the size, no RNG crate needed
+    let mut x = seed | 1;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    fs::write(path, data).unwrap();
+}
+
+fn superblock_of(hash: &Path, offset: u64) -> VeritySuperblock {
+    let mut b = vec![0u8; verity::SUPERBLOCK_SIZE];
+    file_reader(hash, 0)(offset, &mut b).unwrap();
+    verity::parse_superblock(&b).unwrap()
+}
+
+/// A data file and its hash tree made by `veritysetup format`.
+struct VerityFixture {
+    _dir: TempDir,
+    data: PathBuf,
+    hash: PathBuf,
+    roothash: String,
+    format_output: String,
+}
+
+fn veritysetup_format(data_len: usize, args: &[&str]) -> VerityFixture {
+    let dir = tmp();
+    let data = dir.path().join("data.img");
+    let hash = dir.path().join("hash.img");
+    random_file(&data, data_len, data_len as u64);
+    let out = run(Command::new("veritysetup")
+        .arg("format")
+        .args(args)
+        .arg(&data)
+        .arg(&hash));
+    VerityFixture {
+        roothash: field(&out, "Root hash"),
+        format_output: out,
+        _dir: dir,
+        data,
+        hash,
+    }
+}
+
+/// A self-signed certificate and key: `kind` is `rsa`, `P-256` or `P-384`.
+fn make_cert(dir: &Path, name: &str, kind: &str, serial: Option<&str>) -> (PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}.key"));
+    let crt = dir.join(format!("{name}.crt"));
+    let mut c = Command::new("openssl");
+    c.args(["req", "-x509", "-nodes", "-days", "3", "-subj"])
+        .arg(format!("/CN=extmerge test {name}"));
+    match kind {
+        "rsa" => c.args(["-newkey", "rsa:2048"]),
+        curve => c
+            .args(["-newkey", "ec", "-pkeyopt"])
+            .arg(format!("ec_paramgen_curve:{curve}")),
+    };
+    if let Some(s) = serial {
+        c.args(["-set_serial", s]);
+    }
+    run(c.arg("-keyout").arg(&key).arg("-out").arg(&crt));
+    (key, crt)
+}
+
+/// `openssl smime -sign -binary -outform der` over `content` (as systemd's tests do).
+fn smime_sign(dir: &Path, content: &str, cert: &(PathBuf, PathBuf), extra: &[&str]) -> Vec<u8> {
+    let input = dir.join("content.txt");
+    let out = dir.join("sig.p7s");
+    fs::write(&input, content).unwrap();
+    run(Command::new("openssl")
+        .args(["smime", "-sign", "-binary", "-outform", "der"])
+        .args(extra)
+        .arg("-in")
+        .arg(&input)
+        .arg("-signer")
+        .arg(&cert.1)
+        .arg("-inkey")
+        .arg(&cert.0)
+        .arg("-out")
+        .arg(&out));
+    fs::read(&out).unwrap()
+}
+
+fn trusted(certs: &[&(PathBuf, PathBuf)]) -> Vec<(PathBuf, Vec<u8>)> {
+    certs
+        .iter()
+        .map(|(_, crt)| {
+            (
+                crt.clone(),
+                signature::first_pem_certificate(&fs::read(crt).unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+// ---- verity superblock and tree --------------------------------------------------
+
+#[test]
+fn superblock_matches_veritysetup_dump() {
+    let cases: [(&[&str], u64); 3] = [
+        (&[], 0),
+        (
+            &[
+                "--format=0",
+                "--hash=sha512",
+                "--data-block-size=1024",
+                "--hash-block-size=512",
+                "--salt=abcd",
+            ],
+            0,
+        ),
+        (&["--hash-offset=8192", "--salt=-"], 8192),
+    ];
+    for (args, offset) in cases {
+        let fx = veritysetup_format(600_000, args);
+        let dump = run(Command::new("veritysetup")
+            .arg("dump")
+            .arg(format!("--hash-offset={offset}"))
+            .arg(&fx.hash));
+        let sb = superblock_of(&fx.hash, offset);
+        assert_eq!(ddi::format_uuid(&sb.uuid), field(&dump, "UUID"), "{args:?}");
+        assert_eq!(sb.hash_type.to_string(), field(&dump, "Hash type"));
+        assert_eq!(sb.data_blocks.to_string(), field(&dump, "Data blocks"));
+        assert_eq!(
+            sb.data_block_size.to_string(),
+            field(&dump, "Data block size")
+        );
+        assert_eq!(
+            sb.hash_block_size.to_string(),
+            field(&dump, "Hash block size")
+        );
+        assert_eq!(sb.algorithm, field(&dump, "Hash algorithm"));
+        let salt = if sb.salt.is_empty() {
+            "-".to_string()
+        } else {
+            verity::to_hex(&sb.salt)
+        };
+        assert_eq!(salt, field(&dump, "Salt"));
+        let g = verity::geometry(&sb, offset).unwrap();
+        assert_eq!(
+            g.level_blocks.iter().sum::<u64>().to_string(),
+            field(&dump, "Hash blocks"),
+            "{args:?}"
+        );
+
+        let rh = verity::parse_roothash(&fx.roothash).unwrap();
+        verity::check_top_hash(&mut file_reader(&fx.hash, 0), &sb, offset, &rh)
+            .unwrap_or_else(|e| panic!("{args:?}: {e:#}\n{}", fx.format_output));
+        verity::verify_all(
+            &mut file_reader(&fx.data, 0),
+            &mut file_reader(&fx.hash, 0),
+            &sb,
+            offset,
+            &rh,
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn check_top_hash_catches_wrong_roothash_and_flipped_top_block() {
+    let fx = veritysetup_format(700_000, &[]);
+    let sb = superblock_of(&fx.hash, 0);
+    let rh = verity::parse_roothash(&fx.roothash).unwrap();
+    verity::check_top_hash(&mut file_reader(&fx.hash, 0), &sb, 0, &rh).unwrap();
+    verity::check_root_hash(
+        &mut file_reader(&fx.data, 0),
+        &mut file_reader(&fx.hash, 0),
+        &sb,
+        0,
+        &rh,
+    )
+    .unwrap();
+
+    let mut wrong = rh.clone();
+    wrong[31] ^= 0x80;
+    let e = verity::check_top_hash(&mut file_reader(&fx.hash, 0), &sb, 0, &wrong).unwrap_err();
+    assert_eq!(
+        e.downcast_ref::<CorruptBlock>(),
+        Some(&CorruptBlock::Root),
+        "{e:#}"
+    );
+
+    let g = verity::geometry(&sb, 0).unwrap();
+    let top = g.level_start.last().unwrap() * u64::from(sb.hash_block_size);
+    flip_byte(&fx.hash, top + 3);
+    let e = verity::check_top_hash(&mut file_reader(&fx.hash, 0), &sb, 0, &rh).unwrap_err();
+    assert!(
+        e.to_string().contains("does not match the root hash"),
+        "{e:#}"
+    );
+}
+
+#[test]
+fn verify_all_finds_one_flipped_data_byte() {
+    let fx = veritysetup_format(300_000, &[]);
+    let sb = superblock_of(&fx.hash, 0);
+    let rh = verity::parse_roothash(&fx.roothash).unwrap();
+    let block = 41u64;
+    flip_byte(&fx.data, block * 4096 + 1234);
+    // The top hash still matches: only data reads (or a full verify) can notice.
+    verity::check_top_hash(&mut file_reader(&fx.hash, 0), &sb, 0, &rh).unwrap();
+    let e = verity::verify_all(
+        &mut file_reader(&fx.data, 0),
+        &mut file_reader(&fx.hash, 0),
+        &sb,
+        0,
+        &rh,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.downcast_ref::<CorruptBlock>(),
+        Some(&CorruptBlock::Data { index: block }),
+        "{e:#}"
+    );
+    // veritysetup agrees that the image is corrupt.
+    let st = Command::new("veritysetup")
+        .arg("verify")
+        .arg(&fx.data)
+        .arg(&fx.hash)
+        .arg(&fx.roothash)
+        .output()
+        .unwrap();
+    assert!(!st.status.success());
+}
+
+// ---- sidecars --------------------------------------------------------------------
+
+#[test]
+fn sidecars_next_to_the_symlink_target() {
+    let d = tmp();
+    let store = d.path().join("store");
+    let ext = d.path().join("extensions");
+    fs::create_dir_all(&store).unwrap();
+    fs::create_dir_all(&ext).unwrap();
+    let rh = "AEA69771E07DCDAF5667B114EE6CAAED6D2DF19518A4C6E1672C868A39128BE7";
+    fs::write(store.join("app.raw"), b"image").unwrap();
+    fs::write(store.join("app.roothash"), format!("{rh}\n")).unwrap();
+    fs::write(store.join("app.roothash.p7s"), b"\x30\x00").unwrap();
+    fs::write(store.join("app.verity"), b"tree").unwrap();
+    // decoys next to the link, which must not be used
+    fs::write(ext.join("app.roothash"), "00").unwrap();
+    symlink("../store/app.raw", ext.join("app.raw")).unwrap();
+
+    let sc = sidecar::load(&ext.join("app.raw")).unwrap();
+    assert_eq!(
+        sc.roothash,
+        Some((Designator::Root, rh.to_ascii_lowercase()))
+    );
+    assert_eq!(sc.signature.as_deref(), Some(&b"\x30\x00"[..]));
+    assert_eq!(
+        sc.verity_data,
+        Some(fs::canonicalize(store.join("app.verity")).unwrap())
+    );
+
+    // not ending in .raw: suffixes are appended
+    fs::write(store.join("usr.img"), b"image").unwrap();
+    fs::write(store.join("usr.img.usrhash"), rh).unwrap();
+    fs::write(store.join("usr.img.usrhash.p7s"), b"sig").unwrap();
+    fs::write(
+        store.join("usr.img.roothash.p7s"),
+        b"ignored: the hash is for usr",
+    )
+    .unwrap();
+    let sc = sidecar::load(&store.join("usr.img")).unwrap();
+    assert_eq!(sc.roothash.as_ref().map(|r| r.0), Some(Designator::Usr));
+    assert_eq!(sc.signature.as_deref(), Some(&b"sig"[..]));
+    assert_eq!(sc.verity_data, None);
+
+    // no root hash: the signature is not even looked at
+    fs::write(store.join("plain.raw"), b"image").unwrap();
+    fs::write(store.join("plain.roothash.p7s"), b"").unwrap();
+    assert_eq!(
+        sidecar::load(&store.join("plain.raw")).unwrap(),
+        sidecar::VeritySidecars::default()
+    );
+}
+
+#[test]
+fn sidecar_errors_name_the_file() {
+    let d = tmp();
+    let img = d.path().join("bad.raw");
+    fs::write(&img, b"image").unwrap();
+    fs::write(
+        d.path().join("bad.roothash"),
+        "0123456789abcdef0123456789abcdeg",
+    )
+    .unwrap();
+    let e = format!("{:#}", sidecar::load(&img).unwrap_err());
+    assert!(
+        e.contains("bad.roothash") && e.contains("invalid character 'g'"),
+        "{e}"
+    );
+
+    fs::write(d.path().join("bad.roothash"), "0123").unwrap();
+    let e = format!("{:#}", sidecar::load(&img).unwrap_err());
+    assert!(e.contains("too short"), "{e}");
+
+    fs::write(
+        d.path().join("bad.roothash"),
+        "0123456789abcdef0123456789abcdef",
+    )
+    .unwrap();
+    fs::write(d.path().join("bad.roothash.p7s"), b"").unwrap();
+    let e = format!("{:#}", sidecar::load(&img).unwrap_err());
+    assert!(e.contains("bad.roothash.p7s") && e.contains("empty"), "{e}");
+}
+
+#[test]
+fn sidecar_roothash_from_xattr() {
+    let d = tmp();
+    let img = d.path().join("x.raw");
+    fs::write(&img, b"image").unwrap();
+    let rh = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    rustix::fs::setxattr(
+        &img,
+        "user.verity.usrhash",
+        rh.as_bytes(),
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("setting a user xattr (the test directory's file system must support them)");
+    let sc = sidecar::load(&img).unwrap();
+    assert_eq!(sc.roothash, Some((Designator::Usr, rh.to_string())));
+    // the root hash is looked for first, and a malformed one is an error, not "absent"
+    rustix::fs::setxattr(
+        &img,
+        "user.verity.roothash",
+        b"not hex",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let e = format!("{:#}", sidecar::load(&img).unwrap_err());
+    assert!(
+        e.contains("xattr user.verity.roothash") && e.contains("invalid character"),
+        "{e}"
+    );
+}
+
+// ---- signatures --------------------------------------------------------------------
+
+const ROOTHASH: &str = "aea69771e07dcdaf5667b114ee6caaed6d2df19518a4c6e1672c868a39128be7";
+
+#[test]
+fn openssl_signatures_verify_against_the_right_cert() {
+    let d = tmp();
+    let rsa = make_cert(d.path(), "rsa", "rsa", None);
+    let p256 = make_cert(d.path(), "p256", "P-256", None);
+    let p384 = make_cert(d.path(), "p384", "P-384", None);
+    let all = trusted(&[&rsa, &p256, &p384]);
+    for (cert, extra) in [
+        (&rsa, &["-noattr"][..]),
+        (&rsa, &[][..]),
+        (&p256, &["-noattr"][..]),
+        (&p256, &["-md", "sha384"][..]),
+        (&p384, &["-noattr", "-nocerts"][..]),
+        (&p384, &[][..]),
+    ] {
+        let sig = smime_sign(d.path(), ROOTHASH, cert, extra);
+        let who = signature::verify_roothash_signature(ROOTHASH, &sig, &all)
+            .unwrap_or_else(|e| panic!("{} {extra:?}: {e:#}", cert.1.display()));
+        assert_eq!(who, cert.1, "{extra:?}");
+        // upper-case input is the same root hash
+        signature::verify_roothash_signature(&ROOTHASH.to_uppercase(), &sig, &all).unwrap();
+
+        let mut tampered = ROOTHASH.to_string();
+        tampered.replace_range(0..1, "b");
+        let e = format!(
+            "{:#}",
+            signature::verify_roothash_signature(&tampered, &sig, &all).unwrap_err()
+        );
+        assert!(e.contains("does not"), "{extra:?}: {e}");
+    }
+}
+
+#[test]
+fn untrusted_or_malformed_signatures_fail() {
+    let d = tmp();
+    let good = make_cert(d.path(), "good", "rsa", Some("0x1234"));
+    let evil = make_cert(d.path(), "evil", "rsa", None);
+    // same subject/issuer and serial as "good", different key: found, but must not verify
+    let twin_dir = d.path().join("twin");
+    fs::create_dir(&twin_dir).unwrap();
+    let twin = make_cert(&twin_dir, "good", "rsa", Some("0x1234"));
+    let only_good = trusted(&[&good]);
+
+    let sig = smime_sign(d.path(), ROOTHASH, &evil, &["-noattr"]);
+    let e = format!(
+        "{:#}",
+        signature::verify_roothash_signature(ROOTHASH, &sig, &only_good).unwrap_err()
+    );
+    assert!(e.contains("not trusted"), "{e}");
+
+    let sig = smime_sign(d.path(), ROOTHASH, &twin, &["-noattr"]);
+    let e = format!(
+        "{:#}",
+        signature::verify_roothash_signature(ROOTHASH, &sig, &only_good).unwrap_err()
+    );
+    assert!(e.contains("does not verify"), "{e}");
+
+    let e = format!(
+        "{:#}",
+        signature::verify_roothash_signature(ROOTHASH, b"\x30\x03\x02\x01\x01", &only_good)
+            .unwrap_err()
+    );
+    assert!(e.contains("not a DER PKCS#7"), "{e}");
+
+    let sig = smime_sign(d.path(), ROOTHASH, &good, &["-noattr", "-nodetach"]);
+    let e = format!(
+        "{:#}",
+        signature::verify_roothash_signature(ROOTHASH, &sig, &only_good).unwrap_err()
+    );
+    assert!(e.contains("detached"), "{e}");
+
+    // signing "hash\n" (a roothash file with a newline) is not a signature of the hash
+    let sig = smime_sign(d.path(), &format!("{ROOTHASH}\n"), &good, &["-noattr"]);
+    assert!(signature::verify_roothash_signature(ROOTHASH, &sig, &only_good).is_err());
+}
+
+#[test]
+fn verity_d_masking_and_order() {
+    let d = tmp();
+    let root = d.path().join("root");
+    let keys = d.path().join("keys");
+    fs::create_dir_all(&keys).unwrap();
+    let a = make_cert(&keys, "a", "rsa", None);
+    let b = make_cert(&keys, "b", "P-256", None);
+    let c = make_cert(&keys, "c", "rsa", None);
+    let c2 = make_cert(&keys, "c2", "P-256", None);
+    let e = make_cert(&keys, "e", "P-384", None);
+    let put = |rel: &str, from: &Path| {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::copy(from, &p).unwrap();
+    };
+    put("usr/lib/verity.d/a.crt", &a.1);
+    put("usr/lib/verity.d/b.crt", &b.1);
+    put("usr/lib/verity.d/c.crt", &c.1);
+    put("usr/local/lib/verity.d/c.crt", &c2.1); // overrides usr/lib
+    put("usr/share/keys/e.pem", &e.1);
+    fs::create_dir_all(root.join("etc/verity.d")).unwrap();
+    fs::create_dir_all(root.join("run/verity.d")).unwrap();
+    symlink("/dev/null", root.join("etc/verity.d/a.crt")).unwrap(); // masks a
+    fs::write(root.join("run/verity.d/b.crt"), b"").unwrap(); // empty file masks b
+    symlink("/usr/share/keys/e.pem", root.join("etc/verity.d/e.crt")).unwrap(); // resolved inside root
+    symlink("/nowhere.crt", root.join("etc/verity.d/f.crt")).unwrap(); // dangling: ignored
+    fs::write(root.join("etc/verity.d/g.crt"), b"not a certificate").unwrap(); // skipped
+    fs::write(root.join("etc/verity.d/README"), b"not a .crt").unwrap();
+    // a key and then the certificate in one file: the certificate is found
+    let combined = [fs::read(&a.0).unwrap(), fs::read(&a.1).unwrap()].concat();
+    fs::write(root.join("usr/lib/verity.d/h.crt"), combined).unwrap();
+
+    let certs = signature::load_trusted_certs(&root).unwrap();
+    let names: Vec<String> = certs
+        .iter()
+        .map(|(p, _)| p.strip_prefix(&root).unwrap().display().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "usr/local/lib/verity.d/c.crt",
+            "etc/verity.d/e.crt",
+            "usr/lib/verity.d/h.crt"
+        ]
+    );
+    assert_eq!(certs[0].1, trusted(&[&c2])[0].1);
+
+    let sig = smime_sign(d.path(), ROOTHASH, &b, &["-noattr"]);
+    assert!(
+        signature::verify_roothash_signature(ROOTHASH, &sig, &certs).is_err(),
+        "b is masked"
+    );
+    let sig = smime_sign(d.path(), ROOTHASH, &c, &["-noattr"]);
+    assert!(
+        signature::verify_roothash_signature(ROOTHASH, &sig, &certs).is_err(),
+        "c is overridden"
+    );
+    let sig = smime_sign(d.path(), ROOTHASH, &c2, &["-noattr"]);
+    assert_eq!(
+        signature::verify_roothash_signature(ROOTHASH, &sig, &certs).unwrap(),
+        certs[0].0
+    );
+    let sig = smime_sign(d.path(), ROOTHASH, &e, &["-noattr"]);
+    assert_eq!(
+        signature::verify_roothash_signature(ROOTHASH, &sig, &certs).unwrap(),
+        certs[1].0
+    );
+
+    assert!(signature::load_trusted_certs(&d.path().join("empty-root"))
+        .unwrap()
+        .is_empty());
+}
+
+// ---- DDIs made by systemd-repart -----------------------------------------------------
+
+fn chroot_dir() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/chroot/unstable");
+    assert!(
+        p.join(".extmerge-ready").exists(),
+        "the Debian unstable chroot is missing: run `make chroot` (make test does it)"
+    );
+    p
+}
+
+/// One `systemd-repart --json=short` partition record.
+#[derive(serde::Deserialize, Debug)]
+struct RepartPart {
+    #[serde(rename = "type")]
+    ty: String,
+    label: String,
+    uuid: String,
+    offset: u64,
+    raw_size: u64,
+    roothash: String,
+}
+
+/// A signed sysext DDI built by systemd-repart in the chroot.
+struct Ddi {
+    dir: TempDir,
+    image: PathBuf,
+    cert: (PathBuf, PathBuf),
+    parts: Vec<RepartPart>,
+}
+
+fn repart_ddi(sector: u32, key_kind: &str) -> Ddi {
+    let chroot = chroot_dir();
+    let dir = tempfile::Builder::new()
+        .prefix("extmerge-verity-")
+        .tempdir_in(chroot.join("tmp"))
+        .unwrap();
+    let inside = Path::new("/tmp").join(dir.path().file_name().unwrap());
+    let src = dir.path().join("src");
+    fs::create_dir_all(src.join("usr/lib/extension-release.d")).unwrap();
+    fs::create_dir_all(src.join("usr/share/test")).unwrap();
+    fs::write(
+        src.join("usr/lib/extension-release.d/extension-release.test"),
+        "ID=_any\n",
+    )
+    .unwrap();
+    // ~700 KiB of incompressible data: a two-level hash tree.
+    random_file(&src.join("usr/share/test/blob"), 700_000, 7);
+    let cert = make_cert(dir.path(), "signing", key_kind, None);
+    let out = run(
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/mkchroot.sh"))
+            .args([
+                "run",
+                "systemd-repart",
+                "--make-ddi=sysext",
+                "--offline=yes",
+                "--json=short",
+            ])
+            .arg(format!("--sector-size={sector}"))
+            .arg(format!("--private-key={}/signing.key", inside.display()))
+            .arg(format!("--certificate={}/signing.crt", inside.display()))
+            .arg(format!("--copy-source={}/src", inside.display()))
+            .arg(format!("{}/test.raw", inside.display())),
+    );
+    let parts: Vec<RepartPart> =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("parsing repart JSON: {e}\n{out}"));
+    Ddi {
+        image: dir.path().join("test.raw"),
+        dir,
+        cert,
+        parts,
+    }
+}
+
+fn check_repart_ddi(sector: u32, key_kind: &str) {
+    let ddi = repart_ddi(sector, key_kind);
+    let parsed = ddi::parse_ddi_file(&ddi.image).unwrap();
+    assert_eq!(parsed.sector_size, sector);
+    assert_eq!(parsed.partitions.len(), 3, "{parsed:#?}");
+    for (ours, theirs) in parsed.partitions.iter().zip(&ddi.parts) {
+        assert_eq!(ours.type_name(), theirs.ty);
+        assert_eq!(ours.label, theirs.label);
+        assert_eq!(ddi::format_uuid(&ours.part_uuid), theirs.uuid);
+        assert_eq!(
+            (ours.offset, ours.size),
+            (theirs.offset, theirs.raw_size),
+            "{}",
+            theirs.ty
+        );
+        assert_eq!(ours.arch, ddi::native_arch());
+        assert!(ours.flags & ddi::GPT_FLAG_READ_ONLY != 0);
+    }
+    let layout = ddi::select(&parsed, ddi::native_arch()).unwrap();
+    assert_eq!(layout.designator, Designator::Root);
+    let (verity_part, sig_part) = (layout.verity.clone().unwrap(), layout.sig.clone().unwrap());
+    assert_eq!(
+        (layout.data.role, verity_part.role, sig_part.role),
+        (
+            PartitionRole::Data,
+            PartitionRole::Verity,
+            PartitionRole::VeritySig
+        )
+    );
+
+    // root hash: partition UUIDs == signature JSON == repart's report
+    let guessed = ddi::guess_roothash(&layout).unwrap();
+    let mut sig_bytes = vec![0u8; sig_part.size as usize];
+    file_reader(&ddi.image, sig_part.offset)(0, &mut sig_bytes).unwrap();
+    let (json_hash, sig) = signature::parse_verity_sig(&sig_bytes).unwrap();
+    assert_eq!(guessed, json_hash);
+    assert_eq!(guessed, ddi.parts[0].roothash);
+
+    // the verity partition, as veritysetup sees it
+    let data_file = ddi.dir.path().join("data.part");
+    let hash_file = ddi.dir.path().join("hash.part");
+    for (part, file) in [(&layout.data, &data_file), (&verity_part, &hash_file)] {
+        let mut buf = vec![0u8; part.size as usize];
+        file_reader(&ddi.image, part.offset)(0, &mut buf).unwrap();
+        fs::write(file, buf).unwrap();
+    }
+    let dump = run(Command::new("veritysetup").arg("dump").arg(&hash_file));
+    let sb = superblock_of(&hash_file, 0);
+    assert_eq!(sb.data_blocks.to_string(), field(&dump, "Data blocks"));
+    assert_eq!(ddi::format_uuid(&sb.uuid), field(&dump, "UUID"));
+    run(Command::new("veritysetup")
+        .arg("verify")
+        .arg(&data_file)
+        .arg(&hash_file)
+        .arg(&guessed));
+    let rh = verity::parse_roothash(&guessed).unwrap();
+    let mut read_hash = file_reader(&ddi.image, verity_part.offset);
+    let mut read_data = file_reader(&ddi.image, layout.data.offset);
+    verity::check_top_hash(&mut read_hash, &sb, 0, &rh).unwrap();
+    verity::verify_all(&mut read_data, &mut read_hash, &sb, 0, &rh).unwrap();
+
+    // the embedded signature verifies against the certificate from <root>/usr/lib/verity.d
+    let root = ddi.dir.path().join("root");
+    fs::create_dir_all(root.join("usr/lib/verity.d")).unwrap();
+    fs::copy(&ddi.cert.1, root.join("usr/lib/verity.d/sysexts.crt")).unwrap();
+    let certs = signature::load_trusted_certs(&root).unwrap();
+    let who = signature::verify_roothash_signature(&json_hash, &sig, &certs).unwrap();
+    assert_eq!(who, root.join("usr/lib/verity.d/sysexts.crt"));
+    let other = make_cert(ddi.dir.path(), "other", key_kind, None);
+    assert!(signature::verify_roothash_signature(&json_hash, &sig, &trusted(&[&other])).is_err());
+
+    // one flipped data byte: the top hash still checks out, the full verify finds the block
+    let block = sb.data_blocks / 2;
+    flip_byte(
+        &ddi.image,
+        layout.data.offset + block * u64::from(sb.data_block_size) + 100,
+    );
+    let mut read_hash = file_reader(&ddi.image, verity_part.offset);
+    let mut read_data = file_reader(&ddi.image, layout.data.offset);
+    verity::check_top_hash(&mut read_hash, &sb, 0, &rh).unwrap();
+    let e = verity::verify_all(&mut read_data, &mut read_hash, &sb, 0, &rh).unwrap_err();
+    assert_eq!(
+        e.downcast_ref::<CorruptBlock>(),
+        Some(&CorruptBlock::Data { index: block })
+    );
+}
+
+#[test]
+fn repart_ddi_512_rsa() {
+    check_repart_ddi(512, "rsa");
+}
+
+#[test]
+fn repart_ddi_4096_rsa() {
+    check_repart_ddi(4096, "rsa");
+}
+
+#[test]
+fn repart_ddi_512_ec() {
+    check_repart_ddi(512, "P-256");
+}
