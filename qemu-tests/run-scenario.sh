@@ -13,6 +13,7 @@
 #                        file                     SOURCE  DEST
 #                        squashfs-verity          SOURCE  DEST [tamper]
 #                        ddi-sysext|ddi-confext   SOURCE  DEST [key=trusted|untrusted]
+#                                                                  [sector=4096|512]
 #                      (verity images: see "Verity images" below; their root hashes are
 #                      written to the checks disk as `roothashes`, lines "DEST HASH")
 #   config/            a tree copied as is into /sysroot on first boot (after files)
@@ -94,13 +95,17 @@ stage_copy() {
 
 # ---- verity images (issue 5) -------------------------------------------------------------
 # squashfs-verity: a squashfs image with NAME.roothash and NAME.verity sidecars next to it
-# (veritysetup format). With `tamper`, one byte in the middle of the image's data is
-# flipped after the hash tree was computed (the image is small: that is its first 4 KiB
-# block, which every mount reads).
+# (veritysetup format). With `tamper`, one byte of the image's first 4 KiB block (which
+# every mount reads) is flipped after the hash tree was computed. A one-block image is
+# first padded with a zero block (squashfs ignores bytes past its end): then the tree has
+# a hash level, the root hash still matches it, and only dm-verity's check of the data
+# block on read can catch the change.
 # ddi-sysext / ddi-confext: a signed Discoverable Disk Image made by
 # `systemd-repart --make-ddi=CLASS` in the Debian unstable chroot (scripts/mkchroot.sh),
 # signed with the test key `key=` names (build-guest.sh makes them; the guest trusts only
-# `trusted`, the default). Sysexts use 512-byte sectors, confexts 4096 (both are valid).
+# `trusted`, the default). Sectors are 4096 bytes unless `sector=512`: repart then makes
+# an erofs with 512-byte blocks, which extmerge opens but systemd 262 cannot (libblkid
+# 2.42 does not detect such an erofs, so systemd-sysext fails to read its metadata).
 
 # Record DEST's root hash for the checks (roothashes on the checks disk).
 record_roothash() {
@@ -122,13 +127,16 @@ squashfs_verity() {
     local src=$1 target=$2 dest=$3 tamper=$4 base out rh
     stage_copy "$src" "$stage"
     mksquashfs "$stage" "$target" -all-root -noappend -quiet >/dev/null || die "mksquashfs $src failed"
+    if [[ -n $tamper ]] && (($(stat -c %s "$target") < 8192)); then
+        truncate -s 8192 "$target"
+    fi
     base=${target%.raw}
     out=$(veritysetup format "$target" "$base.verity" 2>&1) || die "veritysetup format $target failed: $out"
     rh=$(sed -n 's/^Root hash:[[:space:]]*//p' <<<"$out")
     record_roothash "$dest" "$rh"
     echo "$rh" >"$base.roothash"
     if [[ -n $tamper ]]; then
-        flip_byte "$target" $(($(stat -c %s "$target") / 2))
+        flip_byte "$target" 2048
         if veritysetup verify "$target" "$base.verity" "$rh" >/dev/null 2>&1; then
             die "$target still verifies after flipping a byte"
         fi
@@ -136,8 +144,7 @@ squashfs_verity() {
 }
 
 ddi_image() {
-    local class=$1 src=$2 target=$3 dest=$4 key=$5 sector=512 chroot tmp inside out rh
-    [[ $class == confext ]] && sector=4096
+    local class=$1 src=$2 target=$3 dest=$4 key=$5 sector=$6 chroot tmp inside out rh
     [[ -f $VERITY_KEYS/$key.key && -f $VERITY_KEYS/$key.crt ]] ||
         die "no test key '$key' in ${VERITY_KEYS:-?} (build-guest.sh makes trusted and untrusted)"
     "$REPO/scripts/mkchroot.sh" build
@@ -164,7 +171,7 @@ ddi_image() {
 
 # ---- the Ignition config disk: the tree written into /sysroot on first boot ----------
 build_config() {
-    local root=$WORK/config/root stage=$WORK/stage kind src dest opts target tamper key o
+    local root=$WORK/config/root stage=$WORK/stage kind src dest opts target tamper key sector o
     mkdir -p "$root"
     : >"$WORK/roothashes"
     if [[ -f $SDIR/files ]]; then
@@ -172,11 +179,12 @@ build_config() {
             [[ -z ${kind:-} || $kind == \#* ]] && continue
             [[ -n ${dest:-} && $dest == /* ]] ||
                 die "$SDIR/files: want 'KIND SOURCE /DEST [OPTIONS]', got '$kind $src ${dest:-} ${opts:-}'"
-            tamper="" key=trusted
+            tamper="" key=trusted sector=4096
             for o in ${opts:-}; do
                 case $kind:$o in
                     squashfs-verity:tamper) tamper=1 ;;
                     ddi-*:key=trusted | ddi-*:key=untrusted) key=${o#key=} ;;
+                    ddi-*:sector=512 | ddi-*:sector=4096) sector=${o#sector=} ;;
                     *) die "$SDIR/files: option '$o' is not valid for $kind" ;;
                 esac
             done
@@ -209,7 +217,7 @@ build_config() {
                     squashfs_verity "$src" "$target" "$dest" "$tamper"
                     ;;
                 ddi-sysext | ddi-confext)
-                    ddi_image "${kind#ddi-}" "$src" "$target" "$dest" "$key"
+                    ddi_image "${kind#ddi-}" "$src" "$target" "$dest" "$key" "$sector"
                     ;;
                 *)
                     die "$SDIR/files: unknown kind '$kind' (dir, file, link, squashfs, erofs, ext4, squashfs-verity, ddi-sysext, ddi-confext)"

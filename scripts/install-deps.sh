@@ -48,6 +48,24 @@ if [[ $(id -u) -ne 0 ]]; then
     SUDO=(sudo -n)
 fi
 
+# apt-get update, then install "$@" (apt-get options may come first); output only on failure.
+apt_install() {
+    local aptlog
+    aptlog=$(mktemp)
+    if ! "${SUDO[@]}" apt-get update -q >"$aptlog" 2>&1; then
+        cat "$aptlog" >&2
+        rm -f "$aptlog"
+        die "apt-get update failed"
+    fi
+    if ! "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        --no-install-recommends "$@" >"$aptlog" 2>&1; then
+        cat "$aptlog" >&2
+        rm -f "$aptlog"
+        die "apt-get install failed for: $*"
+    fi
+    rm -f "$aptlog"
+}
+
 # ---- apt packages --------------------------------------------------------------
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -57,17 +75,7 @@ done
 
 if ((${#missing[@]})); then
     log "installing apt packages: ${missing[*]}"
-    aptlog=$(mktemp)
-    trap 'rm -f "$aptlog"' EXIT
-    if ! "${SUDO[@]}" apt-get update -q >"$aptlog" 2>&1; then
-        cat "$aptlog" >&2
-        die "apt-get update failed"
-    fi
-    if ! "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-        --no-install-recommends "${missing[@]}" >"$aptlog" 2>&1; then
-        cat "$aptlog" >&2
-        die "apt-get install failed for: ${missing[*]}"
-    fi
+    apt_install "${missing[@]}"
 fi
 
 # ---- QEMU (bookworm-backports on Debian 12) -------------------------------------
@@ -100,17 +108,7 @@ if ((${#qemu_missing[@]})); then
         target=(-t bookworm-backports)
     fi
     log "installing QEMU: ${qemu_missing[*]} ${target[*]}"
-    aptlog=$(mktemp)
-    trap 'rm -f "$aptlog"' EXIT
-    if ! "${SUDO[@]}" apt-get update -q >"$aptlog" 2>&1; then
-        cat "$aptlog" >&2
-        die "apt-get update failed"
-    fi
-    if ! "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-        --no-install-recommends "${target[@]}" "${QEMU_PKGS[@]}" >"$aptlog" 2>&1; then
-        cat "$aptlog" >&2
-        die "apt-get install failed for: ${QEMU_PKGS[*]}"
-    fi
+    apt_install "${target[@]}" "${QEMU_PKGS[@]}"
 fi
 
 # ---- Rust toolchain and cargo tools ------------------------------------------

@@ -146,7 +146,10 @@ fn open_candidates(
                 let fstype = img.as_ref().map(|i: &OpenedImage| i.fstype);
                 let prot = match &protection {
                     Some((p, Some(h), Some(cert))) => {
-                        format!(", {p} root hash {h} by {}", cert.display())
+                        format!(
+                            ", {p} root hash {h} by {}",
+                            chase::strip_root(&s.root, cert).display()
+                        )
                     }
                     Some((p, Some(h), None)) => format!(", {p} root hash {h}"),
                     Some((p, None, _)) => format!(", {p}"),

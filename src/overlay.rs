@@ -449,7 +449,11 @@ impl FsContext {
         let kernel = if msgs.is_empty() {
             "the kernel logged no reason".to_string()
         } else {
-            format!("kernel: {}", msgs.join("; "))
+            let lines: Vec<String> = msgs
+                .iter()
+                .map(|m| crate::image::fsmount::humanize_log_line(m))
+                .collect();
+            format!("kernel: {}", lines.join("; "))
         };
         anyhow::anyhow!(
             "{}: {step} failed: {}; {kernel}",

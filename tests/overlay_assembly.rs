@@ -423,7 +423,7 @@ fn failing_overlay_reports_kernel_messages() {
     );
     println!("bad option: {msg}");
     assert!(
-        msg.contains("e overlay: Unknown parameter 'bogus_option'"),
+        msg.contains("kernel: overlay: Unknown parameter 'bogus_option'"),
         "{msg}"
     );
     iso.finish();

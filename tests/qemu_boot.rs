@@ -56,7 +56,19 @@ fn boot(scenario: &str) {
 }
 
 /// Scenarios that have a test below; `every_scenario_has_a_test` keeps this list honest.
-const SCENARIOS: &[&str] = &["first_boot", "second_boot", "incompatible", "demo"];
+const SCENARIOS: &[&str] = &[
+    "first_boot",
+    "second_boot",
+    "incompatible",
+    "demo",
+    "refresh_skip",
+    "refresh_new_on_second_boot",
+    "refresh_live",
+    "verity_sidecar",
+    "verity_ddi_signed",
+    "verity_tampered",
+    "verity_untrusted",
+];
 
 #[test]
 fn boot_first_boot() {
@@ -78,6 +90,53 @@ fn boot_incompatible() {
 #[test]
 fn boot_demo() {
     boot("demo");
+}
+
+/// Issue 6, 7a: two unchanged boots; the stock `systemd-sysext.service` and
+/// `systemd-confext.service` skip their refresh, PID 1 never reloads, the mounts keep their IDs
+/// and `extmerge refresh` exits 77 in the booted system.
+#[test]
+fn boot_refresh_skip() {
+    boot("refresh_skip");
+}
+
+/// Issue 6, 7b: a sysext added before the second boot is merged by that boot's initrd, and the
+/// booted system's `systemd-sysext.service` skips.
+#[test]
+fn boot_refresh_new_on_second_boot() {
+    boot("refresh_new_on_second_boot");
+}
+
+/// Issue 6, 7c: `extmerge refresh` in the booted system after adding an image, with a reader
+/// looping over `/usr`: no failed read, the old overlay's loop devices released.
+#[test]
+fn boot_refresh_live() {
+    boot("refresh_live");
+}
+
+/// Issue 5a: a squashfs sysext with `.roothash` and `.verity` sidecars.
+#[test]
+fn boot_verity_sidecar() {
+    boot("verity_sidecar");
+}
+
+/// Issue 5b and 5c: signed erofs DDIs from `systemd-repart --make-ddi`, a sysext and Flatcar's
+/// default confext (`/usr/lib/confexts/00-flatcar-default.raw`, `/etc` its own upper dir).
+#[test]
+fn boot_verity_ddi_signed() {
+    boot("verity_ddi_signed");
+}
+
+/// Issue 5d: a verity image with one flipped byte is not merged; the boot continues.
+#[test]
+fn boot_verity_tampered() {
+    boot("verity_tampered");
+}
+
+/// Issue 5e: a DDI signed by an untrusted key under a signed-only image policy is refused.
+#[test]
+fn boot_verity_untrusted() {
+    boot("verity_untrusted");
 }
 
 #[test]

@@ -49,6 +49,17 @@ pub fn drain_fs_log(fs_fd: BorrowedFd<'_>) -> Vec<String> {
     lines
 }
 
+/// A log line for humans: the fs-context severity letter (`e `, `w `, `i `) becomes a word
+/// where it adds something, and goes away for errors (the error already says it failed).
+pub fn humanize_log_line(line: &str) -> String {
+    match line.split_once(' ') {
+        Some(("e", rest)) => rest.to_string(),
+        Some(("w", rest)) => format!("warning: {rest}"),
+        Some(("i", rest)) => format!("info: {rest}"),
+        _ => line.to_string(),
+    }
+}
+
 /// Turn a failed mount step into an error carrying source, fstype and kernel log.
 fn mount_error(
     fs_fd: BorrowedFd<'_>,
@@ -63,7 +74,8 @@ fn mount_error(
     let kernel = if log.is_empty() {
         " (no message in the fs context; see the kernel log)".to_owned()
     } else {
-        format!(" (kernel: {})", log.join("; "))
+        let lines: Vec<String> = log.iter().map(|l| humanize_log_line(l)).collect();
+        format!(" (kernel: {})", lines.join("; "))
     };
     anyhow::Error::new(err).context(format!(
         "mounting {} as {}: {step} failed{kernel}",
@@ -136,6 +148,19 @@ pub fn erofs_file_backed_supported() -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn severity_letters_become_words_or_vanish() {
+        assert_eq!(
+            super::humanize_log_line("e unable to read squashfs_super_block"),
+            "unable to read squashfs_super_block"
+        );
+        assert_eq!(
+            super::humanize_log_line("w ext4: warning here"),
+            "warning: ext4: warning here"
+        );
+        assert_eq!(super::humanize_log_line("plain"), "plain");
+    }
+
     use super::parse_release;
 
     #[test]

@@ -252,7 +252,13 @@ pub fn open_protected(
         .check(src.designator, protection)
         .map_err(|e| anyhow!("{e}"))?;
     let _ = class;
-    let image = activate_and_mount(path, &src, &roothash, flags)?;
+    // A verified signature also goes to the kernel: where the kernel can check it against its
+    // keyring it does; where it cannot (Flatcar's kernel), activation falls back to the root hash.
+    let kernel_sig = match protection {
+        Protection::Signed => src.signature.as_deref(),
+        _ => None,
+    };
+    let image = activate_and_mount(path, &src, &roothash, kernel_sig, flags)?;
     Ok(Protected {
         image,
         protection,
@@ -297,6 +303,7 @@ fn activate_and_mount(
     path: &Path,
     src: &VeritySource,
     roothash: &[u8],
+    signature: Option<&[u8]>,
     flags: MountFlags,
 ) -> Result<OpenedImage> {
     use crate::image::dmverity::{activate, VeritySpec};
@@ -324,11 +331,17 @@ fn activate_and_mount(
         hash_device: &hash.path,
         hash_offset: 0,
         roothash,
-        signature: None,
+        signature,
     })
     .with_context(|| format!("activating dm-verity for {}", path.display()))?;
     let mount = mount_detached(&dev.path, src.fstype, flags)?;
-    tracing::debug!(IMAGE_PATH = %path.display(), DEVICE = %dev.path.display(), reused = dev.reused, "dm-verity active");
+    tracing::debug!(
+        IMAGE_PATH = %path.display(),
+        DEVICE = %dev.path.display(),
+        reused = dev.reused,
+        kernel_signed = dev.kernel_signed,
+        "dm-verity active"
+    );
     // Dropping the handle marks the device for deferred removal: it lives as long as the mount.
     drop(dev);
     Ok(OpenedImage {
@@ -344,6 +357,7 @@ fn activate_and_mount(
     path: &Path,
     src: &VeritySource,
     _roothash: &[u8],
+    _signature: Option<&[u8]>,
     _flags: MountFlags,
 ) -> Result<OpenedImage> {
     bail!(
