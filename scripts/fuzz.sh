@@ -53,6 +53,29 @@ seed() {
             # shellcheck disable=SC1003
             printf '%s\n' '[SysExt]' 'Mutable = auto \' '  continued' ';x' '[SysExt' 'Key' >"$dir/seed-odd"
             ;;
+        kernel_cmdline)
+            printf '%s' 'root=/dev/vda rw quiet rd.systemd.sysext=0 systemd.mount-extra=LABEL=var:/var:ext4:defaults rd.extmerge.var="UUID=0a1b:btrfs:compress=zstd" rd.extmerge.var_timeout=2.5s extmerge.check-conflicts=refuse' >"$dir/seed-flatcar"
+            ;;
+        enabled_sysext)
+            printf '%s\n' '# vendor' 'zfs' 'podman # note' '-zfs' 'python' >"$dir/seed-both"
+            ;;
+        state_json)
+            printf '%s' '{"state":{"version":1,"class":"sysext","osRelease":"aa","scope":"system","architecture":"x86-64","mutable":"no","mutableDirs":{"/usr":null},"hierarchies":["/usr"],"overlayOptions":null,"noexec":null,"force":false,"imagePolicy":null,"images":[{"name":"a","kind":"raw","path":"/var/lib/extensions/a.raw","identity":{"type":"sha256","value":"11"}}]},"merged":["/usr"]}' >"$dir/seed-state"
+            ;;
+        gpt_ddi)
+            # A real GPT (root + root-verity, x86-64) so the fuzzer starts past the header checks;
+            # its 64 KiB also raise libFuzzer's input size limit above the parser's 8 KiB minimum.
+            truncate -s 64K "$dir/seed-gpt"
+            printf '%s\n' 'label: gpt' \
+                'size=16, type=4f68bce3-e8cd-4db1-96e7-fbcaf984b709, name="root"' \
+                'size=8, type=2c7357ed-ebd2-46d9-aec1-23d437ec2bf5, name="root-verity"' |
+                sfdisk --quiet --no-reread --no-tell-kernel "$dir/seed-gpt" >/dev/null ||
+                die "sfdisk could not write the GPT seed (install fdisk: scripts/install-deps.sh)"
+            ;;
+        verity_metadata)
+            printf 'verity\0\0\1\0\0\0\1\0\0\0sha256' >"$dir/seed-sb"
+            printf '%s' '{"rootHash":"00112233445566778899aabbccddeeff","signature":"MAA="}' >"$dir/seed-sig"
+            ;;
     esac
 }
 

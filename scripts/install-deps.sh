@@ -16,6 +16,7 @@ APT_PKGS=(
     btrfs-progs
     attr             # getfattr/setfattr: xattr checks in tests
     util-linux       # unshare, mount, losetup
+    fdisk            # sfdisk: the GPT seed of the gpt_ddi fuzz target
     debootstrap      # scripts/mkchroot.sh
     file             # `make static` checks the binary is statically linked
     jq
