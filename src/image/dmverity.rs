@@ -3,11 +3,11 @@
 //! One read-only device per root hash, named `<roothash hex>-verity` like systemd's
 //! `VERITY_SHARE` mode, so an existing device with the same root hash is reused (ours
 //! from the initrd, or systemd's) instead of activated a second time, which the kernel
-//! refuses for a block device that is already mapped. Before anything is activated the
-//! top block of the hash tree is hashed and compared with the root hash
-//! ([`super::verity::check_root_hash`]): libcryptsetup and the kernel accept a wrong
-//! root hash and only fail the reads later. libcryptsetup's messages are collected per
-//! call and end up in our errors instead of on stderr.
+//! refuses for a block device that is already mapped. libcryptsetup and the kernel accept a
+//! wrong root hash and only fail the reads later, so the caller must check it against the
+//! hash tree first ([`super::verity::check_root_hash`]; `image::protect` does, before it
+//! creates any device). libcryptsetup's messages are collected per call and end up in our
+//! errors instead of on stderr.
 //!
 //! Dropping a [`VerityDevice`] asks for deferred removal, so a device that is mounted
 //! lives exactly as long as its mounts (systemd does the same when it lets go of a
@@ -16,8 +16,6 @@
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -192,7 +190,6 @@ pub fn activate(spec: &VeritySpec) -> Result<VerityDevice> {
         return Ok(dev);
     }
     let mut cd = load(spec)?;
-    precheck_root_hash(spec).with_context(|| format!("refusing dm-verity for {what}"))?;
 
     let kernel_signed = match activate_new(&mut cd, &name, spec) {
         Ok(signed) => signed,
@@ -300,8 +297,12 @@ fn load(spec: &VeritySpec) -> Result<CryptDevice> {
     Ok(cd)
 }
 
-/// Hash the top of the tree (one block) and compare with the root hash.
+/// Hash the top of the tree (one block) and compare with the root hash, on the devices of a
+/// spec: used by the tests to check `verity::check_root_hash` against trees libcryptsetup made.
+#[cfg(test)]
 fn precheck_root_hash(spec: &VeritySpec) -> Result<()> {
+    use std::fs::File;
+    use std::os::unix::fs::FileExt;
     let open = |p: &Path| File::open(p).with_context(|| format!("opening {}", p.display()));
     let hash = open(spec.hash_device)?;
     let mut raw = [0u8; verity::SUPERBLOCK_SIZE];
@@ -468,6 +469,7 @@ unsafe extern "C" fn log_callback(level: c_int, msg: *const c_char, _usrptr: *mu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::io::Write;
 
     #[test]
