@@ -44,10 +44,10 @@ pub fn hierarchy_host_path(s: &ClassSettings, h: &Path) -> Result<(PathBuf, bool
 }
 
 fn take_snapshot(s: &ClassSettings) -> Result<Snapshot> {
-    let cache_path = Path::new(snapshot::HASH_CACHE);
-    let mut cache = HashCache::load(cache_path);
+    let cache_path = chase::host_path(&s.root, Path::new(snapshot::HASH_CACHE));
+    let mut cache = HashCache::load(&cache_path);
     let snap = snapshot::take(s, &mut cache)?;
-    if let Err(e) = cache.save(cache_path) {
+    if let Err(e) = cache.save(&cache_path) {
         tracing::warn!("Could not save the image hash cache: {e:#}");
     }
     Ok(snap)
@@ -142,42 +142,6 @@ fn detach_by_fd(fd: &OwnedFd) {
     }
 }
 
-/// Attach every tree on a hierarchy that is not merged; if one fails, detach the ones already
-/// attached so nothing changes.
-fn attach_all(s: &ClassSettings, assembly: &Assembly) -> Result<Vec<PathBuf>> {
-    let mut done: Vec<&OwnedFd> = Vec::new();
-    let mut targets = Vec::new();
-    for t in &assembly.trees {
-        let result = (|| -> Result<PathBuf> {
-            let (target, exists) = hierarchy_host_path(s, &t.hierarchy)?;
-            if !exists {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o755)
-                    .create(&target)
-                    .with_context(|| format!("creating mount point {}", target.display()))?;
-            }
-            mountns::attach(&t.tree, &target)?;
-            Ok(target)
-        })();
-        match result {
-            Ok(target) => {
-                log_merged(t, &target);
-                done.push(&t.tree);
-                targets.push(target);
-            }
-            Err(e) => {
-                done.iter().for_each(|fd| detach_by_fd(fd));
-                return Err(e.context(format!(
-                    "attaching the merged tree for {}; nothing was left attached",
-                    t.hierarchy.display()
-                )));
-            }
-        }
-    }
-    Ok(targets)
-}
-
 /// Merge one class; refuses hierarchies that are already merged (systemd's EBUSY).
 pub fn merge_class(s: &ClassSettings) -> Result<Outcome> {
     let started = Instant::now();
@@ -200,7 +164,7 @@ pub fn merge_class(s: &ClassSettings) -> Result<Outcome> {
     if assembly.accepted.is_empty() && s.mutable == MutableMode::No {
         return Ok(Outcome::NothingToDo);
     }
-    let attached = attach_all(s, &assembly)?;
+    let attached = swap_all(s, &assembly, &[])?;
     write_run_state(
         s,
         &StateFile {
@@ -309,11 +273,8 @@ fn unmerge_rest(
     let mut gone = Vec::new();
     for (h, p) in current.iter().filter(|(h, _)| !keep.contains(h)) {
         while meta::is_ours(p, s.class)? {
-            if let Some(w) = unmerge::peel(p, s.class)?.and_then(|i| i.work_dir) {
-                unmerge::remove_workdir(&s.root, &w);
-            }
+            unmerge::unmerge_one(s, p)?;
         }
-        tracing::info!(HIERARCHY = %p.display(), "Unmerged '{}' (nothing left to merge).", p.display());
         gone.push(h.clone());
     }
     Ok(if gone.is_empty() {
@@ -324,7 +285,8 @@ fn unmerge_rest(
 }
 
 /// Put each new tree in place: beneath the current overlay (then peel the old top), or plainly
-/// on a hierarchy that is not merged. All trees are placed before any old overlay is removed.
+/// on a hierarchy that is not merged (`current` empty: a plain merge). All trees are placed
+/// before any old overlay is removed; if one cannot be placed, those placed are detached again.
 fn swap_all(
     s: &ClassSettings,
     assembly: &Assembly,

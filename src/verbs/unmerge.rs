@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 /// Remove one merged overlay from `p`, keeping the submounts it carried.
-fn unmerge_one(s: &ClassSettings, p: &Path) -> Result<()> {
+pub fn unmerge_one(s: &ClassSettings, p: &Path) -> Result<()> {
     let info = peel(p, s.class)?;
     if let Some(work) = info.and_then(|i| i.work_dir) {
         remove_workdir(&s.root, &work);
