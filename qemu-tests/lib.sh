@@ -25,23 +25,8 @@ need_cmds() {
     ((${#missing[@]} == 0)) || die "missing: ${missing[*]} (run scripts/install-deps.sh)"
 }
 
-# The Debian mirror this machine's apt already uses: the first non-security URIs: of
-# debian.sources (the same rule as scripts/mkchroot.sh); EXTMERGE_MIRROR overrides it.
-debian_mirror() {
-    if [[ -n ${EXTMERGE_MIRROR:-} ]]; then
-        echo "$EXTMERGE_MIRROR"
-        return
-    fi
-    local src=/etc/apt/sources.list.d/debian.sources uri=""
-    if [[ -r $src ]]; then
-        uri=$(sed -n 's/^URIs:[[:space:]]*//p' "$src" | tr ' ' '\n' | grep -v -- '-security' | grep -m1 . || true)
-    fi
-    if [[ -z $uri && -r /etc/apt/sources.list ]]; then
-        uri=$(awk '$1=="deb" && $0 !~ /security/ { for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' /etc/apt/sources.list)
-    fi
-    [[ -n $uri ]] || die "cannot find the Debian mirror: no URIs: line in $src (set EXTMERGE_MIRROR)"
-    echo "$uri"
-}
+# shellcheck source=scripts/debian-mirror.sh
+source "$REPO/scripts/debian-mirror.sh"
 
 # sha256 over the names and contents of files/trees (symlinks by target), stable order.
 hash_paths() {

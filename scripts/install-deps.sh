@@ -95,11 +95,10 @@ if ((${#qemu_missing[@]})); then
         bpo_src=/etc/apt/sources.list.d/extmerge-bookworm-backports.sources
         bpo_pin=/etc/apt/preferences.d/extmerge-bookworm-backports
         if [[ ! -f $bpo_src ]]; then
-            deb_src=/etc/apt/sources.list.d/debian.sources
-            uri=""
-            [[ -r $deb_src ]] && uri=$(sed -n 's/^URIs:[[:space:]]*//p' "$deb_src" | tr ' ' '\n' | grep -v -- '-security' | grep -m1 . || true)
-            [[ -n $uri ]] || die "cannot derive the Debian mirror from the URIs: line of $deb_src"
-            log "adding bookworm-backports (pinned at 100) from $deb_src's mirror"
+            # shellcheck source=scripts/debian-mirror.sh
+            source "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh"
+            uri=$(debian_mirror)
+            log "adding bookworm-backports (pinned at 100) from this machine's Debian mirror"
             printf '%s\n' "Types: deb" "URIs: $uri" "Suites: bookworm-backports" "Components: main" \
                 "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" |
                 "${SUDO[@]}" tee "$bpo_src" >/dev/null

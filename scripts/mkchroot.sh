@@ -40,6 +40,8 @@ die() { echo "mkchroot: error: $*" >&2; exit 1; }
 log() { echo "mkchroot: $*" >&2; }
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/debian-mirror.sh
+source "$REPO/scripts/debian-mirror.sh"
 BASE="$REPO/target/chroot"
 DEST="$BASE/$SUITE"
 STAMP="$DEST/.extmerge-ready"
@@ -51,27 +53,12 @@ recipe_hash=$(printf '%s\n' "v$RECIPE_VERSION" "$SUITE" "$VARIANT" "$pkglist" | 
 
 is_ready() { [[ -f $STAMP && $(head -n1 "$STAMP") == "$recipe_hash" ]]; }
 
-mirror() {
-    if [[ -n ${EXTMERGE_MIRROR:-} ]]; then
-        echo "$EXTMERGE_MIRROR"
-        return
-    fi
-    local src=/etc/apt/sources.list.d/debian.sources uri=""
-    if [[ -r $src ]]; then
-        uri=$(sed -n 's/^URIs:[[:space:]]*//p' "$src" | tr ' ' '\n' | grep -v -- '-security' | grep -m1 . || true)
-    fi
-    if [[ -z $uri && -r /etc/apt/sources.list ]]; then
-        uri=$(awk '$1=="deb" && $0 !~ /security/ { for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' /etc/apt/sources.list)
-    fi
-    [[ -n $uri ]] || die "cannot find the Debian mirror: no URIs: line in $src (set EXTMERGE_MIRROR)"
-    echo "$uri"
-}
 
 build() {
     command -v debootstrap >/dev/null 2>&1 || die "debootstrap missing: run scripts/install-deps.sh"
     command -v unshare >/dev/null 2>&1 || die "unshare missing: run scripts/install-deps.sh"
     local uri start tmp dlog old
-    uri=$(mirror)
+    uri=$(debian_mirror)
     start=$(date +%s)
     mkdir -p "$BASE"
     # One build at a time; a concurrent run waits, then finds the tree ready.
