@@ -15,8 +15,10 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Where image hashes are cached across runs (and across switch-root, since /run is carried over).
-pub const HASH_CACHE: &str = "/run/extmerge/hash-cache.json";
+/// Where image hashes are cached, inside the root: it must outlive reboots, or the initrd would
+/// re-hash every image on every boot (its /run is new each time). Entries are keyed by device,
+/// inode, size, mtime and ctime, so a stale or foreign entry never matches.
+pub const HASH_CACHE: &str = "/var/cache/extmerge/hash-cache.json";
 
 /// Everything `merge`/`refresh` need before assembling.
 #[derive(Debug)]

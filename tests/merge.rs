@@ -1382,3 +1382,24 @@ fn a_required_extension_that_is_not_merged_fails_the_run() {
     );
     r.finish();
 }
+
+#[test]
+fn image_hashes_are_cached_inside_the_root_so_the_next_boot_does_not_rehash() {
+    let r = Root::new(DEBIAN);
+    let src = r.p("../img");
+    dir_sysext(&src, "img", "ID=_any\n", &[("usr/bin/img", "i")]);
+    std::fs::create_dir_all(r.p("var/lib/extensions")).unwrap();
+    mkfs_squashfs(&src, &r.p("var/lib/extensions/img.raw"));
+    r.ok(&["merge", "--class=sysext"]);
+    // In the root (persistent across reboots), not in the initrd's /run.
+    let cache = r
+        .read("var/cache/extmerge/hash-cache.json")
+        .expect("hash cache in the root");
+    let v: Value = serde_json::from_str(&cache).unwrap();
+    assert_eq!(
+        v["entries"].as_object().map(|m| m.len()),
+        Some(1),
+        "{cache}"
+    );
+    r.finish();
+}

@@ -83,7 +83,7 @@ pub fn parse_verity_sig(bytes: &[u8]) -> Result<(String, Vec<u8>)> {
 fn decode_base64(text: &str) -> Result<Vec<u8>> {
     use base64ct::{Base64, Base64Unpadded, Encoding};
     let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let decoded = if compact.len() % 4 == 0 {
+    let decoded = if compact.len().is_multiple_of(4) {
         Base64::decode_vec(&compact)
     } else {
         Base64Unpadded::decode_vec(&compact)
