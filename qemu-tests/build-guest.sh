@@ -33,6 +33,9 @@ PACKAGES=(
     erofs-utils squashfs-tools
     cryptsetup-bin dmsetup
     systemd-repart
+    # systemd-veritysetup: dracut's systemd-sysext module (which brings systemd's
+    # -sysroot units into the initrd, for the double-merge test) depends on it.
+    systemd-cryptsetup
     kmod util-linux e2fsprogs
 )
 KERNEL_SUITE=trixie          # Debian's 6.12 LTS line, what Flatcar ships
@@ -48,7 +51,11 @@ PRUNE_MODULES=(
 ROOTFS_RECIPE_VERSION=1 # bump when the rootfs steps below change
 DISK_RECIPE_VERSION=2   # bump when the disk image steps change (2: systemd-sysext.service
                         # and systemd-confext.service enabled, test cert in verity.d)
-INITRD_RECIPE_VERSION=1 # bump when the dracut invocation changes
+INITRD_RECIPE_VERSION=2 # bump when the dracut invocation changes (2: + systemd-sysext)
+# dracut modules added to the test initrd: ours, the test stubs, and dracut's own
+# systemd-sysext module, which installs and enables systemd's systemd-{sys,conf}ext-sysroot
+# units (systemd >= 261), so the boots prove that our module masks them (no double merge).
+INITRD_ADD="systemd-sysext extmerge extmerge-test-stubs"
 # Kernel drivers the guest needs before the root filesystem is mounted.
 INITRD_DRIVERS="virtio_pci virtio_blk virtio_console ext4 loop overlay squashfs erofs"
 # dracut modules a serial-console virtio guest does not need (faster build and boot).
@@ -210,8 +217,7 @@ make_keys() {
 install_ours() {
     local bin=$1 d
     install -m 0755 "$bin" "$ROOTFS/usr/bin/extmerge"
-    install -m 0644 "$REPO/units/extmerge-sysroot.service" \
-        "$ROOTFS/usr/lib/systemd/system/extmerge-sysroot.service"
+    install -m 0644 "$REPO"/units/extmerge-sysroot*.service "$ROOTFS/usr/lib/systemd/system/"
     for d in 90extmerge 91extmerge-test-stubs; do
         rm -rf "$ROOTFS/usr/lib/dracut/modules.d/$d"
         cp -r "$REPO/dracut-module/$d" "$ROOTFS/usr/lib/dracut/modules.d/$d"
@@ -258,7 +264,7 @@ KVER=$(sed -n 's/^kver=//p' "$STAMP")
 bin_hash=$(sha256sum <"$BIN" | cut -d' ' -f1)
 ours_hash=$(hash_paths "$REPO/units" "$REPO/dracut-module" "$QT_DIR/guest/rootfs")
 initrd_key=$(printf '%s\n' "$rootfs_key" "$KVER" "$bin_hash" "$ours_hash" "v$INITRD_RECIPE_VERSION" \
-    "$INITRD_DRIVERS" "$INITRD_OMIT" | sha256sum | cut -c1-16)
+    "$INITRD_DRIVERS" "$INITRD_OMIT" "$INITRD_ADD" | sha256sum | cut -c1-16)
 cert_hash=$(sha256sum <"$KEYS/trusted.crt" | cut -d' ' -f1)
 disk_key=$(printf '%s\n' "$rootfs_key" "$bin_hash" "$ours_hash" "v$DISK_RECIPE_VERSION" "$cert_hash" |
     sha256sum | cut -c1-16)
@@ -276,16 +282,26 @@ fi
 
 if [[ ! -f $INITRD ]]; then
     t0=$(now)
-    log "dracut (in the guest rootfs) for $KVER: --add 'extmerge extmerge-test-stubs'"
+    log "dracut (in the guest rootfs) for $KVER: --add '$INITRD_ADD'"
     dlog=$QEMU_WORK/dracut.log
     rm -f "$ROOTFS/var/tmp/initrd.img"
     # shellcheck disable=SC2086 # word lists on purpose
     if ! chroot_run "$ROOTFS" dracut --force --quiet --no-hostonly --no-hostonly-cmdline \
-        --kver "$KVER" --add "extmerge extmerge-test-stubs" --omit "$INITRD_OMIT" \
+        --kver "$KVER" --add "$INITRD_ADD" --omit "$INITRD_OMIT" \
         --add-drivers "$INITRD_DRIVERS" /var/tmp/initrd.img >"$dlog" 2>&1; then
         tail -n 40 "$dlog" >&2
         die "dracut failed (log: $dlog)"
     fi
+    # systemd's -sysroot units are in the initrd (else the boots would not test the
+    # double-merge guard) and masked by our module.
+    chroot_run "$ROOTFS" lsinitrd /var/tmp/initrd.img >"$QEMU_WORK/lsinitrd.txt" 2>&1 ||
+        die "lsinitrd failed (output: $QEMU_WORK/lsinitrd.txt)"
+    for u in systemd-sysext-sysroot.service systemd-confext-sysroot.service; do
+        grep -qE " usr/lib/systemd/system/$u\$" "$QEMU_WORK/lsinitrd.txt" ||
+            die "dracut's systemd-sysext module did not install $u (see $QEMU_WORK/lsinitrd.txt)"
+        grep -qF "etc/systemd/system/$u -> /dev/null" "$QEMU_WORK/lsinitrd.txt" ||
+            die "90extmerge did not mask $u in the initrd (see $QEMU_WORK/lsinitrd.txt)"
+    done
     mv "$ROOTFS/var/tmp/initrd.img" "$INITRD.tmp"
     mv "$INITRD.tmp" "$INITRD"
     prune_old 'initrd-*.img'

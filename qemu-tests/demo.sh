@@ -35,7 +35,7 @@ echo "== extmerge demo =="
 echo "Guest: Debian unstable (systemd ${SYSTEMD_VERSION:-?}, dracut ${DRACUT_VERSION:-?}), kernel $KVER,"
 echo "       QEMU TCG, 1 vCPU; boot, checks and power-off took ${boot_s:-?} s."
 echo
-echo "In the initrd, extmerge-sysroot.service (journal, seconds since boot):"
+echo "In the initrd, extmerge-sysroot-early.service (before Ignition) and extmerge-sysroot.service (journal, seconds since boot):"
 demo_lines initrd | sed 's/^/  /'
 demo_lines unit | sed 's/^/  /'
 echo

@@ -16,7 +16,18 @@
 #                                                                  [sector=4096|512]
 #                      (verity images: see "Verity images" below; their root hashes are
 #                      written to the checks disk as `roothashes`, lines "DEST HASH")
+#                        rm                       -       DEST   (remove DEST; root-N only)
 #   config/            a tree copied as is into /sysroot on first boot (after files)
+#   cmdline-boot-N     more kernel command line arguments for boot N only
+#   root-N             like files, but written straight into the root disk before boot N
+#                      (what the OS image itself ships, or an A/B update between boots);
+#                      the root disk is then a raw copy of the guest image, not a qcow2
+#   var-disk           a separate /var disk, attached to every boot: one line of options
+#                        label=LABEL [gpt partlabel=NAME partuuid=UUID]
+#                      (ext4 with that label; with gpt, inside a GPT partition)
+#   var-files          like files, written into the /var disk's filesystem
+#   emergency-boot-N   boot N must end in emergency.target in the initrd: one fixed string
+#                      per line that the journal excerpt must contain
 #   check-boot-N.sh    runs in the booted guest after multi-user.target in boot N and
 #                      prints "ok WHAT" / "not ok WHAT: WHY" lines (qemu-tests/guest/checks/
 #                      checklib.sh has the helpers); then the guest powers off
@@ -41,7 +52,8 @@ SDIR=$QT_DIR/scenarios/$NAME
 BOOT_TIMEOUT=${QEMU_BOOT_TIMEOUT:-240}
 
 need_root
-need_cmds qemu-system-x86_64 qemu-img mkfs.ext4 mksquashfs mkfs.erofs timeout flock veritysetup od dd
+need_cmds qemu-system-x86_64 qemu-img mkfs.ext4 mksquashfs mkfs.erofs timeout flock veritysetup od dd \
+    sfdisk unshare
 
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -169,63 +181,77 @@ ddi_image() {
     rm -rf --one-file-system "$tmp"
 }
 
+# ---- placing files: SPEC (files, root-N, var-files) into a tree ------------------------
+# place_files SPEC ROOT: create what SPEC lists below ROOT. `rm` lines are collected in
+# ROOT.removals (paths to delete when the tree is copied into a disk).
+place_files() {
+    local spec=$1 root=$2 stage=$WORK/stage kind src dest opts target tamper key sector o
+    mkdir -p "$root"
+    : >"$root.removals"
+    [[ -f $spec ]] || return 0
+    while read -r kind src dest opts; do
+        [[ -z ${kind:-} || $kind == \#* ]] && continue
+        [[ -n ${dest:-} && $dest == /* ]] ||
+            die "$spec: want 'KIND SOURCE /DEST [OPTIONS]', got '$kind $src ${dest:-} ${opts:-}'"
+        tamper="" key=trusted sector=4096
+        for o in ${opts:-}; do
+            case $kind:$o in
+                squashfs-verity:tamper) tamper=1 ;;
+                ddi-*:key=trusted | ddi-*:key=untrusted) key=${o#key=} ;;
+                ddi-*:sector=512 | ddi-*:sector=4096) sector=${o#sector=} ;;
+                *) die "$spec: option '$o' is not valid for $kind" ;;
+            esac
+        done
+        if [[ $kind == rm ]]; then
+            echo "$dest" >>"$root.removals"
+            continue
+        fi
+        target=$root$dest
+        mkdir -p "$(dirname "$target")"
+        case $kind in
+            dir)
+                stage_copy "$src" "$target"
+                ;;
+            file)
+                install -m 0644 "$QT_DIR/$src" "$target"
+                ;;
+            link)
+                ln -sfn "$src" "$target"
+                ;;
+            squashfs)
+                stage_copy "$src" "$stage"
+                mksquashfs "$stage" "$target" -all-root -noappend -quiet >/dev/null ||
+                    die "mksquashfs $src failed"
+                ;;
+            erofs)
+                stage_copy "$src" "$stage"
+                mkfs.erofs --quiet --all-root "$target" "$stage" >/dev/null || die "mkfs.erofs $src failed"
+                ;;
+            ext4)
+                stage_copy "$src" "$stage"
+                ext4_image "$stage" "" "$target"
+                ;;
+            squashfs-verity)
+                squashfs_verity "$src" "$target" "$dest" "$tamper"
+                ;;
+            ddi-sysext | ddi-confext)
+                ddi_image "${kind#ddi-}" "$src" "$target" "$dest" "$key" "$sector"
+                ;;
+            *)
+                die "$spec: unknown kind '$kind' (dir, file, link, squashfs, erofs, ext4, squashfs-verity, ddi-sysext, ddi-confext, rm)"
+                ;;
+        esac
+    done <"$spec"
+    rm -rf "$stage"
+}
+
 # ---- the Ignition config disk: the tree written into /sysroot on first boot ----------
 build_config() {
-    local root=$WORK/config/root stage=$WORK/stage kind src dest opts target tamper key sector o
-    mkdir -p "$root"
+    local root=$WORK/config/root
     : >"$WORK/roothashes"
-    if [[ -f $SDIR/files ]]; then
-        while read -r kind src dest opts; do
-            [[ -z ${kind:-} || $kind == \#* ]] && continue
-            [[ -n ${dest:-} && $dest == /* ]] ||
-                die "$SDIR/files: want 'KIND SOURCE /DEST [OPTIONS]', got '$kind $src ${dest:-} ${opts:-}'"
-            tamper="" key=trusted sector=4096
-            for o in ${opts:-}; do
-                case $kind:$o in
-                    squashfs-verity:tamper) tamper=1 ;;
-                    ddi-*:key=trusted | ddi-*:key=untrusted) key=${o#key=} ;;
-                    ddi-*:sector=512 | ddi-*:sector=4096) sector=${o#sector=} ;;
-                    *) die "$SDIR/files: option '$o' is not valid for $kind" ;;
-                esac
-            done
-            target=$root$dest
-            mkdir -p "$(dirname "$target")"
-            case $kind in
-                dir)
-                    stage_copy "$src" "$target"
-                    ;;
-                file)
-                    install -m 0644 "$QT_DIR/$src" "$target"
-                    ;;
-                link)
-                    ln -sfn "$src" "$target"
-                    ;;
-                squashfs)
-                    stage_copy "$src" "$stage"
-                    mksquashfs "$stage" "$target" -all-root -noappend -quiet >/dev/null ||
-                        die "mksquashfs $src failed"
-                    ;;
-                erofs)
-                    stage_copy "$src" "$stage"
-                    mkfs.erofs --quiet --all-root "$target" "$stage" >/dev/null || die "mkfs.erofs $src failed"
-                    ;;
-                ext4)
-                    stage_copy "$src" "$stage"
-                    ext4_image "$stage" "" "$target"
-                    ;;
-                squashfs-verity)
-                    squashfs_verity "$src" "$target" "$dest" "$tamper"
-                    ;;
-                ddi-sysext | ddi-confext)
-                    ddi_image "${kind#ddi-}" "$src" "$target" "$dest" "$key" "$sector"
-                    ;;
-                *)
-                    die "$SDIR/files: unknown kind '$kind' (dir, file, link, squashfs, erofs, ext4, squashfs-verity, ddi-sysext, ddi-confext)"
-                    ;;
-            esac
-        done <"$SDIR/files"
-        rm -rf "$stage"
-    fi
+    place_files "$SDIR/files" "$root"
+    [[ -s $root.removals ]] && die "$SDIR/files: 'rm' is only for root-N (Ignition writes, it does not delete)"
+    rm -f "$root.removals"
     if [[ -d $SDIR/config ]]; then
         cp -a "$SDIR/config/." "$root/"
     fi
@@ -237,31 +263,106 @@ build_config() {
 build_checks() {
     mkdir -p "$WORK/checks"
     cp "$QT_DIR"/guest/checks/*.sh "$WORK/checks/"
-    cp "$SDIR"/check-boot-*.sh "$WORK/checks/" 2>/dev/null ||
+    cp "$SDIR"/check-*.sh "$WORK/checks/" 2>/dev/null ||
+        compgen -G "$SDIR/emergency-boot-*" >/dev/null ||
         die "scenario $NAME has no check-boot-N.sh"
     cp "$WORK/roothashes" "$WORK/checks/roothashes"
     chown -R 0:0 "$WORK/checks"
     ext4_image "$WORK/checks" extmerge-test "$WORK/checks.img"
 }
 
+# ---- the root disk: a qcow2 overlay of the guest image, or a raw copy to write into ----
+ROOT_RAW=""
+if compgen -G "$SDIR/root-*" >/dev/null; then
+    ROOT_RAW=$WORK/root.img
+    cp --sparse=always "$BASE" "$ROOT_RAW"
+else
+    qemu-img create -q -f qcow2 -b "$BASE" -F raw "$WORK/root.qcow2"
+fi
+
+# apply_root N: write root-N into the raw root disk (loop-mounted in a private namespace).
+apply_root() {
+    local n=$1 tree
+    tree=$WORK/root-$n/tree
+    [[ -f $SDIR/root-$n ]] || return 0
+    place_files "$SDIR/root-$n" "$tree"
+    chown -R 0:0 "$tree"
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    unshare -m --propagation private -- /bin/bash -euc '
+        img=$1 tree=$2 mnt=$3
+        mkdir -p "$mnt"
+        mount -o loop "$img" "$mnt"
+        while read -r p; do
+            rm -rf --one-file-system "${mnt:?}$p"
+        done <"$tree.removals"
+        cp -a "$tree/." "$mnt/"
+        umount "$mnt"
+    ' apply-root "$ROOT_RAW" "$tree" "$WORK/root-$n/mnt" || die "writing root-$n into the root disk failed"
+    log "$NAME: wrote root-$n into the root disk"
+}
+
+# ---- a separate /var disk (var-disk, var-files) ---------------------------------------
+VAR_DISK=""
+build_var_disk() {
+    [[ -f $SDIR/var-disk ]] || return 0
+    local label="" gpt="" partlabel="" partuuid="" o tree=$WORK/var/root fs=$WORK/var-fs.img bytes
+    for o in $(sed 's/#.*//' "$SDIR/var-disk"); do
+        case $o in
+            label=*) label=${o#label=} ;;
+            gpt) gpt=1 ;;
+            partlabel=*) partlabel=${o#partlabel=} ;;
+            partuuid=*) partuuid=${o#partuuid=} ;;
+            *) die "$SDIR/var-disk: unknown option '$o' (label=, gpt, partlabel=, partuuid=)" ;;
+        esac
+    done
+    [[ -n $label ]] || die "$SDIR/var-disk: label= is required"
+    place_files "$SDIR/var-files" "$tree"
+    rm -f "$tree.removals"
+    chown -R 0:0 "$tree"
+    ext4_image "$tree" "$label" "$fs"
+    VAR_DISK=$WORK/var.img
+    if [[ -n $gpt ]]; then
+        [[ -n $partlabel && -n $partuuid ]] || die "$SDIR/var-disk: gpt needs partlabel= and partuuid="
+        bytes=$(stat -c %s "$fs")
+        # 1 MiB before the partition, 1 MiB after it for the backup GPT.
+        truncate -s $((bytes + 2 * 1048576)) "$VAR_DISK"
+        printf 'label: gpt\nstart=2048, size=%d, name="%s", uuid=%s\n' \
+            $((bytes / 512)) "$partlabel" "$partuuid" | sfdisk -q "$VAR_DISK" >/dev/null ||
+            die "sfdisk failed for $VAR_DISK"
+        dd if="$fs" of="$VAR_DISK" bs=1M seek=1 conv=notrunc status=none
+        rm -f "$fs"
+    else
+        mv "$fs" "$VAR_DISK"
+    fi
+}
+
 build_config
 build_checks
-qemu-img create -q -f qcow2 -b "$BASE" -F raw "$WORK/root.qcow2"
+build_var_disk
 
 # ---- boot N of the disk ------------------------------------------------------------------
 # Sets BOOT_SECONDS; returns non-zero (after printing why) when the boot failed.
 boot() {
     local n=$1 console=$WORK/console-boot-$1.log results=$WORK/results-boot-$1.log
-    local cmdline drives=() rc t0 raw
+    local cmdline drives=() rc t0 raw emergency=$SDIR/emergency-boot-$1 want
     cmdline="root=/dev/vda rw console=ttyS0,115200 panic=1 mitigations=off extmerge_test.boot=$n"
-    drives+=(-drive "if=virtio,file=$WORK/root.qcow2,format=qcow2")
+    apply_root "$n"
+    if [[ -n $ROOT_RAW ]]; then
+        drives+=(-drive "if=virtio,file=$ROOT_RAW,format=raw")
+    else
+        drives+=(-drive "if=virtio,file=$WORK/root.qcow2,format=qcow2")
+    fi
     drives+=(-drive "if=virtio,file=$WORK/checks.img,format=raw,readonly=on")
     if ((n == 1)); then
         # First boot: Ignition's config disk, and the first-boot flag Flatcar's GRUB sets.
         cmdline+=" flatcar.first_boot=1"
         drives+=(-drive "if=virtio,file=$WORK/config.img,format=raw,readonly=on")
     fi
+    [[ -n $VAR_DISK ]] && drives+=(-drive "if=virtio,file=$VAR_DISK,format=raw")
     [[ -n $extra_cmdline ]] && cmdline+=" $extra_cmdline"
+    if [[ -f $SDIR/cmdline-boot-$n ]]; then
+        cmdline+=" $(sed 's/#.*//' "$SDIR/cmdline-boot-$n" | tr -s ' \n' '  ')"
+    fi
     [[ -n ${QEMU_EXTRA_CMDLINE:-} ]] && cmdline+=" $QEMU_EXTRA_CMDLINE"
     : >"$console"
     : >"$results"
@@ -281,6 +382,27 @@ boot() {
         problem="timed out after ${BOOT_TIMEOUT} s (QEMU killed)"
     elif ((rc != 0)); then
         problem="QEMU exited with $rc: $(tail -n 5 "$WORK/qemu-boot-$n.log" | tr '\n' ' ')"
+    elif [[ -f $emergency ]]; then
+        # Expected: emergency.target in the initrd, for the reasons listed.
+        if ! grep -qx "not ok boot reached emergency.target in the initrd" <<<"$raw"; then
+            problem="expected emergency.target in the initrd, but the boot did not report it"
+        else
+            # The reporter's journal excerpt, or the console (the unit's stderr and PID 1's
+            # status lines go there too): journalctl in emergency mode can find the runtime
+            # journal mid-write ("truncated, ignoring file").
+            local seen
+            seen="$raw"$'\n'"$(tr -d '\r' <"$console")"
+            while IFS= read -r want; do
+                [[ -z $want || $want == \#* ]] && continue
+                if grep -qF -- "$want" <<<"$seen"; then
+                    raw+=$'\n'"ok emergency journal shows: $want"
+                else
+                    problem="emergency journal lacks '$want'"
+                fi
+            done <"$emergency"
+            # The emergency line itself is the expected outcome here, not a failure.
+            raw=$(sed 's/^not ok boot reached emergency.target in the initrd$/ok boot reached emergency.target in the initrd (expected)/' <<<"$raw")
+        fi
     elif ! grep -qx "begin boot $n" <<<"$raw"; then
         problem="the guest never ran its checks (no 'begin boot $n' on the results port)"
     elif ! grep -qx "end boot $n" <<<"$raw"; then

@@ -131,7 +131,10 @@ case $cmd in
         [[ $# -eq 3 ]] || die "usage: scripts/fuzz.sh run TARGET SECONDS"
         t=$2 secs=$3
         [[ $secs =~ ^[0-9]+$ ]] || die "SECONDS must be a number, got '$secs'"
-        targets | grep -qx -- "$t" || die "unknown target '$t' (have: $(targets | tr '\n' ' '))"
+        # Not `targets | grep -q`: grep quits at the first match and cargo-fuzz panics on the
+        # broken pipe, which fails the pipeline (pipefail).
+        known=$(targets)
+        grep -qx -- "$t" <<<"$known" || die "unknown target '$t' (have: $(tr '\n' ' ' <<<"$known"))"
         build
         # Long runs print libFuzzer's progress live and keep the log too.
         mkdir -p "$FUZZ_DIR/target"

@@ -14,12 +14,14 @@ APT_PKGS=(
     erofs-utils      # mkfs.erofs: test images
     e2fsprogs        # mkfs.ext4 -d: test images
     btrfs-progs
+    xfsprogs         # mkfs.xfs: test images
     attr             # getfattr/setfattr: xattr checks in tests
     util-linux       # unshare, mount, losetup
     fdisk            # sfdisk: the GPT seed of the gpt_ddi fuzz target
     debootstrap      # scripts/mkchroot.sh
     file             # `make static` checks the binary is statically linked
     jq
+    python3          # bench/: image builder, benchmark driver and report
     ca-certificates
     cryptsetup-bin   # veritysetup: verity fixtures in tests/verity_parsers.rs
     libcryptsetup-dev  # feature `verity` (dynamic); pulls libjson-c-dev, uuid-dev, libssl-dev (.a files)

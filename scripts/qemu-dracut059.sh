@@ -47,7 +47,7 @@ rm -rf "$B/usr/lib/modules/$KVER"
 mkdir -p "$B/usr/lib/modules"
 cp -a "$ROOTFS/usr/lib/modules/$KVER" "$B/usr/lib/modules/$KVER"
 install -m 0755 "$ROOTFS/usr/bin/extmerge" "$B/usr/bin/extmerge"
-install -m 0644 "$REPO/units/extmerge-sysroot.service" "$B/usr/lib/systemd/system/"
+install -m 0644 "$REPO"/units/extmerge-sysroot*.service "$B/usr/lib/systemd/system/"
 for d in 90extmerge 91extmerge-test-stubs; do
     rm -rf "$B/usr/lib/dracut/modules.d/$d"
     cp -r "$REPO/dracut-module/$d" "$B/usr/lib/dracut/modules.d/$d"
@@ -70,6 +70,7 @@ fi
 chroot_run "$B" lsinitrd /var/tmp/initrd.img >"$QEMU_WORK/lsinitrd-dracut059.txt" 2>&1
 for want in usr/bin/extmerge usr/lib/systemd/system/extmerge-sysroot.service \
     etc/systemd/system/initrd.target.wants/extmerge-sysroot.service \
+    etc/systemd/system/initrd.target.wants/extmerge-sysroot-early.service \
     /kernel/drivers/block/loop.ko /kernel/fs/overlayfs/overlay.ko /kernel/fs/erofs/erofs.ko \
     /kernel/fs/squashfs/squashfs.ko /kernel/drivers/md/dm-verity.ko; do
     grep -qF "$want" "$QEMU_WORK/lsinitrd-dracut059.txt" ||

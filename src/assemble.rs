@@ -97,27 +97,19 @@ fn open_candidates(
     candidates: &[Candidate],
     ws: &Path,
     out: &mut Assembly,
-) -> Vec<(Accepted, PathBuf, Option<OpenedImage>)> {
+) -> Result<Vec<(Accepted, PathBuf, Option<OpenedImage>)>> {
     let mut opened = Vec::new();
+    let mut attached_images = open_images_in_parallel(s, policy, candidates, ws);
     for (i, c) in candidates.iter().enumerate() {
         let started = Instant::now();
         let mut protection = None;
         let (layer_root, img) = match c.kind {
             ImageKind::Directory => (c.host_path.clone(), None),
             ImageKind::Raw | ImageKind::Block => {
-                let attached = protect::open_protected(
-                    &c.host_path,
-                    &s.root,
-                    s.class,
-                    policy,
-                    image_mount_flags(s),
-                )
-                .and_then(|p| {
-                    let at = ws.join("images").join(i.to_string());
-                    mkdir_p(&at, 0o700)?;
-                    mountns::attach(&p.image.mount, &at)?;
-                    Ok((at, p))
-                });
+                let attached = attached_images
+                    .get_mut(i)
+                    .and_then(Option::take)
+                    .unwrap_or_else(|| Err(anyhow::anyhow!("image {i} was not opened")));
                 match attached {
                     Ok((at, p)) => {
                         protection = Some((p.protection, p.roothash.clone(), p.signer.clone()));
@@ -141,6 +133,7 @@ fn open_candidates(
                 }
             }
         };
+        crate::failpoint::hit_with("image-opened", &c.name)?;
         match compat::check_tree(Ok(host), s.class, &c.name, c.kind, &layer_root, s.force) {
             Verdict::Accept => {
                 let fstype = img.as_ref().map(|i: &OpenedImage| i.fstype);
@@ -179,14 +172,25 @@ fn open_candidates(
                 ));
             }
             Verdict::Reject(reason) => {
-                tracing::info!(
-                    IMAGE = c.name.as_str(),
-                    IMAGE_PATH = %c.path.display(),
-                    "Ignoring {} '{}' ({}): {reason}",
-                    s.class,
-                    c.name,
-                    c.path.display()
-                );
+                let (name, path) = (c.name.as_str(), c.path.display());
+                if crate::release::is_version_mismatch(&reason) {
+                    // After an A/B update the old version's image stays and is silently
+                    // unused unless someone says so: this is the line an operator must see.
+                    tracing::warn!(
+                        IMAGE = name,
+                        IMAGE_PATH = %path,
+                        "Ignoring {} '{name}' ({path}): it is pinned to another OS version: {reason}. \
+                         Stage the image built for this version.",
+                        s.class
+                    );
+                } else {
+                    tracing::info!(
+                        IMAGE = name,
+                        IMAGE_PATH = %path,
+                        "Ignoring {} '{name}' ({path}): {reason}",
+                        s.class
+                    );
+                }
                 out.rejected.push(Rejected {
                     name: c.name.clone(),
                     path: c.path.clone(),
@@ -196,7 +200,68 @@ fn open_candidates(
             }
         }
     }
-    opened
+    Ok(opened)
+}
+
+/// An image opened, protected as the policy demands, and attached in the workspace.
+type AttachedImage = Result<(PathBuf, protect::Protected)>;
+
+/// How many images are opened at once: opening is mostly waiting (loop setup, superblock
+/// reads through direct-I/O loop devices), so a few more threads than cores overlap it.
+const OPEN_THREADS: usize = 4;
+
+/// Open and attach every raw or block image of `candidates` on up to [`OPEN_THREADS`] threads
+/// (they inherit this thread's private mount namespace); `None` for directories. The results
+/// keep the candidates' order, so decisions and logs stay deterministic.
+fn open_images_in_parallel(
+    s: &ClassSettings,
+    policy: &ImagePolicy,
+    candidates: &[Candidate],
+    ws: &Path,
+) -> Vec<Option<AttachedImage>> {
+    let open_one = |i: usize, c: &Candidate| -> AttachedImage {
+        let p =
+            protect::open_protected(&c.host_path, &s.root, s.class, policy, image_mount_flags(s))?;
+        let at = ws.join("images").join(i.to_string());
+        mkdir_p(&at, 0o700)?;
+        mountns::attach(&p.image.mount, &at)?;
+        Ok((at, p))
+    };
+    let images: Vec<usize> = (0..candidates.len())
+        .filter(|i| candidates[*i].kind != ImageKind::Directory)
+        .collect();
+    let mut out: Vec<Option<AttachedImage>> = candidates.iter().map(|_| None).collect();
+    let threads = OPEN_THREADS.min(images.len());
+    if threads <= 1 {
+        for i in images {
+            out[i] = Some(open_one(i, &candidates[i]));
+        }
+        return out;
+    }
+    let results: Vec<(usize, AttachedImage)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|k| {
+                let mine: Vec<usize> = images.iter().copied().skip(k).step_by(threads).collect();
+                let open_one = &open_one;
+                scope.spawn(move || {
+                    mine.into_iter()
+                        .map(|i| (i, open_one(i, &candidates[i])))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    for (i, r) in results {
+        out[i] = Some(r);
+    }
+    out
 }
 
 /// Flags for the image mounts themselves: confext images are also nosuid,noexec unless
@@ -408,6 +473,7 @@ fn build_hierarchy(
     };
     let fd = overlay::build_detached(&spec)
         .with_context(|| format!("building the overlay for {}", plan.hierarchy.display()))?;
+    crate::failpoint::hit_with("overlay-built", plan.hierarchy.display())?;
 
     let st = rustix::fs::fstat(&fd).context("fstat of the new overlay")?;
     let dev = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
@@ -425,6 +491,7 @@ fn build_hierarchy(
     };
     // Like systemd, the meta files go into the (still unused) top lower layer right after mounting:
     // only then is the overlay's device number known.
+    crate::failpoint::hit_with("before-write-state", plan.hierarchy.display())?;
     meta::write(
         &meta_root,
         s.class,
@@ -439,6 +506,7 @@ fn build_hierarchy(
     let state_file = meta_root.join(s.class.meta_dir_name()).join(STATE_FILE);
     std::fs::write(&state_file, &ctx.state_text)
         .with_context(|| format!("writing {}", state_file.display()))?;
+    crate::failpoint::hit_with("after-write-state", plan.hierarchy.display())?;
 
     // Assemble the final tree at a workspace path, then clone it as one detached tree.
     let at = ctx.ws.join("overlay").join(&comp);
@@ -448,7 +516,9 @@ fn build_hierarchy(
         mountns::bind_readonly(&at.join(s.class.meta_dir_name()))?;
     }
     carry_submounts(&host_path(&s.root, &plan.hierarchy), &at)?;
-    mountns::clone_tree(&at)
+    let tree = mountns::clone_tree(&at)?;
+    crate::failpoint::hit_with("tree-assembled", plan.hierarchy.display())?;
+    Ok(tree)
 }
 
 /// Clone the mounts below the host hierarchy onto the new tree (the originals stay underneath,
@@ -565,11 +635,12 @@ pub fn assemble_in_private_namespace(
                 crate::verbs::unmerge::peel(&p, s.class)?;
             }
         }
+        crate::failpoint::hit("private-peeled")?;
     }
 
     let policy = ImagePolicy::for_class(s.class, s.image_policy.as_deref())
         .with_context(|| format!("image policy {:?}", s.image_policy.as_deref().unwrap_or("")))?;
-    let mut opened = open_candidates(s, &policy, host, candidates, &ws, &mut out);
+    let mut opened = open_candidates(s, &policy, host, candidates, &ws, &mut out)?;
     if opened.is_empty() && s.mutable == crate::mutable::MutableMode::No {
         return Ok(out);
     }

@@ -24,6 +24,11 @@ pub struct ConfigValues {
     pub image_policy: Option<String>,
     /// `CheckConflicts=` (extmerge's own key; systemd ignores it with a warning it never sees)
     pub check_conflicts: Option<ConflictPolicy>,
+    /// `Require=` (extmerge's own key): extension names that must be merged, e.g. Flatcar's
+    /// `00-flatcar-default`. A list: assignments append, an empty one resets.
+    pub require: Vec<String>,
+    /// An empty `Require=` was seen in this text: earlier files' names are dropped.
+    pub require_reset: bool,
 }
 
 impl ConfigValues {
@@ -36,6 +41,14 @@ impl ConfigValues {
         }
         if later.image_policy.is_some() {
             self.image_policy = later.image_policy;
+        }
+        if later.require_reset {
+            self.require.clear();
+        }
+        for name in later.require {
+            if !self.require.contains(&name) {
+                self.require.push(name);
+            }
         }
     }
 }
@@ -111,6 +124,21 @@ pub fn parse_config_text(text: &str, section: &str) -> (ConfigValues, Vec<String
                     match value.parse::<ConflictPolicy>() {
                         Ok(p) => values.check_conflicts = Some(p),
                         Err(e) => warnings.push(format!("line {start_line}: {e}, ignoring")),
+                    }
+                }
+            }
+            "Require" => {
+                if value.is_empty() {
+                    values.require.clear();
+                    values.require_reset = true;
+                }
+                for name in value.split_whitespace() {
+                    if name.contains('/') || name.starts_with('.') {
+                        warnings.push(format!(
+                            "line {start_line}: Require={name} is not an extension name, ignoring"
+                        ));
+                    } else if !values.require.iter().any(|n| n == name) {
+                        values.require.push(name.to_string());
                     }
                 }
             }
@@ -285,6 +313,8 @@ pub struct ClassSettings {
     pub check_conflicts: ConflictPolicy,
     /// Where the conflict policy came from.
     pub check_conflicts_origin: Origin,
+    /// Extensions that must be merged (`Require=` in the configuration files; `--require` adds more).
+    pub require: Vec<String>,
 }
 
 /// Parse a `*_HIERARCHIES` value: colon-separated, each absolute, normalized and not `/`; empty is an error.
@@ -402,6 +432,7 @@ pub fn resolve(
         class,
         check_conflicts,
         check_conflicts_origin,
+        require: config.require.clone(),
         root,
         root_given: cli.root.is_some(),
         hierarchies,
@@ -722,5 +753,39 @@ mod tests {
         };
         let err = resolve(&c, ImageClass::Sysext, &env_of(&[])).unwrap_err();
         assert!(format!("{err:#}").contains("/nonexistent/extmerge-root"));
+    }
+
+    /// `Require=` is a list: assignments append across files and drop-ins, an empty one resets.
+    #[test]
+    fn require_is_a_list_with_reset() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().to_path_buf();
+        write(
+            &r,
+            "usr/lib/systemd/confext.conf",
+            "[ConfExt]\nRequire=00-flatcar-default\n",
+        );
+        let none = |_: &str| None;
+        let s = resolve(&cli(&r), ImageClass::Confext, &none).unwrap();
+        assert_eq!(s.require, ["00-flatcar-default"]);
+        // The sysext class reads its own section only.
+        let s = resolve(&cli(&r), ImageClass::Sysext, &none).unwrap();
+        assert!(s.require.is_empty());
+        write(
+            &r,
+            "etc/systemd/confext.conf.d/10-more.conf",
+            "[ConfExt]\nRequire=site-conf  00-flatcar-default\nRequire=../x\n",
+        );
+        let s = resolve(&cli(&r), ImageClass::Confext, &none).unwrap();
+        assert_eq!(s.require, ["00-flatcar-default", "site-conf"]);
+        write(
+            &r,
+            "etc/systemd/confext.conf.d/20-reset.conf",
+            "[ConfExt]\nRequire=\nRequire=only-this\n",
+        );
+        let s = resolve(&cli(&r), ImageClass::Confext, &none).unwrap();
+        assert_eq!(s.require, ["only-this"]);
+        let (_, warnings) = parse_config_text("[ConfExt]\nRequire=a/b\n", "ConfExt");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
     }
 }

@@ -13,6 +13,7 @@
 //! * every entry systemd ignores silently (dangling symlinks, non-images) is reported with a
 //!   reason.
 
+use crate::cescape::cescape;
 use crate::chase::{chase, host_path, ChaseError, Resolved};
 use crate::class::ImageClass;
 use crate::version::strverscmp_improved;
@@ -130,8 +131,43 @@ struct Winner {
     dir_index: usize,
 }
 
-fn skip(d: &mut Discovery, entry: PathBuf, reason: String) {
-    tracing::debug!("skipping {}: {reason}", entry.display());
+/// Why an entry is not an image, and whether that deserves a warning.
+///
+/// Entries systemd passes over by design stay at debug level: sidecar and other non-`.raw`
+/// files, `.sysupdate.` temporaries, names taken by a higher-precedence image, and `/dev/null`
+/// masks (Flatcar's documented way to disable a built-in sysext). Anything else — a link that
+/// loops or leads nowhere, an invalid name, an unusable `.v/` directory or search directory —
+/// was most likely meant to be an extension, so it is logged as a warning naming the entry:
+/// one broken entry must not vanish silently.
+struct NotAnImage {
+    reason: String,
+    warn: bool,
+}
+
+impl NotAnImage {
+    fn quiet(reason: impl Into<String>) -> NotAnImage {
+        NotAnImage {
+            reason: reason.into(),
+            warn: false,
+        }
+    }
+}
+
+impl From<String> for NotAnImage {
+    fn from(reason: String) -> NotAnImage {
+        NotAnImage { reason, warn: true }
+    }
+}
+
+fn skip(d: &mut Discovery, entry: PathBuf, why: NotAnImage) {
+    let NotAnImage { reason, warn } = why;
+    if warn {
+        // C-escaped: an entry name may hold a newline, which must not split the log line.
+        let shown = cescape(entry.as_os_str().as_bytes());
+        tracing::warn!(IMAGE_PATH = shown.as_str(), "Skipping {shown}: {reason}");
+    } else {
+        tracing::debug!("skipping {}: {reason}", entry.display());
+    }
     d.skipped.push(Skipped { entry, reason });
 }
 
@@ -158,22 +194,30 @@ fn type_name(ft: &FileType) -> &'static str {
 }
 
 /// Why an entry could not be resolved, naming the link target for dangling symlinks.
-fn unresolvable(root: &Path, entry_in_root: &Path, err: &ChaseError) -> String {
+fn unresolvable(root: &Path, entry_in_root: &Path, err: &ChaseError) -> NotAnImage {
     if err.is_not_found() {
         let host = host_path(root, entry_in_root);
         return match std::fs::read_link(&host) {
-            Ok(target) => format!(
-                "dangling symlink to {} ({})",
-                target.display(),
-                describe_chase_error(root, err)
-            ),
-            Err(_) => format!(
+            Ok(target) => {
+                let reason = format!(
+                    "dangling symlink to {} ({})",
+                    target.display(),
+                    describe_chase_error(root, err)
+                );
+                // Under --root, /dev is usually empty: a /dev/null mask dangles there.
+                if target == Path::new("/dev/null") {
+                    NotAnImage::quiet(reason)
+                } else {
+                    reason.into()
+                }
+            }
+            Err(_) => NotAnImage::quiet(format!(
                 "vanished while scanning ({})",
                 describe_chase_error(root, err)
-            ),
+            )),
         };
     }
-    format!("cannot resolve: {}", describe_chase_error(root, err))
+    format!("cannot resolve: {}", describe_chase_error(root, err)).into()
 }
 
 fn checked_name(name: &str) -> Result<String, String> {
@@ -267,9 +311,15 @@ fn classify(
     native_arch: &str,
     dir_in_root: &Path,
     fname: &OsStr,
-) -> Result<Found, String> {
+) -> Result<Found, NotAnImage> {
     if fname.as_bytes().starts_with(b".sysupdate.") {
-        return Err("systemd-sysupdate temporary file".to_string());
+        return Err(NotAnImage::quiet("systemd-sysupdate temporary file"));
+    }
+    // image_name_is_valid() refuses these too; they are lock and temporary files, not mistakes.
+    if fname.as_bytes().starts_with(b".#") {
+        return Err(NotAnImage::quiet(
+            "invalid image name: .# marks a lock or temporary file",
+        ));
     }
     let entry_in_root = dir_in_root.join(fname);
     let resolved =
@@ -280,24 +330,31 @@ fn classify(
 
     let is_image_type = ft.is_file() || ft.is_dir() || ft.is_block_device();
     if !is_image_type {
-        return Err(format!(
+        let reason = format!(
             "{} (e.g. a link to /dev/null): not an image; it does not mask anything — mask with an empty directory instead",
             type_name(&ft)
-        ));
+        );
+        // Character devices are /dev/null masks (see NotAnImage); fifos and sockets are mistakes.
+        return Err(if ft.is_char_device() {
+            NotAnImage::quiet(reason)
+        } else {
+            reason.into()
+        });
     }
     let Some(f) = fname.to_str() else {
-        return Err("invalid image name: not valid UTF-8".to_string());
+        return Err("invalid image name: not valid UTF-8".to_string().into());
     };
 
     if ft.is_file() {
         let Some(stem) = f.strip_suffix(".raw") else {
-            return Err("not a .raw file".to_string());
+            return Err(NotAnImage::quiet("not a .raw file"));
         };
         let name = checked_name(stem.strip_suffix(class.name_suffix()).unwrap_or(stem))?;
-        raw_file(resolved, name)
+        raw_file(resolved, name).map_err(NotAnImage::from)
     } else if ft.is_dir() {
         if let Some(nov) = f.strip_suffix(".v") {
-            return versioned(root, class, native_arch, &entry_in_root, nov);
+            return versioned(root, class, native_arch, &entry_in_root, nov)
+                .map_err(NotAnImage::from);
         }
         let rest = f.strip_suffix(".mstack").unwrap_or(f);
         let name = checked_name(rest.strip_suffix(class.name_suffix()).unwrap_or(rest))?;
@@ -339,7 +396,7 @@ pub fn discover(root: &Path, class: ImageClass, initrd: bool) -> anyhow::Result<
                     "cannot open search directory: {}",
                     describe_chase_error(root, &e)
                 );
-                skip(&mut d, search_dir, reason);
+                skip(&mut d, search_dir, reason.into());
                 continue;
             }
         };
@@ -350,7 +407,7 @@ pub fn discover(root: &Path, class: ImageClass, initrd: bool) -> anyhow::Result<
                     "cannot read search directory {}: {e}",
                     resolved_dir.in_root.display()
                 );
-                skip(&mut d, search_dir, reason);
+                skip(&mut d, search_dir, reason.into());
                 continue;
             }
         };
@@ -374,7 +431,7 @@ pub fn discover(root: &Path, class: ImageClass, initrd: bool) -> anyhow::Result<
                 } else {
                     format!("shadowed by {}", w.entry.display())
                 };
-                skip(&mut d, entry, reason);
+                skip(&mut d, entry, NotAnImage::quiet(reason));
                 continue;
             }
             tracing::debug!(

@@ -234,7 +234,8 @@ pub fn read_env_file(path: &Path) -> Result<ReleaseData> {
     }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let parsed = parse_detailed(&bytes);
-    for (_, w) in &parsed.warnings {
+    // A fatal problem becomes the error below, which the caller reports: warn only about the rest.
+    for (_, w) in parsed.warnings.iter().filter(|(fatal, _)| !*fatal) {
         tracing::warn!("{}:{}: {}", path.display(), w.line, w.message);
     }
     if let Some((_, w)) = parsed.warnings.iter().find(|(fatal, _)| *fatal) {

@@ -5,7 +5,7 @@ use crate::discover::ImageKind;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -105,10 +105,44 @@ pub enum Strong {
     TreeDigest(String),
 }
 
-/// Cache of image file hashes keyed by (dev, ino, size, mtime, ctime), so an unchanged boot does not re-hash.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// Cache of file hashes (raw images, and the files of directory extensions) keyed by (dev,
+/// ino, size, mtime, ctime), so an unchanged boot does not re-hash.
+///
+/// Like git's index, a file changed within [`RACY_WINDOW`] of being hashed is not cached:
+/// timestamps are coarse (a kernel tick), and an in-place edit in the same tick would keep
+/// its key. Entries not looked up in a run are dropped when it saves, so the cache holds
+/// exactly the files of the current extensions.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HashCache {
     entries: BTreeMap<String, String>,
+    /// Keys looked up in this run (the ones kept on save).
+    #[serde(skip)]
+    used: BTreeSet<String>,
+    /// Something was added in this run.
+    #[serde(skip)]
+    added: bool,
+    /// How recent a change must be for a file not to be cached.
+    #[serde(skip, default = "racy_window")]
+    racy: std::time::Duration,
+}
+
+/// A file whose ctime is this close to now is hashed but not cached: many kernel ticks
+/// (timestamps are taken from a tick-granular clock, 1–10 ms).
+pub const RACY_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn racy_window() -> std::time::Duration {
+    RACY_WINDOW
+}
+
+impl Default for HashCache {
+    fn default() -> HashCache {
+        HashCache {
+            entries: BTreeMap::new(),
+            used: BTreeSet::new(),
+            added: false,
+            racy: RACY_WINDOW,
+        }
+    }
 }
 
 fn cache_key(m: &std::fs::Metadata) -> String {
@@ -131,6 +165,29 @@ impl HashCache {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
+    }
+
+    /// A cache that caches files however recently they changed (tests only need this).
+    pub fn without_racy_window() -> HashCache {
+        HashCache {
+            racy: std::time::Duration::ZERO,
+            ..HashCache::default()
+        }
+    }
+
+    /// Drop the entries this run did not look up and write the cache if that or a new hash
+    /// changed it; returns whether it wrote. Nothing is written on an unchanged boot.
+    pub fn save_if_changed(&mut self, path: &Path) -> Result<bool> {
+        let before = self.entries.len();
+        let used = std::mem::take(&mut self.used);
+        self.entries.retain(|k, _| used.contains(k));
+        self.used = used;
+        if !self.added && self.entries.len() == before && path.exists() {
+            return Ok(false);
+        }
+        self.save(path)?;
+        self.added = false;
+        Ok(true)
     }
 
     /// Write the cache atomically (temp file + rename).
@@ -158,7 +215,8 @@ impl HashCache {
 
 fn sha256_reader(mut r: impl Read) -> std::io::Result<String> {
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
+    // Small enough that allocating it per file costs nothing next to the read.
+    let mut buf = vec![0u8; 128 << 10];
     loop {
         let n = r.read(&mut buf)?;
         if n == 0 {
@@ -182,21 +240,40 @@ pub fn file_sha256(path: &Path, cache: &mut HashCache) -> Result<String> {
     let cacheable = !m.file_type().is_block_device();
     if cacheable {
         if let Some(h) = cache.entries.get(&key) {
+            cache.used.insert(key);
             return Ok(h.clone());
         }
     }
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let h = sha256_reader(f).with_context(|| format!("reading {}", path.display()))?;
-    if cacheable {
-        cache.entries.insert(key, h.clone());
+    let changed_at = std::time::UNIX_EPOCH
+        + std::time::Duration::new(
+            u64::try_from(m.ctime()).unwrap_or(0),
+            u32::try_from(m.ctime_nsec()).unwrap_or(0),
+        );
+    let racy = std::time::SystemTime::now()
+        .duration_since(changed_at)
+        .map_or(true, |age| age < cache.racy);
+    if cacheable && !racy {
+        cache.entries.insert(key.clone(), h.clone());
+        cache.used.insert(key);
+        cache.added = true;
     }
     Ok(h)
 }
 
 /// Merkle digest of a directory tree: every entry's path, type, mode, owner, size and content (or
 /// link target / device number), in sorted order, hashed into one digest. Symlinks are not followed.
-pub fn tree_digest(dir: &Path) -> Result<String> {
-    fn walk(base: &Path, dir: &Path, h: &mut Sha256) -> Result<()> {
+///
+/// Mount points below `dir` count by name only: an overlay layer never shows what is mounted
+/// below it, so that is not content of the extension — and a tree holding a merged hierarchy
+/// (e.g. a link to the root itself) would otherwise change identity with every merge, and no
+/// refresh would ever be skipped.
+///
+/// File contents come from `cache` when a file is unchanged, so an unchanged refresh only
+/// stats the tree.
+pub fn tree_digest(dir: &Path, cache: &mut HashCache) -> Result<String> {
+    fn walk(base: &Path, dir: &Path, h: &mut Sha256, cache: &mut HashCache) -> Result<()> {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| format!("reading directory {}", dir.display()))?
             .map(|e| e.map(|e| e.path()))
@@ -208,10 +285,12 @@ pub fn tree_digest(dir: &Path) -> Result<String> {
                 std::fs::symlink_metadata(&p).with_context(|| format!("lstat {}", p.display()))?;
             let rel = p.strip_prefix(base).unwrap_or(&p);
             let ft = m.file_type();
+            if ft.is_dir() && crate::mountns::is_mount_point(&p)? {
+                h.update(format!("{}\0mount point\n", rel.display()).as_bytes());
+                continue;
+            }
             let content = if ft.is_file() {
-                let f =
-                    std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
-                sha256_reader(f).with_context(|| format!("reading {}", p.display()))?
+                file_sha256(&p, cache)?
             } else if ft.is_symlink() {
                 std::fs::read_link(&p)
                     .with_context(|| format!("readlink {}", p.display()))?
@@ -233,20 +312,20 @@ pub fn tree_digest(dir: &Path) -> Result<String> {
             );
             h.update(line.as_bytes());
             if ft.is_dir() {
-                walk(base, &p, h)?;
+                walk(base, &p, h, cache)?;
             }
         }
         Ok(())
     }
     let mut h = Sha256::new();
-    walk(dir, dir, &mut h)?;
+    walk(dir, dir, &mut h, cache)?;
     Ok(hex(&h.finalize()))
 }
 
 /// The strong identity of a discovered image.
 pub fn strong_id(host_path: &Path, kind: ImageKind, cache: &mut HashCache) -> Result<Strong> {
     match kind {
-        ImageKind::Directory => Ok(Strong::TreeDigest(tree_digest(host_path)?)),
+        ImageKind::Directory => Ok(Strong::TreeDigest(tree_digest(host_path, cache)?)),
         ImageKind::Raw | ImageKind::Block => Ok(Strong::Sha256(file_sha256(host_path, cache)?)),
     }
 }
@@ -262,21 +341,66 @@ mod tests {
         std::fs::create_dir_all(d.join("usr/bin")).unwrap();
         std::fs::write(d.join("usr/bin/a"), "one").unwrap();
         std::os::unix::fs::symlink("a", d.join("usr/bin/l")).unwrap();
-        let h0 = tree_digest(d).unwrap();
-        assert_eq!(h0, tree_digest(d).unwrap(), "stable");
+        let h0 = tree_digest(d, &mut HashCache::default()).unwrap();
+        assert_eq!(
+            h0,
+            tree_digest(d, &mut HashCache::default()).unwrap(),
+            "stable"
+        );
         std::fs::write(d.join("usr/bin/a"), "two").unwrap();
-        let h1 = tree_digest(d).unwrap();
+        let h1 = tree_digest(d, &mut HashCache::default()).unwrap();
         assert_ne!(h0, h1, "in-place content edit (systemd issue 41523)");
         std::fs::remove_file(d.join("usr/bin/l")).unwrap();
         std::os::unix::fs::symlink("b", d.join("usr/bin/l")).unwrap();
-        let h2 = tree_digest(d).unwrap();
+        let h2 = tree_digest(d, &mut HashCache::default()).unwrap();
         assert_ne!(h1, h2, "link target");
         std::fs::set_permissions(
             d.join("usr/bin/a"),
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
-        assert_ne!(h2, tree_digest(d).unwrap(), "mode");
+        assert_ne!(
+            h2,
+            tree_digest(d, &mut HashCache::default()).unwrap(),
+            "mode"
+        );
+    }
+
+    /// A file changed just now is hashed every time (its timestamps may not change on an edit
+    /// in the same tick); an older one comes from the cache, and a saved cache keeps only
+    /// what the run looked up.
+    #[test]
+    fn racy_files_are_not_cached_and_unused_entries_are_dropped() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("ext");
+        std::fs::create_dir_all(d.join("usr/lib")).unwrap();
+        std::fs::write(d.join("usr/lib/a"), "aaa").unwrap();
+        std::fs::write(d.join("usr/lib/b"), "bbb").unwrap();
+        let mut fresh = HashCache::default();
+        let h0 = tree_digest(&d, &mut fresh).unwrap();
+        assert!(fresh.is_empty(), "files changed just now are not cached");
+        let mut cache = HashCache::without_racy_window();
+        assert_eq!(tree_digest(&d, &mut cache).unwrap(), h0);
+        assert_eq!(cache.len(), 2);
+        let p = t.path().join("cache.json");
+        assert!(
+            cache.save_if_changed(&p).unwrap(),
+            "new entries are written"
+        );
+        let mut again = HashCache::load(&p);
+        assert_eq!(tree_digest(&d, &mut again).unwrap(), h0);
+        assert!(
+            !again.save_if_changed(&p).unwrap(),
+            "an unchanged run writes nothing"
+        );
+        std::fs::remove_file(d.join("usr/lib/b")).unwrap();
+        let mut third = HashCache::load(&p);
+        assert_ne!(tree_digest(&d, &mut third).unwrap(), h0);
+        assert!(
+            third.save_if_changed(&p).unwrap(),
+            "the dropped entry is pruned"
+        );
+        assert_eq!(HashCache::load(&p).len(), 1);
     }
 
     #[test]
@@ -284,7 +408,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let f = t.path().join("x.raw");
         std::fs::write(&f, "content").unwrap();
-        let mut cache = HashCache::default();
+        let mut cache = HashCache::without_racy_window();
         let h = file_sha256(&f, &mut cache).unwrap();
         assert_eq!(
             h,

@@ -13,6 +13,7 @@ pub mod config;
 pub mod conflicts;
 pub mod discover;
 pub mod envfile;
+pub mod failpoint;
 pub mod identity;
 pub mod image;
 pub mod initrd;

@@ -21,8 +21,17 @@ pub fn init(verbose: bool) {
         std::env::var_os("JOURNAL_STREAM").is_some() && Path::new(JOURNAL_SOCKET).exists();
     let journald = if under_journal {
         tracing_journald::layer().ok().map(|l| {
-            l.with_syslog_identifier("extmerge".to_string())
-                .with_field_prefix(None)
+            let l = l
+                .with_syslog_identifier("extmerge".to_string())
+                .with_field_prefix(None);
+            // journald attributes a native message to its unit by reading the sender's cgroup,
+            // which fails once a short-lived process has exited (then `journalctl -u` misses
+            // the line). OBJECT_SYSTEMD_UNIT from a root process is what `journalctl -u`
+            // also matches, so name our unit ourselves while we still know it.
+            match own_unit() {
+                Some(unit) => l.with_custom_fields([("OBJECT_SYSTEMD_UNIT", unit)]),
+                None => l,
+            }
         })
     } else {
         None
@@ -51,4 +60,35 @@ pub fn init(verbose: bool) {
         .with(journald.map(|j| j.with_filter(filter())))
         .with(stderr)
         .try_init();
+}
+
+/// The systemd service this process runs in, from the last component of its cgroup path.
+fn own_unit() -> Option<String> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    unit_of_cgroup(&cgroup)
+}
+
+/// `0::/system.slice/extmerge-sysroot.service` → `extmerge-sysroot.service` (cgroup v2 line).
+fn unit_of_cgroup(text: &str) -> Option<String> {
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let last = path.trim_end().rsplit('/').next()?;
+    last.ends_with(".service").then(|| last.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unit_of_cgroup;
+
+    #[test]
+    fn the_unit_is_the_last_cgroup_component_of_a_service() {
+        assert_eq!(
+            unit_of_cgroup("0::/system.slice/extmerge-sysroot.service\n").as_deref(),
+            Some("extmerge-sysroot.service")
+        );
+        assert_eq!(
+            unit_of_cgroup("0::/user.slice/user-0.slice/session-1.scope\n"),
+            None
+        );
+        assert_eq!(unit_of_cgroup("12:cpu:/foo\n"), None);
+    }
 }

@@ -28,7 +28,12 @@ Settings are taken from the command line, then the environment \
 SYSTEMD_CONFEXT_MUTABLE_MODE, SYSTEMD_SYSEXT_OVERLAYFS_MOUNT_OPTIONS, \
 SYSTEMD_CONFEXT_OVERLAYFS_MOUNT_OPTIONS), then the configuration files \
 {etc,run,usr/local/lib,usr/lib}/systemd/{sysext,confext}.conf and their .conf.d/ drop-ins \
-read inside --root (sections [SysExt] and [ConfExt], keys Mutable= and ImagePolicy=), then the defaults.
+read inside --root (sections [SysExt] and [ConfExt], keys Mutable= and ImagePolicy=, and extmerge's own \
+CheckConflicts= and Require=), then the defaults.
+
+In the initrd (docs/initrd.md): mount-var and flatcar-select prepare /sysroot; the kernel command line \
+switches rd.extmerge=0, rd.systemd.sysext=0, rd.systemd.confext=0, systemd.sysext=0 and systemd.confext=0 \
+apply when systemd runs extmerge.
 
 Invoked as systemd-sysext or systemd-confext (e.g. through a symlink), the default class is that one; \
 otherwise it is 'all'. EXTMERGE_LOG sets the log filter (e.g. EXTMERGE_LOG=debug).
@@ -101,7 +106,8 @@ struct Cli {
     no_reload: bool,
 
     /// Fail (exit 1) after merge/refresh unless these extensions are merged, e.g. Flatcar's
-    /// 00-flatcar-default confext. Repeat the option or separate names with commas.
+    /// 00-flatcar-default confext. Repeat the option or separate names with commas. Adds to
+    /// `Require=` in the configuration files.
     #[arg(long, global = true, value_name = "NAME", value_delimiter = ',')]
     require: Vec<String>,
 
@@ -121,7 +127,7 @@ struct Cli {
     verb: Option<Verb>,
 }
 
-#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 enum Verb {
     /// Show which extensions are merged into which hierarchy (the default verb).
     Status,
@@ -134,7 +140,23 @@ enum Verb {
     /// Merge if changed since the last merge (skipped otherwise), or unmerge if nothing is left.
     Refresh,
     /// Check the extensions for conflicts and compatibility without merging.
-    Check,
+    Check {
+        /// Instead, judge every extension against this os-release (an update's
+        /// /usr/lib/os-release): list those that would stop matching, and on Flatcar the images
+        /// to stage for the new version; exit 1 if the update would lose any.
+        #[arg(long = "os-release", value_name = "FILE")]
+        os_release: Option<PathBuf>,
+    },
+    /// In the initrd: mount the /var that systemd.mount-extra=…:/var or rd.extmerge.var= names at
+    /// ROOT/var, waiting for the device (rd.extmerge.var_timeout=, default 30 s). Needs --root.
+    MountVar,
+    /// Flatcar's extension selection in ROOT: enabled-sysext.conf and OEM sysext links in
+    /// /etc/extensions (no downloads: a missing image is an error saying where to place it).
+    FlatcarSelect {
+        /// Print the plan without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn default_class_from_argv0() -> ClassArg {
@@ -194,7 +216,30 @@ fn run(cli: Cli) -> Result<i32> {
     };
     let class_arg = cli.class.unwrap_or_else(default_class_from_argv0);
     let env = |k: &str| std::env::var(k).ok();
-    let verb = cli.verb.unwrap_or(Verb::Status);
+    let verb = cli.verb.clone().unwrap_or(Verb::Status);
+    // The initrd steps that are not about one class.
+    match &verb {
+        Verb::MountVar => {
+            let root = config::resolve_root(cli.root.as_deref())?;
+            return verbs::mount_var::run(
+                &root,
+                cli.root.is_some(),
+                opts.kernel_cmdline.as_deref().unwrap_or_default(),
+                opts.in_initrd,
+            );
+        }
+        Verb::FlatcarSelect { dry_run } => {
+            let root = config::resolve_root(cli.root.as_deref())?;
+            return verbs::flatcar_select::run(
+                &root,
+                *dry_run,
+                cli.json,
+                opts.kernel_cmdline.as_deref().unwrap_or_default(),
+                opts.in_initrd,
+            );
+        }
+        _ => {}
+    }
     let mut settings: Vec<ClassSettings> = classes(class_arg)
         .iter()
         .map(|c| config::resolve(&opts, *c, &env))
@@ -220,7 +265,7 @@ fn run(cli: Cli) -> Result<i32> {
                 if !switches::unit_masked(&s.root, unit) {
                     return true;
                 }
-                if !cli.require.is_empty() {
+                if !cli.require.is_empty() || !s.require.is_empty() {
                     tracing::warn!("{unit} is masked in {}, but required extensions are configured: merging {}s anyway.", s.root.display(), s.class);
                     return true;
                 }
@@ -233,22 +278,32 @@ fn run(cli: Cli) -> Result<i32> {
         }
     }
 
-    let code = match verb {
+    let code = match &verb {
         Verb::List => verbs::list::run(&settings, cli.json, !cli.no_legend),
         Verb::Status => verbs::status::run(&settings, cli.json, !cli.no_legend),
         Verb::Merge => verbs::merge::run(&settings),
         Verb::Unmerge => verbs::unmerge::run(&settings),
         Verb::Refresh => verbs::merge::run_refresh(&settings),
-        Verb::Check => {
+        Verb::Check {
+            os_release: Some(file),
+        } => verbs::update_check::run(&settings, file, cli.json),
+        Verb::Check { os_release: None } => {
             let policy = settings
                 .first()
                 .map(|s| s.check_conflicts)
                 .unwrap_or_default();
             verbs::check::run(&settings, policy, cli.json)
         }
+        Verb::MountVar | Verb::FlatcarSelect { .. } => unreachable!("handled above"),
     }?;
-    if matches!(verb, Verb::Merge | Verb::Refresh) && !cli.require.is_empty() {
-        let missing = verbs::status::missing_required(&settings, &cli.require)?;
+    let mut required = cli.require.clone();
+    for name in settings.iter().flat_map(|s| &s.require) {
+        if !required.contains(name) {
+            required.push(name.clone());
+        }
+    }
+    if matches!(verb, Verb::Merge | Verb::Refresh) && !required.is_empty() {
+        let missing = verbs::status::missing_required(&settings, &required)?;
         if !missing.is_empty() {
             tracing::error!(
                 "Required extension(s) not merged: {} (see the lines above for why).",

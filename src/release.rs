@@ -196,6 +196,15 @@ impl HostInfo {
     }
 }
 
+/// Part of the rejection reason of an extension pinned to another OS version (after an A/B
+/// update: the old image is still there, the new one is not staged), which is logged loudly.
+pub const VERSION_MISMATCH: &str = "does not match the host's VERSION_ID";
+
+/// True when `reason` (from [`validate`]) says the extension is pinned to another `VERSION_ID`.
+pub fn is_version_mismatch(reason: &str) -> bool {
+    reason.contains(VERSION_MISMATCH)
+}
+
 /// Outcome of the compatibility check for one extension.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -218,6 +227,23 @@ pub fn validate(
     }
 }
 
+/// A release value as it may appear in a log line: control characters (a quoted value may span
+/// lines) are escaped, so a hostile extension-release cannot forge or split log lines.
+fn shown(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.chars().any(char::is_control) {
+        return v.into();
+    }
+    let mut out = String::with_capacity(v.len() + 8);
+    for c in v.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
 fn check(
     host: &HostInfo,
     class: ImageClass,
@@ -238,7 +264,7 @@ fn check(
             return Err(format!("{scope_key} is set but empty, which matches no scope, not even the host scope \"{hs}\""))
         }
         Some(v) if !words(v).any(|w| w == hs) => {
-            return Err(format!("{scope_key}={v} does not include the host scope \"{hs}\""))
+            return Err(format!("{scope_key}={} does not include the host scope \"{hs}\"", shown(v)))
         }
         _ => {}
     }
@@ -246,7 +272,10 @@ fn check(
         non_empty(ext, "ARCHITECTURE").filter(|a| *a != "_any" && *a != host.architecture)
     {
         let h = &host.architecture;
-        return Err(format!("ARCHITECTURE={arch} does not match the host architecture {h} (ARCHITECTURE=_any fits all)"));
+        return Err(format!(
+            "ARCHITECTURE={} does not match the host architecture {h} (ARCHITECTURE=_any fits all)",
+            shown(arch)
+        ));
     }
     let Some(id) = non_empty(ext, "ID") else {
         let h = &host.id;
@@ -264,7 +293,8 @@ fn check(
             format!("nor any word of its ID_LIKE=\"{}\"", host.id_like.join(" "))
         };
         return Err(format!(
-            "ID={id} matches neither the host's ID={} {like}",
+            "ID={} matches neither the host's ID={} {like}",
+            shown(id),
             host.id
         ));
     }
@@ -276,7 +306,8 @@ fn check(
     if let (Some(h), Some(e)) = (host_level, ext_level) {
         if h != e {
             return Err(format!(
-                "{level_key}={e} does not match the host's {level_key}={h}"
+                "{level_key}={} does not match the host's {level_key}={h}",
+                shown(e)
             ));
         }
         return Ok(());
@@ -294,7 +325,8 @@ fn check(
             }
             Some(ev) if ev != hv => {
                 return Err(format!(
-                    "VERSION_ID={ev} does not match the host's VERSION_ID={hv} ({why})"
+                    "VERSION_ID={} {VERSION_MISMATCH}={hv} ({why})",
+                    shown(ev)
                 ))
             }
             Some(_) => {}

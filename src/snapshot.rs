@@ -15,10 +15,16 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Where image hashes are cached, inside the root: it must outlive reboots, or the initrd would
+/// Where file hashes are cached, inside the root: it must outlive reboots, or the initrd would
 /// re-hash every image on every boot (its /run is new each time). Entries are keyed by device,
-/// inode, size, mtime and ctime, so a stale or foreign entry never matches.
-pub const HASH_CACHE: &str = "/var/cache/extmerge/hash-cache.json";
+/// inode, size, mtime and ctime, so a stale or foreign entry never matches. One file per class:
+/// a run keeps only the entries it used, and the classes run separately.
+pub fn hash_cache_path(class: crate::class::ImageClass) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!(
+        "/var/cache/extmerge/hash-cache-{}.json",
+        class.name()
+    ))
+}
 
 /// Everything `merge`/`refresh` need before assembling.
 #[derive(Debug)]
@@ -100,6 +106,7 @@ pub fn take(s: &ClassSettings, cache: &mut HashCache) -> Result<Snapshot> {
             path: c.path.clone(),
             identity,
         });
+        crate::failpoint::hit_with("image-identified", &c.name)?;
     }
     let mutable_dirs = s
         .hierarchies

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{
-    enter_private_mount_ns, mkfs_btrfs, mkfs_erofs, mkfs_ext4, mkfs_squashfs,
+    enter_private_mount_ns, mkfs_btrfs, mkfs_erofs, mkfs_ext4, mkfs_squashfs, mkfs_xfs,
     mountinfo_lines_containing, require_root, wait_until, write_files, LeakCheck,
     LOOP_RELEASE_TIMEOUT,
 };
@@ -51,6 +51,7 @@ fn build(fstype: FsType, tree: &Path, out: &Path) {
         FsType::Erofs => mkfs_erofs(tree, out),
         FsType::Ext4 => mkfs_ext4(tree, out, 4),
         FsType::Btrfs => mkfs_btrfs(tree, out),
+        FsType::Xfs => mkfs_xfs(tree, out),
     }
 }
 
@@ -280,6 +281,13 @@ fn image_open_ext4() {
 fn image_open_btrfs() {
     require_root();
     open_and_read(FsType::Btrfs);
+}
+
+/// systemd mounts xfs extension images as well; read-only with `norecovery`.
+#[test]
+fn image_open_xfs() {
+    require_root();
+    open_and_read(FsType::Xfs);
 }
 
 #[test]

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{enter_private_mount_ns, mountinfo_lines_containing, run, write_files, LeakCheck};
+use common::{
+    enter_private_mount_ns, mountinfo_lines_containing, run, write_files, LeakCheck, WritableLoop,
+};
 use extmerge::initrd::cmdline::parse;
 use extmerge::initrd::var::{
     ensure_var, resolve_device, spec_from_cmdline, VarOutcome, VarSpec, What,
@@ -22,38 +24,6 @@ use rustix::mount::{unmount, UnmountFlags};
 
 /// Generous: the device is there from the start; this only bounds a broken lookup.
 const WAIT: Duration = Duration::from_secs(5);
-
-/// A writable loop device from `losetup` (the crate's own loop devices are read-only),
-/// detached on drop even when the test fails.
-struct WritableLoop {
-    dev: PathBuf,
-}
-
-impl WritableLoop {
-    fn attach(image: &Path) -> WritableLoop {
-        let out = Command::new("losetup")
-            .args(["--find", "--show"])
-            .arg(image)
-            .output()
-            .unwrap_or_else(|e| panic!("running losetup: {e}"));
-        assert!(
-            out.status.success(),
-            "losetup {}: {}",
-            image.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        WritableLoop { dev }
-    }
-}
-
-impl Drop for WritableLoop {
-    fn drop(&mut self) {
-        // Still mounted (a failed test): losetup -d then only sets autoclear, and the
-        // namespace going away releases it; the LeakCheck would have reported it.
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
-    }
-}
 
 /// Something unique per test and run, short enough for an ext4 label (16 bytes).
 fn unique(tag: &str) -> (String, String) {

@@ -1,6 +1,12 @@
 #!/bin/bash
 # dracut module "extmerge": merge systemd system and configuration extensions onto
-# /sysroot in the initrd with the static extmerge binary (extmerge-sysroot.service).
+# /sysroot in the initrd with the static extmerge binary, in two stages:
+# extmerge-sysroot-early.service (confexts, before Ignition) and extmerge-sysroot.service
+# (/var from the kernel command line, Flatcar selection, confexts, then sysexts).
+#
+# systemd's own systemd-sysext-sysroot.service and systemd-confext-sysroot.service
+# (systemd >= 261, installed by dracut's systemd-sysext module) would merge the same
+# hierarchies a second time: this module masks them in the initrd.
 #
 # Opt-in: dracut --add extmerge, or add_dracutmodules+=" extmerge " in a dracut.conf.d
 # file. Written for dracut 059 (Debian 12) and dracut-ng (Debian unstable): it uses only
@@ -8,7 +14,7 @@
 #
 # The binary and the unit are taken from the module directory when present (a
 # development build copied next to this file), else from where a package installs
-# them: /usr/bin/extmerge and $systemdsystemunitdir/extmerge-sysroot.service.
+# them: /usr/bin/extmerge and $systemdsystemunitdir/extmerge-sysroot{,-early}.service.
 
 # called by dracut
 check() {
@@ -39,7 +45,7 @@ installkernel() {
     # built. A module the kernel has built in (or lacks) is not an error.
     # af_alg/algif_hash: libcryptsetup's kernel crypto backend (verity activation).
     local m
-    for m in loop overlay squashfs erofs ext4 dm-verity af_alg algif_hash; do
+    for m in loop overlay squashfs erofs ext4 btrfs xfs dm-verity af_alg algif_hash; do
         hostonly='' instmods "$m" || dinfo "extmerge: kernel module $m not available (built in or missing)"
     done
     return 0
@@ -61,18 +67,27 @@ _extmerge_src() {
 
 # called by dracut
 install() {
-    local bin unit
+    local bin unit u confdir
     bin=$(_extmerge_src "$moddir/extmerge" /usr/bin/extmerge) || {
         dfatal "extmerge: no binary: put it at $moddir/extmerge or /usr/bin/extmerge"
         return 1
     }
-    unit=$(_extmerge_src "$moddir/extmerge-sysroot.service" \
-        "$systemdsystemunitdir/extmerge-sysroot.service") || {
-        dfatal "extmerge: no extmerge-sysroot.service next to this module or in $systemdsystemunitdir"
-        return 1
-    }
     # Static executable: nothing to resolve, so inst_simple rather than inst_binary.
     inst_simple "$bin" /usr/bin/extmerge
-    inst_simple "$unit" "$systemdsystemunitdir/extmerge-sysroot.service"
-    $SYSTEMCTL -q --root "$initdir" add-wants initrd.target extmerge-sysroot.service
+    for u in extmerge-sysroot-early.service extmerge-sysroot.service; do
+        unit=$(_extmerge_src "$moddir/$u" "$systemdsystemunitdir/$u") || {
+            dfatal "extmerge: no $u next to this module or in $systemdsystemunitdir"
+            return 1
+        }
+        inst_simple "$unit" "$systemdsystemunitdir/$u"
+        $SYSTEMCTL -q --root "$initdir" add-wants initrd.target "$u"
+    done
+    # No double merge: mask systemd's -sysroot units, whether or not dracut's
+    # systemd-sysext module (ordered before this one) installed and enabled them. A mask is
+    # a link to /dev/null in the initrd's /etc, which beats any enablement link.
+    confdir=${systemdsystemconfdir:-/etc/systemd/system}
+    inst_dir "$confdir"
+    for u in systemd-sysext-sysroot.service systemd-confext-sysroot.service; do
+        ln -sfn /dev/null "$initdir$confdir/$u"
+    done
 }

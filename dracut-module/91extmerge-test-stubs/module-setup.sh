@@ -7,12 +7,19 @@
 #                                            disk labelled "ignition" into /sysroot, the
 #                                            way Ignition writes /etc/extensions/*.raw,
 #                                            links and confexts
-#   initrd-setup-root-after-ignition.service every boot: creates Flatcar's mutable-/etc
-#                                            link /var/lib/extensions.mutable/etc -> /etc
+#   initrd-setup-root.service                every boot, before Ignition and extmerge's
+#                                            stage 1: creates Flatcar's mutable-/etc link
+#                                            /var/lib/extensions.mutable/etc -> /etc
+#   initrd-setup-root-after-ignition.service every boot, after Ignition: the same (a
+#                                            separate /var Ignition mounted lacks it)
+#   extmerge-test-rerun.service              with extmerge_test.rerun on the command line:
+#                                            restarts extmerge's units after they ran and
+#                                            forces a refresh, logging the overlays stacked
+#                                            on /sysroot/etc and /sysroot/usr
 #   extmerge-test-emergency.service          in emergency.target: reports "not ok" and a
 #                                            journal excerpt on the results port (ttyS1)
 #                                            and powers off, so a failed boot fails fast
-# Both stubs are ordered like the real units (flatcar-boot-flow.md §1.3).
+# The stubs are ordered like the real units (flatcar-boot-flow.md §1.3).
 
 # called by dracut
 check() {
@@ -27,16 +34,18 @@ depends() {
 
 # called by dracut
 install() {
-    inst_multiple cp mkdir ln mount umount sed udevadm journalctl
+    inst_multiple cp mkdir ln mount umount sed grep udevadm journalctl
     local u
-    for u in ignition-files.service initrd-setup-root-after-ignition.service \
-        extmerge-test-emergency.service; do
+    for u in ignition-files.service initrd-setup-root.service initrd-setup-root-after-ignition.service \
+        extmerge-test-rerun.service extmerge-test-emergency.service; do
         inst_simple "$moddir/$u" "$systemdsystemunitdir/$u"
     done
     inst_script "$moddir/ignition-stub.sh" /usr/libexec/extmerge-test/ignition-stub
     inst_script "$moddir/setup-root-stub.sh" /usr/libexec/extmerge-test/setup-root-stub
     inst_script "$moddir/emergency-report.sh" /usr/libexec/extmerge-test/emergency-report
+    inst_script "$moddir/rerun.sh" /usr/libexec/extmerge-test/rerun
     $SYSTEMCTL -q --root "$initdir" add-wants initrd.target \
-        ignition-files.service initrd-setup-root-after-ignition.service
+        ignition-files.service initrd-setup-root.service initrd-setup-root-after-ignition.service \
+        extmerge-test-rerun.service
     $SYSTEMCTL -q --root "$initdir" add-wants emergency.target extmerge-test-emergency.service
 }

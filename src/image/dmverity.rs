@@ -93,11 +93,42 @@ impl VerityDevice {
     }
 }
 
+/// Serialises device-mapper calls across threads (see [`activate`]).
+static DM_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+thread_local! {
+    /// This thread holds [`DM_LOCK`] (a device dropped inside `activate` must not lock again).
+    static DM_HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Holds [`DM_LOCK`] unless this thread already does.
+struct DmSerial(Option<std::sync::MutexGuard<'static, ()>>);
+
+fn dm_serial() -> DmSerial {
+    if DM_HELD.with(std::cell::Cell::get) {
+        return DmSerial(None);
+    }
+    let guard = DM_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    DM_HELD.with(|h| h.set(true));
+    DmSerial(Some(guard))
+}
+
+impl Drop for DmSerial {
+    fn drop(&mut self) {
+        if self.0.take().is_some() {
+            DM_HELD.with(|h| h.set(false));
+        }
+    }
+}
+
 impl Drop for VerityDevice {
     fn drop(&mut self) {
         if !self.armed {
             return;
         }
+        let _serial = dm_serial();
         // Deferred: while anyone (a mount, the device's other user) holds it, it stays and
         // goes away with the last one. Reused devices too, as systemd does on relinquish:
         // reuse cancelled their pending removal.
@@ -173,6 +204,9 @@ fn module_known(module: &str) -> bool {
 /// not check it, the device is activated by root hash alone: the caller must already have
 /// verified the signature in userspace (or its policy accepts unsigned images).
 pub fn activate(spec: &VeritySpec) -> Result<VerityDevice> {
+    // libdevmapper (under libcryptsetup) keeps process-wide state: one activation at a time,
+    // even when images are opened on several threads.
+    let _serial = dm_serial();
     let what = spec.describe();
     if spec.roothash.is_empty() {
         bail!("cannot activate dm-verity for {what}: the root hash is empty");
@@ -208,14 +242,15 @@ pub fn activate(spec: &VeritySpec) -> Result<VerityDevice> {
     drop(cd);
 
     // From here on Drop cleans up if anything fails.
-    let dev = VerityDevice {
+    let mut dev = VerityDevice {
         path: Path::new(DM_DIR).join(&name),
         name,
         reused: false,
         kernel_signed,
         armed: true,
     };
-    wait_for_node(&dev.path).with_context(|| format!("dm-verity device for {what}"))?;
+    dev.path = wait_for_node(&dev.name, &dev.path)
+        .with_context(|| format!("dm-verity device for {what}"))?;
     tracing::debug!(device = %dev.name, data = %spec.data_device.display(), kernel_signed, "dm-verity device activated");
     Ok(dev)
 }
@@ -378,8 +413,7 @@ fn reuse(name: &str, spec: &VeritySpec) -> Result<Option<VerityDevice>> {
                 describe_err(&e, take_messages())
             )
         })?;
-    let path = Path::new(DM_DIR).join(name);
-    wait_for_node(&path)?;
+    let path = wait_for_node(name, &Path::new(DM_DIR).join(name))?;
     tracing::debug!(device = name, data = %spec.data_device.display(), "reusing the existing dm-verity device");
     Ok(Some(VerityDevice {
         name: name.to_string(),
@@ -390,20 +424,47 @@ fn reuse(name: &str, spec: &VeritySpec) -> Result<Option<VerityDevice>> {
     }))
 }
 
-/// Wait (bounded) for the device node; libdevmapper normally creates it before returning.
-fn wait_for_node(path: &Path) -> Result<()> {
+/// How long `/dev/mapper/NAME` may lag behind the kernel's own `/dev/dm-N` node.
+const MAPPER_GRACE: Duration = Duration::from_millis(200);
+
+/// The kernel's node of the device-mapper device `name` (`/dev/dm-N`, made by devtmpfs), if any.
+fn kernel_node(name: &str) -> Option<PathBuf> {
+    std::fs::read_dir("/sys/block")
+        .ok()?
+        .flatten()
+        .find_map(|e| {
+            let dir = e.file_name().to_string_lossy().into_owned();
+            let dm_name = std::fs::read_to_string(e.path().join("dm/name")).ok()?;
+            let node = Path::new("/dev").join(&dir);
+            (dm_name.trim_end() == name && node.exists()).then_some(node)
+        })
+}
+
+/// Wait (bounded) for the device's node and return it: `/dev/mapper/NAME` (libdevmapper or
+/// udev makes it), else the kernel's `/dev/dm-N`. The mapper link is not always there: in an
+/// initrd, udev's device-mapper rules may drop it for a device another process activated
+/// earlier, and reusing that device must not fail over a missing symlink.
+fn wait_for_node(name: &str, mapper: &Path) -> Result<PathBuf> {
     let start = Instant::now();
-    while !path.exists() {
+    loop {
+        if mapper.exists() {
+            return Ok(mapper.to_path_buf());
+        }
+        if start.elapsed() > MAPPER_GRACE {
+            if let Some(node) = kernel_node(name) {
+                tracing::debug!(device = name, node = %node.display(), "no {} node: using the kernel's", mapper.display());
+                return Ok(node);
+            }
+        }
         if start.elapsed() > NODE_WAIT {
             bail!(
-                "device node {} did not appear within {} ms",
-                path.display(),
+                "neither {} nor a /dev/dm-N node for {name} appeared within {} ms",
+                mapper.display(),
                 NODE_WAIT.as_millis()
             );
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(())
 }
 
 fn errno_of(err: &LibcryptErr) -> Option<i32> {

@@ -107,6 +107,9 @@ pub fn mount_detached(source: &Path, fstype: FsType, flags: MountFlags) -> Resul
         // Same reason for btrfs's log tree (rescue= exists since 5.9).
         FsType::Btrfs => fsconfig_set_string(&fs_fd, "rescue", "nologreplay")
             .map_err(|e| mount_error(fd, source, fstype, "fsconfig rescue=nologreplay", e))?,
+        // And xfs's log (systemd's dissect mounts read-only xfs images with norecovery).
+        FsType::Xfs => fsconfig_set_flag(&fs_fd, "norecovery")
+            .map_err(|e| mount_error(fd, source, fstype, "fsconfig norecovery", e))?,
         FsType::Squashfs | FsType::Erofs => {}
     }
     fsconfig_create(&fs_fd).map_err(|e| mount_error(fd, source, fstype, "fsconfig create", e))?;

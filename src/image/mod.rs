@@ -82,6 +82,18 @@ pub fn open_image(path: &Path, flags: MountFlags) -> Result<OpenedImage> {
         ),
     };
 
+    // A truncated image (interrupted download or copy) must be refused here: erofs would mount
+    // it and fail reads later. Block devices are sized by their driver; not checked here.
+    if let Some(need) = probe::declared_size(&head, fstype).filter(|_| !is_block) {
+        if need > meta.len() {
+            bail!(
+                "{} is truncated: its {fstype} superblock says the file system takes {need} bytes, but the file has only {}",
+                path.display(),
+                meta.len()
+            );
+        }
+    }
+
     let opened = if is_block {
         let mount = mount_detached(path, fstype, flags)
             .with_context(|| format!("opening image {}", path.display()))?;

@@ -200,6 +200,15 @@ pub fn open_protected(
     let data_file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let hash_file = File::open(&src.hash_file)
         .with_context(|| format!("opening {}", src.hash_file.display()))?;
+    // A short read would only say "failed to fill whole buffer": name the cause instead.
+    if src.hash.1 < verity::SUPERBLOCK_SIZE as u64 {
+        bail!(
+            "the verity hash tree {} is {} bytes, too short to hold its {}-byte superblock (truncated?)",
+            src.hash_file.display(),
+            src.hash.1,
+            verity::SUPERBLOCK_SIZE
+        );
+    }
     let mut sb_buf = vec![0u8; verity::SUPERBLOCK_SIZE];
     hash_file
         .read_exact_at(&mut sb_buf, src.hash.0)

@@ -469,7 +469,7 @@ pub fn missing_error(actions: &[Action]) -> Option<String> {
 }
 
 mod shell;
-pub use shell::{apply, gather};
+pub use shell::{apply, gather, gather_for, image_version};
 
 #[cfg(test)]
 mod tests;

@@ -27,9 +27,29 @@ pub fn kill_switch(params: &[Param], class: ImageClass, in_initrd: bool) -> Opti
         } else {
             cmdline::get(params, key, in_initrd)?.map(str::to_string)
         };
-        (crate::mutable::parse_boolean(v.as_deref()?) == Some(false)).then(|| format!("{key}=0"))
+        // Name the parameter the operator wrote: in the initrd `rd.KEY` wins over `KEY`.
+        let rd_key = format!("rd.{key}");
+        let shown = if !rd_only && in_initrd && cmdline::get(params, &rd_key, false).is_some() {
+            rd_key.as_str()
+        } else {
+            key
+        };
+        let v = v?;
+        (crate::mutable::parse_boolean(&v) == Some(false)).then(|| format!("{shown}={v}"))
     };
     disabled("rd.extmerge", true).or_else(|| disabled(&format!("systemd.{}", class.name()), false))
+}
+
+/// `rd.extmerge=0` (initrd only): every step of extmerge's units is off, including the
+/// `/var` mount and the Flatcar selection, not just one class.
+pub fn all_disabled(params: &[Param], in_initrd: bool) -> bool {
+    in_initrd
+        && params
+            .iter()
+            .rev()
+            .find(|p| p.key == "rd.extmerge")
+            .and_then(|p| p.value.as_deref())
+            .is_some_and(|v| crate::mutable::parse_boolean(v) == Some(false))
 }
 
 /// The systemd unit whose masking in the root disables a class (Flatcar's convention).
@@ -57,6 +77,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rd_extmerge_0_turns_everything_off_in_the_initrd_only() {
+        let p = cmdline::parse("quiet rd.extmerge=0");
+        assert!(all_disabled(&p, true));
+        assert!(!all_disabled(&p, false));
+        assert!(!all_disabled(
+            &cmdline::parse("rd.extmerge=0 rd.extmerge=1"),
+            true
+        ));
+        assert!(!all_disabled(
+            &cmdline::parse("rd.extmerge rd.extmerge=maybe"),
+            true
+        ));
+        assert!(!all_disabled(&cmdline::parse("rd.systemd.sysext=0"), true));
+    }
+
+    #[test]
     fn kill_switches_follow_the_initrd_rules() {
         let p = cmdline::parse("systemd.sysext=0 rd.systemd.confext=no");
         assert_eq!(
@@ -70,7 +106,8 @@ mod tests {
         );
         assert_eq!(
             kill_switch(&p, ImageClass::Confext, true).as_deref(),
-            Some("systemd.confext=0")
+            Some("rd.systemd.confext=no"),
+            "the parameter as written"
         );
         let p = cmdline::parse("rd.extmerge=0 systemd.sysext=1");
         assert_eq!(

@@ -568,3 +568,17 @@ fn forbidden_content() {
     write(&usr, b"ID=x\n");
     assert!(has_forbidden_content(r).unwrap());
 }
+
+#[test]
+fn rejection_reasons_escape_control_characters_of_release_values() {
+    let host = host_with(&[("ID", "debian"), ("VERSION_ID", "13")], Scope::System);
+    // An unterminated quote makes ID span the rest of the file: one log line must stay one line.
+    let (ext, _) = parse_env("ID=\"debian\nVERSION_ID=13\n");
+    let Verdict::Reject(reason) = validate(&host, Sysext, "x", Some(&ext)) else {
+        panic!("ID with a newline must not match");
+    };
+    assert!(!reason.contains('\n'), "{reason:?}");
+    assert!(reason.contains("ID=debian\\nVERSION_ID=13"), "{reason:?}");
+    assert_eq!(shown("plain"), "plain");
+    assert_eq!(shown("a\tb\u{1b}"), "a\\tb\\u{1b}");
+}

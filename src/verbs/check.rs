@@ -37,6 +37,23 @@ pub struct ClassReport {
     pub conflicts: Vec<Conflict>,
     /// Extensions a merge would leave out, with the reason.
     pub ignored: Vec<Ignored>,
+    /// With `--os-release=FILE`: every candidate judged against the current and the new os-release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update: Option<Vec<UpdateVerdict>>,
+}
+
+/// One extension judged against the root's os-release now and against the one of an update.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UpdateVerdict {
+    /// Image name.
+    pub name: String,
+    /// Matches the root's current os-release (would be merged now).
+    pub matches_now: bool,
+    /// Matches the new os-release (would be merged after the update).
+    pub matches_next: bool,
+    /// Why it does not match the new os-release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_next: Option<String>,
 }
 
 /// Check every class; print a table or JSON; exit 1 only under `refuse` with conflicts.
@@ -114,6 +131,15 @@ pub fn render(reports: &[ClassReport]) -> String {
 
 /// Check one class: discover, accept as `merge` would, scan the accepted layers over the host.
 pub fn check_class(s: &ClassSettings, policy: ConflictPolicy) -> Result<ClassReport> {
+    check_class_against(s, policy, None)
+}
+
+/// [`check_class`], also judging every candidate against `next` (an update's os-release).
+pub fn check_class_against(
+    s: &ClassSettings,
+    policy: ConflictPolicy,
+    next: Option<&HostInfo>,
+) -> Result<ClassReport> {
     let host = HostInfo::load(&s.root).map_err(|e| format!("{e:#}"));
     let initrd = release::host_scope(&s.root) == Scope::Initrd;
     let found = discover::discover(&s.root, s.class, initrd)?;
@@ -155,7 +181,7 @@ pub fn check_class(s: &ClassSettings, policy: ConflictPolicy) -> Result<ClassRep
                     mountns::detach_lazily(&p)?;
                 }
             }
-            check_opened(s, host, &found.images, policy, &[])
+            check_opened(s, host, next, &found.images, policy, &[])
         })
     } else {
         for h in &merged {
@@ -164,7 +190,7 @@ pub fn check_class(s: &ClassSettings, policy: ConflictPolicy) -> Result<ClassRep
                 crate::chase::host_path(&s.root, h).display()
             );
         }
-        check_opened(s, host, &found.images, policy, &merged)
+        check_opened(s, host, next, &found.images, policy, &merged)
     }
 }
 
@@ -172,6 +198,7 @@ pub fn check_class(s: &ClassSettings, policy: ConflictPolicy) -> Result<ClassRep
 fn check_opened(
     s: &ClassSettings,
     host: Result<&HostInfo, &str>,
+    next: Option<&HostInfo>,
     candidates: &[Candidate],
     policy: ConflictPolicy,
     no_base: &[PathBuf],
@@ -182,6 +209,7 @@ fn check_opened(
     let mut opened: Vec<OpenedImage> = Vec::new();
     let mut layers: Vec<(String, PathBuf)> = Vec::new();
     let mut ignored = Vec::new();
+    let mut update = next.map(|_| Vec::new());
     for (i, c) in candidates.iter().enumerate() {
         let root = match c.kind {
             ImageKind::Directory => c.host_path.clone(),
@@ -201,16 +229,38 @@ fn check_opened(
                         at
                     }
                     Err(e) => {
+                        let reason = format!("cannot open image: {e:#}");
+                        if let Some(u) = update.as_mut() {
+                            u.push(UpdateVerdict {
+                                name: c.name.clone(),
+                                matches_now: false,
+                                matches_next: false,
+                                reason_next: Some(reason.clone()),
+                            });
+                        }
                         ignored.push(Ignored {
                             name: c.name.clone(),
-                            reason: format!("cannot open image: {e:#}"),
+                            reason,
                         });
                         continue;
                     }
                 }
             }
         };
-        match compat::check_tree(host, s.class, &c.name, c.kind, &root, s.force) {
+        let verdict = compat::check_tree(host, s.class, &c.name, c.kind, &root, s.force);
+        if let (Some(u), Some(next)) = (update.as_mut(), next) {
+            let after = compat::check_tree(Ok(next), s.class, &c.name, c.kind, &root, s.force);
+            u.push(UpdateVerdict {
+                name: c.name.clone(),
+                matches_now: verdict == Verdict::Accept,
+                matches_next: after == Verdict::Accept,
+                reason_next: match after {
+                    Verdict::Accept => None,
+                    Verdict::Reject(r) => Some(r),
+                },
+            });
+        }
+        match verdict {
             Verdict::Accept => layers.push((c.name.clone(), root)),
             Verdict::Reject(reason) => ignored.push(Ignored {
                 name: c.name.clone(),
@@ -246,6 +296,7 @@ fn check_opened(
         class: s.class,
         conflicts,
         ignored,
+        update,
     })
 }
 

@@ -4,6 +4,7 @@
 use crate::assemble::{self, AssembleInput, Assembly};
 use crate::chase;
 use crate::config::ClassSettings;
+use crate::failpoint;
 use crate::identity::HashCache;
 use crate::lock;
 use crate::meta;
@@ -44,10 +45,15 @@ pub fn hierarchy_host_path(s: &ClassSettings, h: &Path) -> Result<(PathBuf, bool
 }
 
 fn take_snapshot(s: &ClassSettings) -> Result<Snapshot> {
-    let cache_path = chase::host_path(&s.root, Path::new(snapshot::HASH_CACHE));
+    let cache_path = chase::host_path(&s.root, &snapshot::hash_cache_path(s.class));
     let mut cache = HashCache::load(&cache_path);
     let snap = snapshot::take(s, &mut cache)?;
-    if let Err(e) = cache.save(&cache_path) {
+    failpoint::hit("snapshot-taken")?;
+    // The cache is only an optimisation: failing to save it (even by failpoint) is a warning.
+    if let Err(e) = cache
+        .save_if_changed(&cache_path)
+        .and_then(|_| failpoint::hit("hash-cache-saved"))
+    {
         tracing::warn!("Could not save the image hash cache: {e:#}");
     }
     Ok(snap)
@@ -66,16 +72,30 @@ fn merged_hierarchies(s: &ClassSettings) -> Result<Vec<(PathBuf, PathBuf)>> {
 }
 
 fn read_state_file(p: &Path, s: &ClassSettings) -> Option<StateFile> {
+    read_state_record(p, s).ok().flatten()
+}
+
+/// The state record of the merge at `p`: `Ok(None)` when there is none (systemd's merge, or
+/// an older extmerge), `Err` naming the file when it is there but unreadable or malformed.
+fn read_state_record(p: &Path, s: &ClassSettings) -> Result<Option<StateFile>> {
     let f = p.join(s.class.meta_dir_name()).join(STATE_FILE);
-    serde_json::from_slice(&std::fs::read(f).ok()?).ok()
+    let bytes = match std::fs::read(&f) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", f.display())),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .with_context(|| format!("parsing {}", f.display()))
 }
 
 /// Copy of the state for humans and tools, next to the run lock.
 fn write_run_state(s: &ClassSettings, sf: &StateFile) {
     let p = lock::lock_path_for(&s.root).with_extension(format!("{}.state.json", s.class));
-    if let Err(e) = serde_json::to_vec_pretty(sf)
-        .map_err(anyhow::Error::from)
+    if let Err(e) = failpoint::hit("before-write-run-state")
+        .and_then(|()| serde_json::to_vec_pretty(sf).map_err(anyhow::Error::from))
         .and_then(|b| std::fs::write(&p, b).with_context(|| format!("writing {}", p.display())))
+        .and_then(|()| failpoint::hit("after-write-run-state"))
     {
         tracing::warn!("Could not write {}: {e:#}", p.display());
     }
@@ -100,6 +120,7 @@ fn assemble_for(
             },
         )
     })?;
+    failpoint::hit("assembled")?;
     let ignored = assembly.rejected.iter().filter(|r| !r.error).count();
     if assembly.accepted.is_empty() && s.mutable == MutableMode::No {
         tracing::info!(
@@ -115,7 +136,30 @@ fn assemble_for(
             .collect();
         tracing::info!("Using extensions {}.", names.join(", "));
     }
+    let missing = missing_required(s, &assembly);
+    if !missing.is_empty() {
+        // Before anything is attached: the hierarchies keep what they have (a previous merge
+        // with the required extension stays in place), and the assembled trees go with `assembly`.
+        bail!(
+            "not merging: required {} (Require= in {}.conf) cannot be used: {}; the hierarchies are left as they are",
+            s.class,
+            s.class.config_base(),
+            missing.join("; ")
+        );
+    }
     Ok(assembly)
+}
+
+/// The `Require=`d extensions the assembly leaves out, each with why.
+fn missing_required(s: &ClassSettings, assembly: &Assembly) -> Vec<String> {
+    s.require
+        .iter()
+        .filter(|n| !assembly.accepted.iter().any(|a| &a.name == *n))
+        .map(|n| match assembly.rejected.iter().find(|r| &r.name == n) {
+            Some(r) => format!("'{n}' ({})", r.reason),
+            None => format!("'{n}' (not found in any {} directory)", s.class),
+        })
+        .collect()
 }
 
 fn log_merged(t: &assemble::HierarchyTree, target: &Path) {
@@ -137,8 +181,12 @@ fn log_merged(t: &assemble::HierarchyTree, target: &Path) {
 /// Detach a mount by the fd it was attached from (it may be covered by another mount).
 fn detach_by_fd(fd: &OwnedFd) {
     let p = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    if let Err(e) = mountns::detach_lazily(&p) {
-        tracing::error!("Rolling back a placed overlay failed: {e:#}");
+    // Without UMOUNT_NOFOLLOW: the magic link must be followed to the mount it names.
+    if let Err(e) = rustix::mount::unmount(&p, rustix::mount::UnmountFlags::DETACH) {
+        tracing::error!(
+            "Rolling back a placed overlay failed: lazily unmounting {}: {e}",
+            p.display()
+        );
     }
 }
 
@@ -190,6 +238,9 @@ pub fn merge_class(s: &ClassSettings) -> Result<Outcome> {
 pub fn refresh_class(s: &ClassSettings) -> Result<Outcome> {
     let started = Instant::now();
     let current = merged_hierarchies(s)?;
+    for (_, p) in &current {
+        peel_stale_stack(s, p)?;
+    }
     let snap = take_snapshot(s)?;
     let recorded = current.first().and_then(|(_, p)| read_state_file(p, s));
     match &recorded {
@@ -199,7 +250,11 @@ pub fn refresh_class(s: &ClassSettings) -> Result<Outcome> {
                 .merged
                 .iter()
                 .all(|h| current.iter().any(|(c, _)| c == h));
-            if diffs.is_empty() && all_still_ours && !s.always_refresh {
+            // A run that failed or was killed between hierarchies leaves some new and some old.
+            let coherent = current.iter().all(|(h, p)| {
+                old.merged.contains(h) && read_state_file(p, s).as_ref() == Some(old)
+            });
+            if diffs.is_empty() && all_still_ours && coherent && !s.always_refresh {
                 tracing::info!(
                     CLASS = s.class.name(),
                     DURATION_US = started.elapsed().as_micros() as u64,
@@ -217,13 +272,27 @@ pub fn refresh_class(s: &ClassSettings) -> Result<Outcome> {
                     s.class
                 );
             }
+            if !coherent {
+                tracing::info!(
+                    CLASS = s.class.name(),
+                    "Refreshing {}: the merged hierarchies do not carry the same state.",
+                    s.class
+                );
+            }
         }
         None if !current.is_empty() => {
-            tracing::info!(
-                CLASS = s.class.name(),
-                "Refreshing {}: the current merge carries no extmerge state.",
-                s.class
-            )
+            match current.first().map(|(_, p)| read_state_record(p, s)) {
+                Some(Err(e)) => tracing::warn!(
+                    CLASS = s.class.name(),
+                    "Refreshing {}: the state record of the current merge is unusable ({e:#}); re-merging.",
+                    s.class
+                ),
+                _ => tracing::info!(
+                    CLASS = s.class.name(),
+                    "Refreshing {}: the current merge carries no extmerge state.",
+                    s.class
+                ),
+            }
         }
         None => {}
     }
@@ -286,7 +355,9 @@ fn unmerge_rest(
 
 /// Put each new tree in place: beneath the current overlay (then peel the old top), or plainly
 /// on a hierarchy that is not merged (`current` empty: a plain merge). All trees are placed
-/// before any old overlay is removed; if one cannot be placed, those placed are detached again.
+/// before any old overlay is removed; if one cannot be placed, those placed plainly are detached
+/// again and those placed beneath are completed (a tree beneath another cannot be taken out
+/// alone), so every hierarchy shows exactly its old or its new merge.
 fn swap_all(
     s: &ClassSettings,
     assembly: &Assembly,
@@ -295,19 +366,25 @@ fn swap_all(
     let mut placed: Vec<(&OwnedFd, PathBuf, bool)> = Vec::new();
     for t in &assembly.trees {
         let (target, exists) = hierarchy_host_path(s, &t.hierarchy)?;
+        let h = t.hierarchy.display();
         let was_ours = current.iter().any(|(h, _)| h == &t.hierarchy);
         let result = if was_ours {
-            match mountns::attach_beneath(&t.tree, &target) {
-                Ok(()) => Ok(()),
-                Err(AttachError::BeneathUnsupported) => {
-                    tracing::warn!(
-                        "The kernel lacks MOVE_MOUNT_BENEATH (Linux < 6.5): replacing {} non-atomically.",
-                        target.display()
-                    );
-                    unmerge::peel(&target, s.class).and_then(|_| mountns::attach(&t.tree, &target))
+            // Ok(true): placed beneath the old top, which is still to be peeled.
+            failpoint::hit_with("before-attach-beneath", &h).and_then(|()| {
+                match mountns::attach_beneath(&t.tree, &target) {
+                    Ok(()) => Ok(true),
+                    Err(AttachError::BeneathUnsupported) => {
+                        tracing::warn!(
+                            "The kernel lacks MOVE_MOUNT_BENEATH (Linux < 6.5): replacing {} non-atomically.",
+                            target.display()
+                        );
+                        unmerge::peel(&target, s.class)
+                            .and_then(|_| mountns::attach(&t.tree, &target))
+                            .map(|()| false)
+                    }
+                    Err(e) => Err(anyhow::Error::new(e)),
                 }
-                Err(e) => Err(anyhow::Error::new(e)),
-            }
+            })
         } else {
             (|| {
                 if !exists {
@@ -317,39 +394,107 @@ fn swap_all(
                         .create(&target)
                         .with_context(|| format!("creating mount point {}", target.display()))?;
                 }
-                mountns::attach(&t.tree, &target)
+                failpoint::hit_with("before-attach", &h)?;
+                mountns::attach(&t.tree, &target).map(|()| false)
             })()
         };
+        // Once attached, the tree is rolled back with the others if a later step fails.
+        let result = result.and_then(|beneath| {
+            placed.push((&t.tree, target.clone(), beneath));
+            let step = if beneath {
+                "after-attach-beneath"
+            } else {
+                "after-attach"
+            };
+            failpoint::hit_with(step, h)
+        });
         if let Err(e) = result {
-            for (fd, _, _) in &placed {
-                detach_by_fd(fd);
+            for (fd, target, beneath) in &placed {
+                if *beneath {
+                    // A tree beneath the old top cannot be taken out without the old top (an
+                    // unmount through the fd's magic link even lands on the old top): finish that
+                    // hierarchy's replacement instead, so it shows the new merge, not a stack.
+                    if let Err(e) = peel_old_top(s, target) {
+                        tracing::error!(
+                            "Completing the replacement of {}: {e:#}",
+                            target.display()
+                        );
+                    }
+                } else {
+                    detach_by_fd(fd);
+                }
             }
             return Err(e.context(format!(
-                "placing the new tree for {}; the previous merge was left in place",
+                "placing the new tree for {}; hierarchies not yet replaced keep the previous merge",
                 target.display()
             )));
         }
-        placed.push((&t.tree, target, was_ours));
     }
     let mut out = Vec::new();
-    for ((_, target, was_ours), t) in placed.into_iter().zip(&assembly.trees) {
-        if was_ours {
-            // The new overlay is already beneath: removing the old top never exposes the bare hierarchy.
-            let new_work = meta::read(&target, s.class).ok().flatten();
-            if let Some(old) = unmerge::peel(&target, s.class)? {
-                let now = meta::read(&target, s.class).ok().flatten().or(new_work);
-                if let Some(w) = old
-                    .work_dir
-                    .filter(|w| now.as_ref().and_then(|n| n.work_dir.as_ref()) != Some(w))
-                {
-                    unmerge::remove_workdir(&s.root, &w);
-                }
+    let mut failed = None;
+    for ((_, target, beneath), t) in placed.into_iter().zip(&assembly.trees) {
+        if beneath {
+            let h = t.hierarchy.display();
+            // The new overlay is already beneath: removing the old top never exposes the bare
+            // hierarchy. A failure here leaves the old one on top; the other hierarchies go on.
+            let peeled = failpoint::hit_with("before-unmount-old", &h)
+                .and_then(|()| peel_old_top(s, &target))
+                .and_then(|()| failpoint::hit_with("after-unmount-old", &h));
+            if let Err(e) = peeled {
+                let e = e.context(format!(
+                    "removing the replaced merge from {}",
+                    target.display()
+                ));
+                tracing::error!("{e:#}");
+                failed.get_or_insert(e);
+                continue;
             }
         }
         log_merged(t, &target);
         out.push(target);
     }
-    Ok(out)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// Peel the old top off `target`, uncovering the tree beneath it, and remove the work dirs no
+/// overlay uses any more (the old one's, and any a failed or killed refresh left behind).
+fn peel_old_top(s: &ClassSettings, target: &Path) -> Result<()> {
+    let Some(old) = unmerge::peel(target, s.class)? else {
+        return Ok(());
+    };
+    // Without the uncovered merge's meta there is no telling which work dir it uses: keep them.
+    let Ok(now) = meta::read(target, s.class) else {
+        return Ok(());
+    };
+    let now = now.and_then(|n| n.work_dir);
+    if let Some(w) = old.work_dir.as_ref().or(now.as_ref()) {
+        unmerge::remove_stale_workdirs(&s.root, w, now.as_deref());
+    }
+    Ok(())
+}
+
+/// Reduce a stack of our merges on `p` to one. A refresh killed (or failing to unmount the old
+/// top) after placing its tree beneath leaves two; every one of them is a complete merge, so
+/// peeling the top shows the one beneath, never a bare or half-merged hierarchy.
+fn peel_stale_stack(s: &ClassSettings, p: &Path) -> Result<()> {
+    let stacked = || -> Result<usize> {
+        Ok(mountns::mountinfo()?
+            .iter()
+            .filter(|m| m.mount_point == p && m.fstype == "overlay")
+            .filter(|m| m.source == s.class.overlay_source())
+            .count())
+    };
+    while stacked()? > 1 && meta::is_ours(p, s.class)? {
+        tracing::info!(
+            "Removing the older of the merges stacked on {} by an interrupted refresh.",
+            p.display()
+        );
+        peel_old_top(s, p)?;
+    }
+    Ok(())
 }
 
 /// `merge` for every selected class (confext first); a failing class does not stop the next.

@@ -1,10 +1,13 @@
 //! The command verbs. Each verb takes resolved settings and returns an exit status.
 
 pub mod check;
+pub mod flatcar_select;
 pub mod list;
 pub mod merge;
+pub mod mount_var;
 pub mod status;
 pub mod unmerge;
+pub mod update_check;
 
 use serde::Serialize;
 

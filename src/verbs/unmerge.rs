@@ -9,10 +9,18 @@ use std::path::{Path, PathBuf};
 
 /// Remove one merged overlay from `p`, keeping the submounts it carried.
 pub fn unmerge_one(s: &ClassSettings, p: &Path) -> Result<()> {
+    let h = chase::strip_root(&s.root, p);
+    crate::failpoint::hit_with("before-unmerge", h.display())?;
     let info = peel(p, s.class)?;
     if let Some(work) = info.and_then(|i| i.work_dir) {
-        remove_workdir(&s.root, &work);
+        // A merge still stacked underneath may use one of them.
+        let keep = meta::read(p, s.class)
+            .ok()
+            .flatten()
+            .and_then(|i| i.work_dir);
+        remove_stale_workdirs(&s.root, &work, keep.as_deref());
     }
+    crate::failpoint::hit_with("after-unmerge", h.display())?;
     tracing::info!(HIERARCHY = %p.display(), "Unmerged '{}'.", p.display());
     Ok(())
 }
@@ -63,6 +71,34 @@ pub fn remove_workdir(root: &Path, work: &Path) {
         Ok(()) => tracing::debug!("Removed work dir {}.", p.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!("Could not remove work dir {}: {e}", p.display()),
+    }
+}
+
+/// Remove `work` and every work dir a failed or killed refresh left next to it (the same name plus
+/// `-` and 16 hex digits: `assemble::fresh_workdir`), except `keep`, which a mounted overlay uses.
+pub fn remove_stale_workdirs(root: &Path, work: &Path, keep: Option<&Path>) {
+    let (Some(parent), Some(name)) = (work.parent(), work.file_name()) else {
+        return;
+    };
+    let name = name.to_string_lossy();
+    let is_suffix = |x: &str| x.len() == 16 && x.bytes().all(|b| b.is_ascii_hexdigit());
+    let base = match name.rsplit_once('-') {
+        Some((b, x)) if is_suffix(x) => b,
+        _ => &name,
+    };
+    let Ok(entries) = std::fs::read_dir(host_path(root, parent)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let ours = n == base
+            || n.strip_prefix(base)
+                .and_then(|x| x.strip_prefix('-'))
+                .is_some_and(is_suffix);
+        let w = parent.join(&n);
+        if ours && Some(w.as_path()) != keep {
+            remove_workdir(root, &w);
+        }
     }
 }
 

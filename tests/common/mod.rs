@@ -114,6 +114,35 @@ pub fn mkfs_btrfs(src_dir: &Path, out: &Path) {
         .arg(out));
 }
 
+/// Build an xfs image of `src_dir` at `out`: mkfs.xfs cannot copy a directory in, so the
+/// image is loop-mounted (in the caller's namespace, which must be private) and filled.
+pub fn mkfs_xfs(src_dir: &Path, out: &Path) {
+    // 300 MiB is the smallest xfs that current mkfs.xfs makes; the file stays sparse.
+    let f =
+        std::fs::File::create(out).unwrap_or_else(|e| panic!("creating {}: {e}", out.display()));
+    f.set_len(300 << 20)
+        .unwrap_or_else(|e| panic!("sizing {}: {e}", out.display()));
+    run(Command::new("mkfs.xfs").args(["-q", "-f"]).arg(out));
+    let mnt = out.with_extension("mnt");
+    std::fs::create_dir_all(&mnt).unwrap_or_else(|e| panic!("mkdir {}: {e}", mnt.display()));
+    run(Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(out)
+        .arg(&mnt));
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(src_dir.join("."))
+        .arg(&mnt)
+        .status();
+    run(Command::new("umount").arg(&mnt));
+    let _ = std::fs::remove_dir(&mnt);
+    assert!(
+        copied.is_ok_and(|s| s.success()),
+        "copying {} into the xfs image failed",
+        src_dir.display()
+    );
+}
+
 /// Mount table of the calling thread's namespace.
 ///
 /// `/proc/thread-self`, not `/proc/self`: under `cargo test` tests are threads, and
@@ -178,5 +207,39 @@ impl LeakCheck {
             "loop devices still backed by files below {dir} after {LOOP_RELEASE_TIMEOUT:?}: {:#?}",
             loops_below(&self.dir)
         );
+    }
+}
+
+/// A writable loop device from `losetup` (the crate's own loop devices are read-only),
+/// detached on drop even when the test fails.
+pub struct WritableLoop {
+    /// The loop device node.
+    pub dev: PathBuf,
+}
+
+impl WritableLoop {
+    /// `losetup --find --show IMAGE`, panicking with its stderr on failure.
+    pub fn attach(image: &Path) -> WritableLoop {
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(image)
+            .output()
+            .unwrap_or_else(|e| panic!("running losetup: {e}"));
+        assert!(
+            out.status.success(),
+            "losetup {}: {}",
+            image.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        WritableLoop { dev }
+    }
+}
+
+impl Drop for WritableLoop {
+    fn drop(&mut self) {
+        // Still mounted (a failed test): losetup -d then only sets autoclear, and the
+        // namespace going away releases it; the LeakCheck would have reported it.
+        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
     }
 }

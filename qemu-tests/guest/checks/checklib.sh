@@ -8,6 +8,11 @@
 
 FAILED=0
 
+# journalctl options for extmerge's two initrd units (-u also matches OBJECT_SYSTEMD_UNIT,
+# which extmerge sets: a short-lived process's lines can lack _SYSTEMD_UNIT). Stage 1 merges the
+# confexts before Ignition; stage 2 merges what changed after it, and the sysexts.
+EXTMERGE_UNITS=(-u extmerge-sysroot-early.service -u extmerge-sysroot.service)
+
 ok() { echo "ok $*"; }
 not_ok() {
     echo "not ok $*"
@@ -50,7 +55,7 @@ first_ts() {
 # ts_before A B: true when monotonic timestamp A is earlier than B.
 ts_before() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && b != "" && a + 0 < b + 0) }'; }
 
-# The extensions were merged by extmerge-sysroot.service in the initrd onto each of the
+# The extensions were merged by extmerge's initrd units onto each of the
 # given hierarchies, before PID 1 started initrd-parse-etc.service.
 check_merged_in_initrd() {
     local parse h ts
@@ -60,9 +65,9 @@ check_merged_in_initrd() {
         return
     fi
     for h in "$@"; do
-        ts=$(first_ts "Merged extensions into '/sysroot$h'" _SYSTEMD_UNIT=extmerge-sysroot.service)
+        ts=$(first_ts "Merged extensions into '/sysroot$h'" "${EXTMERGE_UNITS[@]}")
         if [[ -z $ts ]]; then
-            not_ok "initrd merge of $h: no \"Merged extensions into '/sysroot$h'\" from extmerge-sysroot.service"
+            not_ok "initrd merge of $h: no \"Merged extensions into '/sysroot$h'\" from extmerge's initrd units"
         elif ts_before "$ts" "$parse"; then
             ok "initrd merged $h at ${ts}s, before initrd-parse-etc.service started at ${parse}s"
         else
@@ -120,12 +125,48 @@ check_overlay() {
     ok "$h is an overlay${*:+ with $*}"
 }
 
+# /etc is the writable overlay that is its own upper dir (Flatcar's mutable mode "auto").
+# The work dir is /.systemd-etc-workdir, or a unique sibling of it (…-workdir-<hex>) when a
+# refresh replaced the overlay (the old and the new one cannot share a work dir).
+check_etc_self_upper() {
+    local opts
+    check_overlay /etc rw upperdir=/sysroot/etc
+    opts=$(findmnt -n -o OPTIONS --mountpoint /etc | tail -n1)
+    if [[ ,$opts, =~ ,workdir=/sysroot/\.systemd-etc-workdir(-[0-9a-f]{16})?, ]]; then
+        ok "/etc overlay's work dir is /.systemd-etc-workdir[-<hex>] on the root"
+    else
+        not_ok "/etc overlay's work dir is /.systemd-etc-workdir[-<hex>]: options are $opts"
+    fi
+}
+
+# check_single_overlay H...: exactly one mount at each hierarchy, an overlay (no stacking).
+check_single_overlay() {
+    local h n
+    for h in "$@"; do
+        n=$(awk -v h="$h" '$5 == h' /proc/self/mountinfo | wc -l)
+        check_eq "exactly one mount on $h (no stacked overlays)" 1 "$n"
+    done
+}
+
+# systemd's own systemd-{sysext,confext}-sysroot.service are in the initrd (dracut's
+# systemd-sysext module) but masked by our module: PID 1 never started them.
+check_sysroot_units_not_run() {
+    local u
+    for u in systemd-sysext-sysroot.service systemd-confext-sysroot.service; do
+        if journal _PID=1 | grep -qE "(Starting|Finished|Failed to start) $u"; then
+            not_ok "$u did not run in the initrd: $(journal _PID=1 | grep -F "$u" | head -n2 | tr '\n' ' ')"
+        else
+            ok "$u did not run in the initrd (masked by the extmerge dracut module)"
+        fi
+    done
+}
+
 # Print a journal excerpt (extmerge and the initrd units) when something failed.
 finish() {
     if ((FAILED)); then
         echo "# --- extmerge and initrd units in this boot's journal:"
-        journal _SYSTEMD_UNIT=extmerge-sysroot.service + _SYSTEMD_UNIT=ignition-files.service \
-            + _SYSTEMD_UNIT=initrd-setup-root-after-ignition.service | tail -n 60 | diag
+        journal "${EXTMERGE_UNITS[@]}" -u ignition-files.service \
+            -u initrd-setup-root-after-ignition.service | tail -n 60 | diag
         echo "# --- stock refresh units in this boot's journal:"
         journal _SYSTEMD_UNIT=systemd-sysext.service + _SYSTEMD_UNIT=systemd-confext.service \
             + SYSLOG_IDENTIFIER='(sd-merge)' | tail -n 30 | diag
@@ -228,8 +269,8 @@ loop_devices() {
     done | sort
 }
 
-# The extmerge lines of this boot's initrd run (extmerge-sysroot.service) containing TEXT.
-initrd_lines() { journal _SYSTEMD_UNIT=extmerge-sysroot.service | grep -F -- "$1"; }
+# The extmerge lines of this boot's initrd run (both units) containing TEXT.
+initrd_lines() { journal "${EXTMERGE_UNITS[@]}" | grep -F -- "$1"; }
 
 # systemd-sysext/systemd-confext status (CLASS) lists NAME.
 check_status_lists() {

@@ -17,7 +17,7 @@ check_samples_merged() {
     check_overlay /opt ro
     # Mutable mode "auto" with the Flatcar link: /etc is its own upper directory (the
     # paths are those of the initrd, where the real root was /sysroot).
-    check_overlay /etc rw upperdir=/sysroot/etc workdir=/sysroot/.systemd-etc-workdir
+    check_etc_self_upper
 
     # (ii) tools from each sysext (directory, squashfs, erofs through an /opt link) run
     check_eq "/usr/bin/hello-dir runs (directory sysext)" "hello from hello-dir" "$(/usr/bin/hello-dir 2>&1)"

@@ -2,7 +2,7 @@
 # An extension for another OS is ignored with a log line naming it; the boot goes on.
 . ./checklib.sh
 check_journal "extmerge logged that it ignored wrong-id" \
-    "Ignoring sysext 'wrong-id'" _SYSTEMD_UNIT=extmerge-sysroot.service
+    "Ignoring sysext 'wrong-id'" -u extmerge-sysroot.service
 check "wrong-id's tool is not in /usr" test ! -e /usr/bin/wrong-id
 check_merged_in_initrd /usr
 check_eq "/usr/bin/hello-dir (a compatible directory sysext) runs" "hello from hello-dir" "$(/usr/bin/hello-dir 2>&1)"

@@ -4,7 +4,7 @@
 . ./checklib.sh
 check_merged_in_initrd /etc /usr /opt
 check_journal "the initrd used the new sysext" \
-    "Using sysext 'hello-squashfs' (/var/lib/extensions/hello-squashfs.raw" _SYSTEMD_UNIT=extmerge-sysroot.service
+    "Using sysext 'hello-squashfs' (/var/lib/extensions/hello-squashfs.raw" -u extmerge-sysroot.service
 check_eq "/usr/bin/hello-squashfs (added before boot 2) runs" "hello from hello-squashfs" "$(/usr/bin/hello-squashfs 2>&1)"
 check "/opt/hello-squashfs/data.txt from the new sysext" test -f /opt/hello-squashfs/data.txt
 check_eq "/usr/bin/hello-dir still runs" "hello from hello-dir" "$(/usr/bin/hello-dir 2>&1)"

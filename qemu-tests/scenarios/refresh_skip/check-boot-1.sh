@@ -7,7 +7,7 @@ check_merged_in_initrd /etc /usr /opt
 check_eq "/usr/bin/hello-dir runs (directory sysext)" "hello from hello-dir" "$(/usr/bin/hello-dir 2>&1)"
 check_eq "/usr/bin/hello-squashfs runs (squashfs sysext)" "hello from hello-squashfs" "$(/usr/bin/hello-squashfs 2>&1)"
 check "/etc/demo-conf/greeting.conf from the confext" grep -q '^greeting=' /etc/demo-conf/greeting.conf
-check_overlay /etc rw upperdir=/sysroot/etc workdir=/sysroot/.systemd-etc-workdir
+check_etc_self_upper
 
 # The stock units ran at boot (enabled in the guest, as on Flatcar) and found systemd's
 # origin files, written by extmerge, equal to what they would merge.

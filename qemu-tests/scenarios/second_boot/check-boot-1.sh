@@ -1,7 +1,7 @@
 #!/bin/bash
 # Second-boot scenario, boot 1: write a file to the merged (writable) /etc.
 . ./checklib.sh
-check_overlay /etc rw upperdir=/sysroot/etc workdir=/sysroot/.systemd-etc-workdir
+check_etc_self_upper
 token="written in boot 1 at $(date +%s.%N)"
 if echo "$token" >/etc/extmerge-test-boot1 && sync; then
     ok "wrote /etc/extmerge-test-boot1 through the merged /etc"

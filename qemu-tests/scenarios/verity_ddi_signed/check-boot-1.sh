@@ -11,16 +11,16 @@ check_dm_verity "the sysext DDI's dm-verity device survived switch-root" "$sys_r
 check_dm_verity "the confext DDI's dm-verity device survived switch-root" "$conf_rh"
 check_journal "extmerge says the sysext DDI is signed" \
     "Using sysext 'hello-ddi' (/etc/extensions/hello-ddi.raw, erofs, signed root hash $sys_rh" \
-    _SYSTEMD_UNIT=extmerge-sysroot.service
+    -u extmerge-sysroot.service
 check_journal "extmerge says the default confext is signed" \
     "Using confext '00-flatcar-default' (/usr/lib/confexts/00-flatcar-default.raw, erofs, signed root hash $conf_rh" \
-    _SYSTEMD_UNIT=extmerge-sysroot.service
+    -u extmerge-sysroot.service
 initrd_lines "Using " | diag
 check_status_lists sysext hello-ddi
 check_status_lists confext 00-flatcar-default
 
 # Flatcar's /etc: writable, the real /etc is the upper dir.
-check_overlay /etc rw upperdir=/sysroot/etc workdir=/sysroot/.systemd-etc-workdir
+check_etc_self_upper
 token="written at $(date +%s.%N)"
 check "write /etc/extmerge-test-write through the merged /etc" sh -c "echo '$token' >/etc/extmerge-test-write && sync"
 check_eq "the write is in the real /etc (below the overlay)" "$token" \

@@ -9,7 +9,7 @@ check_eq "/usr/bin/hello-verity runs (verity squashfs sysext)" "hello from hello
 check_eq "/usr/bin/hello-dir runs" "hello from hello-dir" "$(/usr/bin/hello-dir 2>&1)"
 check_dm_verity "the image's dm-verity device survived switch-root" "$rh"
 check_journal "extmerge's line for hello-verity names its root hash" \
-    "Using sysext 'hello-verity' ($img, squashfs, verity root hash $rh)" _SYSTEMD_UNIT=extmerge-sysroot.service
+    "Using sysext 'hello-verity' ($img, squashfs, verity root hash $rh)" -u extmerge-sysroot.service
 initrd_lines "'hello-verity'" | diag
 check_status_lists sysext hello-verity
 check_stock_refresh_skipped systemd-sysext.service

@@ -10,7 +10,7 @@ else
 fi
 check_journal "the kernel's dm-verity reported the corrupted data block" "is corrupted" _TRANSPORT=kernel
 journal _TRANSPORT=kernel | grep -F "is corrupted" | head -n 2 | diag
-check "the initrd did not use hello-tampered" sh -c "! journalctl -b --no-pager _SYSTEMD_UNIT=extmerge-sysroot.service | grep -qF \"Using sysext 'hello-tampered'\""
+check "the initrd did not use hello-tampered" sh -c "! journalctl -b --no-pager -u extmerge-sysroot.service | grep -qF \"Using sysext 'hello-tampered'\""
 check "hello-tampered's tool is not in /usr" test ! -e /usr/bin/hello-tampered
 check_merged_in_initrd /usr
 check_eq "/usr/bin/hello-dir runs (the other sysext is merged)" "hello from hello-dir" "$(/usr/bin/hello-dir 2>&1)"

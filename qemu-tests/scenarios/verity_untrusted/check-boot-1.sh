@@ -9,7 +9,7 @@ else
     not_ok "no extmerge line saying hello-untrusted's signature is not trusted"
     initrd_lines "'hello-untrusted'" | diag
 fi
-check "the initrd did not use hello-untrusted" sh -c "! journalctl -b --no-pager _SYSTEMD_UNIT=extmerge-sysroot.service | grep -qF \"Using sysext 'hello-untrusted'\""
+check "the initrd did not use hello-untrusted" sh -c "! journalctl -b --no-pager -u extmerge-sysroot.service | grep -qF \"Using sysext 'hello-untrusted'\""
 check "hello-untrusted's tool is not in /usr" test ! -e /usr/bin/hello-untrusted
 check_merged_in_initrd /usr
 check_eq "/usr/bin/hello-dir runs (a directory: no image policy applies)" "hello from hello-dir" "$(/usr/bin/hello-dir 2>&1)"

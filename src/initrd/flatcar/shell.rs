@@ -69,16 +69,29 @@ pub fn gather(root: &Path) -> Result<Inputs> {
     let root = &canonical_root(root)?;
     let os_text = read_text(root, OS_RELEASE)?
         .with_context(|| format!("{} has no {OS_RELEASE}", root.display()))?;
-    let (os, _) = crate::release::parse_env(&os_text);
-    let version = ["VERSION", "VERSION_ID"]
-        .iter()
-        .find_map(|k| os.get(*k).filter(|v| !v.is_empty()));
-    let Some(version) = version.cloned() else {
+    let Some(version) = image_version(&os_text) else {
         bail!(
             "{OS_RELEASE} in {} has neither VERSION= nor VERSION_ID=",
             root.display()
         );
     };
+    gather_for(root, version, &os_text)
+}
+
+/// The version Flatcar names its images by: os-release `VERSION=`, else `VERSION_ID=`.
+pub fn image_version(os_release_text: &str) -> Option<String> {
+    let (os, _) = crate::release::parse_env(os_release_text);
+    ["VERSION", "VERSION_ID"]
+        .iter()
+        .find_map(|k| os.get(*k).filter(|v| !v.is_empty()))
+        .cloned()
+}
+
+/// [`gather`] for the images of `version` (e.g. the version an update is about to install),
+/// with the rest of `os_release_text` (the board) taken as is.
+pub fn gather_for(root: &Path, version: String, os_release_text: &str) -> Result<Inputs> {
+    let root = &canonical_root(root)?;
+    let (os, _) = crate::release::parse_env(os_release_text);
     let mut inputs = Inputs {
         version,
         board: os.get("FLATCAR_BOARD").cloned(),

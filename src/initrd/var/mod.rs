@@ -178,8 +178,9 @@ pub fn ensure_var(root: &Path, spec: Option<&VarSpec>, timeout: Duration) -> Res
             target = %target.display(),
             source = %source.display(),
             spec = %spec.source_param,
-            "{} is already a mount point (Ignition or x-initrd.mount?); using it as is",
-            target.display()
+            "{} is already a mount point (Ignition or x-initrd.mount?); using it as is for {}.",
+            target.display(),
+            spec.source_param
         );
         return Ok(VarOutcome::AlreadyMounted(source));
     }
@@ -204,9 +205,10 @@ pub fn ensure_var(root: &Path, spec: Option<&VarSpec>, timeout: Duration) -> Res
         fstype = %fstype,
         target = %target.display(),
         spec = %spec.source_param,
-        "mounted {} ({fstype}) at {}",
+        "Mounted {} ({fstype}) at {} for {}.",
         device.display(),
-        target.display()
+        target.display(),
+        spec.source_param
     );
     Ok(VarOutcome::Mounted { device, fstype })
 }

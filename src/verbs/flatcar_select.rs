@@ -1,0 +1,73 @@
+//! `flatcar-select`: Flatcar's extension selection in the root (official extensions from
+//! `enabled-sysext.conf`, the OEM sysext's A/B selection and migration), without downloads.
+//! The rules are in [`crate::initrd::flatcar`]; this verb gathers, plans, prints or applies.
+
+use crate::initrd::flatcar::{self, Action};
+use crate::initrd::{cmdline, switches};
+use crate::verbs::{print_json, JsonMode, EXIT_FAILURE, EXIT_SUCCESS};
+use anyhow::Result;
+use std::path::Path;
+
+/// Marker of a Flatcar root: the selection does nothing on other distributions.
+const FLATCAR_MARKER: &str = "usr/share/flatcar";
+
+/// Run the selection in `root`; with `dry_run` only print the plan. Exit 1 when an image the
+/// selection needs is missing (the others are still linked), else 0.
+pub fn run(
+    root: &Path,
+    dry_run: bool,
+    json: JsonMode,
+    cmdline_text: &str,
+    in_initrd: bool,
+) -> Result<i32> {
+    let params = cmdline::parse(cmdline_text);
+    if switches::invoked_by_systemd() && switches::all_disabled(&params, in_initrd) {
+        tracing::info!(
+            "Disabled by the kernel command line option rd.extmerge=0: no Flatcar selection."
+        );
+        return Ok(EXIT_SUCCESS);
+    }
+    if !root.join(FLATCAR_MARKER).is_dir() {
+        tracing::info!(
+            "{} has no /{FLATCAR_MARKER}: not a Flatcar root, nothing to select.",
+            root.display()
+        );
+        if json != JsonMode::Off {
+            print_json(json, &Vec::<Action>::new())?;
+        }
+        return Ok(EXIT_SUCCESS);
+    }
+    let inputs = flatcar::gather(root)?;
+    let actions = flatcar::plan(&inputs);
+    if dry_run {
+        if json != JsonMode::Off {
+            print_json(json, &actions)?;
+        } else {
+            for a in &actions {
+                println!("{a}");
+            }
+        }
+        return Ok(if flatcar::missing_error(&actions).is_some() {
+            EXIT_FAILURE
+        } else {
+            EXIT_SUCCESS
+        });
+    }
+    super::require_privileges()?;
+    for line in flatcar::apply(root, &actions)? {
+        tracing::info!(
+            VERSION = inputs.version.as_str(),
+            "Flatcar selection: {line}."
+        );
+    }
+    if json != JsonMode::Off {
+        print_json(json, &actions)?;
+    }
+    match flatcar::missing_error(&actions) {
+        Some(msg) => {
+            tracing::error!("{msg}");
+            Ok(EXIT_FAILURE)
+        }
+        None => Ok(EXIT_SUCCESS),
+    }
+}
