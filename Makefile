@@ -10,13 +10,13 @@ TRIPLE     := x86_64-unknown-linux-gnu
 STATIC_BIN := target/$(TRIPLE)/release/extmerge
 NEXTEST_LOG := target/nextest.log
 
-.PHONY: all deps build test fmt-check clippy nextest static demo qemu-guest qemu-test fuzz-build fuzz-smoke \
-	chroot chroot-check clean distclean help
+.PHONY: all deps build test fmt-check clippy nextest static demo qemu-guest qemu-test bench-boot fuzz-build \
+	fuzz-smoke chroot chroot-check bench clean distclean help
 
 all: build
 
 help:
-	@echo "targets: deps build test static demo qemu-guest qemu-test fuzz-build fuzz-smoke chroot chroot-check clean distclean"
+	@echo "targets: deps build test static demo qemu-guest qemu-test bench-boot fuzz-build fuzz-smoke chroot chroot-check bench clean distclean"
 
 deps:
 	@scripts/install-deps.sh
@@ -77,6 +77,12 @@ qemu-guest: deps
 qemu-test: deps
 	cargo nextest run --no-fail-fast --test qemu_boot
 
+# Boot benchmark (not part of `make test`): the same QEMU guest with 20 sysexts and a
+# confext, merged by extmerge and by systemd's own systemd-{sys,conf}ext-sysroot.service,
+# BENCH_BOOTS (default 3) rounds of a cold and a warm boot each; writes docs/boot-benchmark.md.
+bench-boot: deps
+	@qemu-tests/bench/boot-bench.sh
+
 fuzz-build:
 	@scripts/fuzz.sh build
 
@@ -88,6 +94,13 @@ chroot:
 
 chroot-check:
 	@scripts/mkchroot.sh check
+
+# Benchmarks against systemd-sysext 262 from the chroot (not part of `make test`): times
+# merge/refresh/unmerge of 1-200 extensions for both, writes docs/benchmarks.md (bench/run.sh).
+bench: deps
+	$(MAKE) --no-print-directory static
+	$(MAKE) --no-print-directory chroot
+	@bench/run.sh
 
 # Keeps the debootstrap tree (target/chroot: minutes to rebuild); distclean drops it too.
 clean:

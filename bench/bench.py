@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""Benchmark driver: extmerge against systemd-sysext/systemd-confext 262 (bench/run.sh runs it).
+
+Must run as root inside a private mount namespace (`unshare -m --propagation private`): it
+mounts the chroot's /proc, /sys, /dev, /run, /tmp and the copies, and everything vanishes with
+the namespace. Both tools run inside the Debian unstable chroot (bench/runner.c chroots and
+execs them; the static extmerge binary is copied into the chroot's /tmp), on identical copies of one root tree below the chroot's /tmp/bench/run (a bind mount of
+target/bench/run), in alternating order.
+
+Per set of N extensions and per repetition, each tool gets a fresh copy and runs, timed:
+  merge             confext (mutable /etc) then sysext, two processes each, as the initrd unit
+  refresh           nothing changed (extmerge exits 77 per class when it skips)
+  refresh-changed   after the last sysext image was replaced by its v2 (new inode, rename)
+  unmerge
+After each step the merged tree is checked (every marker file of the set, the v2 marker, the
+confext's marker, and nothing left mounted after unmerge); a failed check aborts the run.
+Then the visibility gap: on the GAP set, sysext only, a reader loops over a file of the first
+extension while the tool runs K forced refreshes (--always-refresh=yes).
+Writes the raw results as JSON and the Markdown report.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+LAST = {1: 0, 10: 9, 20: 19, 50: 49, 200: 199}
+OPS = ["merge", "refresh", "refresh-changed", "unmerge"]
+TOOLS = ["extmerge", "systemd"]
+ENV = {"PATH": "/usr/bin:/usr/sbin:/bin:/sbin", "LANG": "C"}
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def sh(cmd):
+    subprocess.run(["sh", "-euc", cmd], check=True)
+
+
+def name(i):
+    return f"bench-{i:03d}"
+
+
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.c = os.path.realpath(a.chroot)
+        self.work = os.path.realpath(a.work)
+        self.pool = os.path.realpath(a.pool)
+        self.logdir = os.path.join(self.work, "logs")
+        self.inner_run = "/tmp/bench/run"
+        self.host_run = self.c + self.inner_run
+
+    # ---- namespace setup --------------------------------------------------------------
+    def setup(self):
+        c = self.c
+        shutil.rmtree(self.work, ignore_errors=True)
+        os.makedirs(self.logdir)
+        sh(f"mount --bind {c} {c}; mount -t proc proc {c}/proc; mount --rbind /sys {c}/sys; "
+           f"mount --rbind /dev {c}/dev; mount -t tmpfs -o mode=755 tmpfs {c}/run; "
+           f"mount -t tmpfs tmpfs {c}/tmp; mkdir -p {c}/tmp/bench/bin {self.host_run}; "
+           f"cp {self.a.bin} {c}/tmp/bench/bin/extmerge; "
+           f"mount --bind {self.work} {self.host_run}")
+
+    def teardown(self):
+        subprocess.run(["umount", "-R", "-l", self.c], check=False)
+
+    # ---- copies ---------------------------------------------------------------------
+    def make_copy(self, n, label):
+        dst = os.path.join(self.work, label)
+        shutil.rmtree(dst, ignore_errors=True)
+        subprocess.run(["cp", "-a", f"{self.pool}/base", dst], check=True)
+        exts = f"{dst}/var/lib/extensions"
+        for i in range(n):
+            src = f"{self.pool}/v1/{name(i)}"
+            if os.path.isdir(src):
+                subprocess.run(["cp", "-al", src, exts], check=True)
+            else:
+                os.link(src + ".raw", f"{exts}/{name(i)}.raw")
+        os.link(f"{self.pool}/conf/bench-conf.raw", f"{dst}/var/lib/confexts/bench-conf.raw")
+        h = self.host(label)
+        # systemd merges in a child namespace: a shared bind lets its mounts propagate back.
+        sh(f"mount --bind {h} {h}; mount --make-rshared {h}")
+        # Linking the files just now changed their ctime. On a real system the extensions were
+        # written long before a boot; extmerge does not cache the hash of a file changed in
+        # the last 100 ms (as git treats "racily clean" files), so let the copy settle first.
+        # Untimed, and the same for both tools.
+        time.sleep(0.2)
+
+    def drop_copy(self, label):
+        h = self.host(label)
+        left = self.mounts_below(h)
+        if left:
+            subprocess.run(["umount", "-R", "-l", h], check=False)
+            raise RuntimeError(f"mounts left below {h} after unmerge: {left}")
+        subprocess.run(["umount", h], check=True)
+        shutil.rmtree(os.path.join(self.work, label))
+
+    def host(self, label):
+        return f"{self.host_run}/{label}"
+
+    @staticmethod
+    def mounts_below(path):
+        out = []
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                mp = line.split()[4].replace("\\040", " ")
+                if mp.startswith(path + "/"):
+                    out.append(mp)
+        return out
+
+    # ---- running the tools ----------------------------------------------------------
+    def cmds(self, tool, label, verb, extra=(), classes=("confext", "sysext")):
+        root = f"--root={self.inner_run}/{label}"
+        out = []
+        for cls in classes:
+            mut = ["--mutable=auto"] if cls == "confext" else []
+            if tool == "extmerge":
+                argv = ["/tmp/bench/bin/extmerge", f"--class={cls}"]
+            else:
+                argv = [f"/usr/bin/systemd-{cls}"]
+            out.append((cls, [*argv, *mut, *extra, root, verb]))
+        return out
+
+    def run1(self, argv, logname):
+        """Run one process inside the chroot; return (seconds, exit status, peak RSS in KiB).
+
+        bench/runner.c forks, chroots and execs it, and reports the wall time from fork to
+        wait4() and wait4()'s ru_maxrss: the largest peak RSS of the process and of every
+        descendant it waited for (systemd-sysext forks helpers and waits for them)."""
+        path = os.path.join(self.logdir, logname)
+        with open(path, "ab") as lf:
+            lf.write(("$ " + " ".join(argv) + "\n").encode())
+        out = subprocess.run([self.a.runner, self.c, path, *argv], env=ENV, check=True,
+                             stdout=subprocess.PIPE, text=True).stdout
+        rc, dt, kib = out.split()
+        rc, dt, kib = int(rc), float(dt), int(kib)
+        with open(path, "ab") as lf:
+            lf.write(f"# exit {rc}, {dt * 1000:.1f} ms, maxrss {kib} KiB\n".encode())
+        return dt, rc, kib
+
+    def op(self, tool, label, verb, expect, extra=(), tolerate=False):
+        """Run verb for both classes; expect maps class -> allowed exit codes. With tolerate,
+        an unexpected exit status is returned (per_class[...]["rc"]) instead of aborting."""
+        total, rss, per, ok = 0.0, 0, {}, True
+        for cls, argv in self.cmds(tool, label, verb, extra):
+            dt, rc, kib = self.run1(argv, f"{label}.log")
+            if rc not in expect[cls]:
+                if not tolerate:
+                    self.fail(label, f"{tool} {cls} {verb} exited {rc} (expected {expect[cls]})")
+                ok = False
+            total += dt
+            rss = max(rss, kib)
+            per[cls] = {"s": dt, "rc": rc, "rss_kib": kib}
+        return {"s": total, "rss_kib": rss, "per_class": per, "ok": ok}
+
+    @staticmethod
+    def uptime():
+        with open("/proc/uptime") as f:
+            return float(f.read().split()[0])
+
+    def failure_reason(self, label, since):
+        """The tool's last "Failed ..." line (shortened) and the kernel's last overlayfs error
+        logged after `since` (seconds since boot)."""
+        reason = ""
+        with open(os.path.join(self.logdir, f"{label}.log"), errors="replace") as f:
+            for line in f:
+                if line.startswith("Failed to mount"):
+                    reason = line.strip()
+        if len(reason) > 200:
+            reason = reason[:200] + " …"
+        kmsg = subprocess.run(["dmesg"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True).stdout.splitlines()
+        kernel = []
+        for k in kmsg:
+            try:
+                stamp = float(k[1:k.index("]")])
+            except ValueError:
+                continue
+            if stamp >= since and "overlayfs:" in k:
+                kernel.append(k)
+        return reason, (kernel[-1].split("] ", 1)[-1] if kernel else "")
+
+    def fail(self, label, msg):
+        path = os.path.join(self.logdir, f"{label}.log")
+        tail = ""
+        try:
+            with open(path) as f:
+                tail = "".join(f.readlines()[-30:])
+        except OSError:
+            pass
+        raise RuntimeError(f"{msg}\n--- {path} (tail) ---\n{tail}")
+
+    # ---- checks -----------------------------------------------------------------------
+    def check_merged(self, label, n, last_version):
+        h = self.host(label)
+        for i in range(n):
+            want = f"{name(i)} {last_version if i == LAST[n] else 'v1'}\n"
+            p = f"{h}/usr/share/{name(i)}/marker"
+            try:
+                got = open(p).read()
+            except OSError as e:
+                self.fail(label, f"{p}: {e}")
+            if got != want:
+                self.fail(label, f"{p}: {got!r}, expected {want!r}")
+        p = f"{h}/etc/bench-conf/marker"
+        try:
+            if open(p).read() != "bench-conf v1\n":
+                self.fail(label, f"{p}: wrong content")
+        except OSError as e:
+            self.fail(label, f"{p}: {e}")
+
+    def check_unmerged(self, label, n):
+        h = self.host(label)
+        for p in (f"{h}/usr/share/{name(LAST[n])}", f"{h}/etc/bench-conf"):
+            if os.path.exists(p):
+                self.fail(label, f"{p} still visible after unmerge")
+        left = self.mounts_below(h)
+        if left:
+            self.fail(label, f"mounts left after unmerge: {left}")
+
+    def update_image(self, label, n):
+        # The work path, not the chroot view: link() across bind mounts fails with EXDEV.
+        ext = f"{self.work}/{label}/var/lib/extensions"
+        tmp = f"{ext}/.{name(LAST[n])}.raw.new"
+        os.link(f"{self.pool}/v2/{name(LAST[n])}.raw", tmp)
+        os.rename(tmp, f"{ext}/{name(LAST[n])}.raw")
+
+    def warm(self, n):
+        """Read the set's images once, so neither tool pays for a cold page cache; then one
+        untimed extmerge cycle: the loop devices read with direct I/O, past the page cache, and
+        the first reads of the disk blocks would otherwise fall on whichever tool runs first."""
+        self.warm_files(n)
+        self.cycle("extmerge", n, "warmup")
+
+    def warm_files(self, n):
+        paths = [f"{self.pool}/conf/bench-conf.raw", f"{self.pool}/v2/{name(LAST[n])}.raw"]
+        for i in range(n):
+            paths.append(f"{self.pool}/v1/{name(i)}")
+        for p in paths:
+            if os.path.isdir(p):
+                for d, _, files in os.walk(p):
+                    for f in files:
+                        with open(os.path.join(d, f), "rb") as fh:
+                            while fh.read(1 << 20):
+                                pass
+            else:
+                with open(p if os.path.exists(p) else p + ".raw", "rb") as fh:
+                    while fh.read(1 << 20):
+                        pass
+
+    # ---- one repetition for one tool --------------------------------------------------
+    def cycle(self, tool, n, rep):
+        label = f"{tool}-{n}-{rep}"
+        self.make_copy(n, label)
+        skip = {0} if tool == "systemd" else {77}
+        res = {}
+        since = self.uptime()
+        res["merge"] = self.op(tool, label, "merge", {"confext": {0}, "sysext": {0}},
+                               tolerate=tool == "systemd")
+        if not res["merge"]["ok"]:
+            # systemd 262 cannot merge some sets at all (200 layers: its lowerdir= string is
+            # longer than the page mount(2) copies). Record it, clean up, and go on.
+            reason, kernel = self.failure_reason(label, since)
+            self.op(tool, label, "unmerge", {"confext": {0}, "sysext": {0}})
+            self.check_unmerged(label, n)
+            self.drop_copy(label)
+            return {"failed": {"merge": res["merge"], "reason": reason, "kernel": kernel}}
+        self.check_merged(label, n, "v1")
+        res["refresh"] = self.op(tool, label, "refresh", {"confext": skip, "sysext": skip})
+        self.check_merged(label, n, "v1")
+        self.update_image(label, n)
+        res["refresh-changed"] = self.op(tool, label, "refresh",
+                                         {"confext": skip, "sysext": {0}})
+        self.check_merged(label, n, "v2")
+        res["unmerge"] = self.op(tool, label, "unmerge", {"confext": {0}, "sysext": {0}})
+        self.check_unmerged(label, n)
+        self.drop_copy(label)
+        return res
+
+    # ---- visibility gap ----------------------------------------------------------------
+    def gap(self, tool, n, count):
+        label = f"{tool}-gap-{n}"
+        self.make_copy(n, label)
+        ((_, merge),) = self.cmds(tool, label, "merge", classes=("sysext",))
+        _, rc, _ = self.run1(merge, f"{label}.log")
+        if rc != 0:
+            self.fail(label, f"{tool} sysext merge exited {rc}")
+        target = f"{self.host(label)}/usr/share/{name(0)}/marker"
+        reader = subprocess.Popen([self.a.reader, target], stdout=subprocess.PIPE, text=True)
+        if reader.stdout.readline().strip() != "ready":
+            self.fail(label, f"the reader never read {target}")
+        ((_, refresh),) = self.cmds(tool, label, "refresh", extra=["--always-refresh=yes"],
+                                    classes=("sysext",))
+        times, rss = [], 0
+        try:
+            for _ in range(count):
+                dt, rc, kib = self.run1(refresh, f"{label}.log")
+                if rc != 0:
+                    self.fail(label, f"{tool} forced refresh exited {rc}")
+                times.append(dt)
+                rss = max(rss, kib)
+        finally:
+            reader.send_signal(signal.SIGTERM)
+            out, _ = reader.communicate(timeout=30)
+        total, failed, mismatched, first_errno = (int(x) for x in out.split())
+        ((_, unmerge),) = self.cmds(tool, label, "unmerge", classes=("sysext",))
+        _, rc, _ = self.run1(unmerge, f"{label}.log")
+        if rc != 0:
+            self.fail(label, f"{tool} sysext unmerge exited {rc}")
+        self.drop_copy(label)
+        return {"refreshes": count, "reads": total, "failed": failed, "mismatched": mismatched,
+                "first_errno": first_errno, "refresh_s": times, "rss_kib": rss}
+
+    # ---- the whole run ---------------------------------------------------------------
+    def run(self):
+        a = self.a
+        res = {"sets": {}, "gap": {}}
+        for spec in a.sets.split(","):
+            n, reps = (int(x) for x in spec.split(":"))
+            runs = {t: {o: [] for o in OPS} for t in TOOLS}
+            failed = {}
+            self.warm(n)
+            for rep in range(reps):
+                order = TOOLS if rep % 2 == 0 else TOOLS[::-1]
+                for tool in order:
+                    if tool in failed:
+                        continue  # once is enough to show it fails
+                    t0 = time.perf_counter()
+                    r = self.cycle(tool, n, rep)
+                    if "failed" in r:
+                        failed[tool] = r["failed"]
+                        log(f"{n:>3} extensions, rep {rep + 1}/{reps}, {tool:<8}: merge FAILED "
+                            f"after {r['failed']['merge']['s']:.1f} s: {r['failed']['kernel']}")
+                        continue
+                    for o in OPS:
+                        runs[tool][o].append(r[o])
+                    log(f"{n:>3} extensions, rep {rep + 1}/{reps}, {tool:<8}: "
+                        + ", ".join(f"{o} {r[o]['s'] * 1000:.0f} ms" for o in OPS)
+                        + f" ({time.perf_counter() - t0:.1f} s with checks)")
+            res["sets"][str(n)] = {"reps": reps, "runs": runs, "failed": failed}
+        for tool in TOOLS:
+            t0 = time.perf_counter()
+            g = self.gap(tool, a.gap_set, a.gap_refreshes)
+            res["gap"][tool] = g
+            log(f"gap {tool}: {g['failed']} failed of {g['reads']} reads during "
+                f"{g['refreshes']} forced refreshes ({time.perf_counter() - t0:.1f} s)")
+        res["gap_set"] = a.gap_set
+        return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--chroot", required=True)
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--reader", required=True)
+    ap.add_argument("--runner", required=True)
+    ap.add_argument("--pool", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--sets", default="1:7,10:7,50:5,200:3")
+    ap.add_argument("--gap-set", type=int, default=10)
+    ap.add_argument("--gap-refreshes", type=int, default=200)
+    ap.add_argument("--json", required=True)
+    a = ap.parse_args()
+    b = Bench(a)
+    t0 = time.time()
+    b.setup()
+    try:
+        res = b.run()
+    finally:
+        b.teardown()
+    res["started"] = datetime.datetime.fromtimestamp(t0, datetime.timezone.utc).isoformat()
+    res["wall_s"] = time.time() - t0
+    with open(a.json, "w") as f:
+        json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
