@@ -468,6 +468,11 @@ pub fn missing_error(actions: &[Action]) -> Option<String> {
     })
 }
 
+/// True when `root` is a Flatcar tree (it has `/usr/share/flatcar`): the selection applies only there.
+pub fn is_flatcar_root(root: &Path) -> bool {
+    root.join("usr/share/flatcar").is_dir()
+}
+
 mod shell;
 pub use shell::{apply, gather, gather_for, image_version};
 

@@ -8,9 +8,6 @@ use crate::verbs::{print_json, JsonMode, EXIT_FAILURE, EXIT_SUCCESS};
 use anyhow::Result;
 use std::path::Path;
 
-/// Marker of a Flatcar root: the selection does nothing on other distributions.
-const FLATCAR_MARKER: &str = "usr/share/flatcar";
-
 /// Run the selection in `root`; with `dry_run` only print the plan. Exit 1 when an image the
 /// selection needs is missing (the others are still linked), else 0.
 pub fn run(
@@ -27,9 +24,9 @@ pub fn run(
         );
         return Ok(EXIT_SUCCESS);
     }
-    if !root.join(FLATCAR_MARKER).is_dir() {
+    if !flatcar::is_flatcar_root(root) {
         tracing::info!(
-            "{} has no /{FLATCAR_MARKER}: not a Flatcar root, nothing to select.",
+            "{} has no /usr/share/flatcar: not a Flatcar root, nothing to select.",
             root.display()
         );
         if json != JsonMode::Off {

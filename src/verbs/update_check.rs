@@ -42,7 +42,8 @@ pub struct ClassUpdate {
 fn next_host(root: &Path, file: &Path) -> Result<(HostInfo, String)> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read the update's os-release {}", file.display()))?;
-    let data = release::read_env_file(file)?;
+    // One read: the same text gives the matching identity and the Flatcar image version.
+    let (data, _) = release::parse_env(&text);
     let host = HostInfo::from_release(
         &data,
         release::host_scope(root),
@@ -81,7 +82,7 @@ pub fn run(classes: &[ClassSettings], os_release: &Path, json: JsonMode) -> Resu
             extensions,
         });
     }
-    if root.join("usr/share/flatcar").is_dir() {
+    if flatcar::is_flatcar_root(&root) {
         if let Some(version) = flatcar::image_version(&text) {
             let inputs = flatcar::gather_for(&root, version, &text)?;
             report.flatcar_missing = flatcar::plan(&inputs)
