@@ -1,32 +1,33 @@
 //! extmerge: merge systemd system and configuration extensions onto a root, the way
 //! systemd-sysext/systemd-confext decide, with detached assembly and atomic refresh.
 //!
-//! The pure core (class table, release matching, discovery ordering, settings) is
-//! separated from the thin syscall layer so it can be unit-tested without root.
+//! The folders are the stages of a merge (DESIGN.md, "Module map"):
+//!
+//! * [`settings`]: what the command line, the environment and the root's configuration ask for;
+//! * [`gather`]: reads the root through its [`kernel::root::Root`] handle, never writes or mounts;
+//! * [`decide`]: plain data in, plain data out — matching, ordering, mutable plans, conflicts,
+//!   state comparison; no file-system or mount calls;
+//! * [`ondisk`]: byte formats (GPT, superblocks, verity, env files, mountinfo), all fuzzed;
+//! * [`kernel`]: the only place with syscalls on mounts, loop and dm devices, and with `unsafe`;
+//! * [`image`]: open one extension image by kind, as the image policy allows;
+//! * [`merge`]: merge, refresh, unmerge and check as pipelines over the same steps;
+//! * [`initrd`]: the kernel command line, `/var` and Flatcar's selection;
+//! * [`verbs`]: parse, call, print.
 
-pub mod assemble;
-pub mod cescape;
+#![deny(unsafe_code)]
+
 pub mod chase;
 pub mod class;
-pub mod compat;
-pub mod config;
-pub mod conflicts;
-pub mod discover;
-pub mod envfile;
+pub mod decide;
 pub mod failpoint;
-pub mod identity;
+pub mod gather;
 pub mod image;
 pub mod initrd;
-pub mod lock;
+#[allow(unsafe_code)]
+pub mod kernel;
 pub mod log;
+pub mod merge;
 pub mod meta;
-pub mod mountns;
-pub mod mountopts;
-pub mod mutable;
-pub mod overlay;
-pub mod release;
-pub mod snapshot;
-pub mod state;
+pub mod ondisk;
+pub mod settings;
 pub mod verbs;
-pub mod version;
-pub mod vpick;

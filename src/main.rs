@@ -4,10 +4,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use extmerge::class::ImageClass;
-use extmerge::config::{self, ClassSettings, CliOptions};
-use extmerge::conflicts::ConflictPolicy;
-use extmerge::initrd::{cmdline, switches};
-use extmerge::mutable::MutableMode;
+use extmerge::decide::conflicts::ConflictPolicy;
+use extmerge::decide::mutable::MutableMode;
+use extmerge::initrd::cmdline;
+use extmerge::settings::switches;
+use extmerge::settings::{self, ClassSettings, CliOptions};
 use extmerge::verbs::{self, JsonMode, EXIT_FAILURE, EXIT_USAGE};
 use std::path::PathBuf;
 
@@ -83,11 +84,11 @@ struct Cli {
     image_policy: Option<String>,
 
     /// Mount the merged hierarchies noexec (yes) or exec (no); default: noexec for confext only.
-    #[arg(long, global = true, value_name = "BOOL", value_parser = config::parse_bool_arg)]
+    #[arg(long, global = true, value_name = "BOOL", value_parser = settings::parse_bool_arg)]
     noexec: Option<bool>,
 
     /// Refresh even when nothing changed since the last merge.
-    #[arg(long = "always-refresh", global = true, value_name = "BOOL", value_parser = config::parse_bool_arg, default_value = "no", action = clap::ArgAction::Set)]
+    #[arg(long = "always-refresh", global = true, value_name = "BOOL", value_parser = settings::parse_bool_arg, default_value = "no", action = clap::ArgAction::Set)]
     always_refresh: bool,
 
     /// What to do about files provided by several extensions or hiding base files: refuse (drop the
@@ -220,7 +221,7 @@ fn run(cli: Cli) -> Result<i32> {
     // The initrd steps that are not about one class.
     match &verb {
         Verb::MountVar => {
-            let root = config::resolve_root(cli.root.as_deref())?;
+            let root = settings::resolve_root(cli.root.as_deref())?;
             return verbs::mount_var::run(
                 &root,
                 cli.root.is_some(),
@@ -229,7 +230,7 @@ fn run(cli: Cli) -> Result<i32> {
             );
         }
         Verb::FlatcarSelect { dry_run } => {
-            let root = config::resolve_root(cli.root.as_deref())?;
+            let root = settings::resolve_root(cli.root.as_deref())?;
             return verbs::flatcar_select::run(
                 &root,
                 *dry_run,
@@ -242,7 +243,7 @@ fn run(cli: Cli) -> Result<i32> {
     }
     let mut settings: Vec<ClassSettings> = classes(class_arg)
         .iter()
-        .map(|c| config::resolve(&opts, *c, &env))
+        .map(|c| settings::resolve(&opts, *c, &env))
         .collect::<Result<_>>()?;
     if switches::invoked_by_systemd() {
         let params = cmdline::parse(opts.kernel_cmdline.as_deref().unwrap_or_default());
@@ -281,9 +282,9 @@ fn run(cli: Cli) -> Result<i32> {
     let code = match &verb {
         Verb::List => verbs::list::run(&settings, cli.json, !cli.no_legend),
         Verb::Status => verbs::status::run(&settings, cli.json, !cli.no_legend),
-        Verb::Merge => verbs::merge::run(&settings),
-        Verb::Unmerge => verbs::unmerge::run(&settings),
-        Verb::Refresh => verbs::merge::run_refresh(&settings),
+        Verb::Merge => extmerge::merge::run(&settings),
+        Verb::Unmerge => extmerge::merge::unmerge::run(&settings),
+        Verb::Refresh => extmerge::merge::run_refresh(&settings),
         Verb::Check {
             os_release: Some(file),
         } => verbs::update_check::run(&settings, file, cli.json),

@@ -2,8 +2,8 @@
 //! hierarchy, byte-compatible with systemd's `store_info_in_meta()` so that `systemd-sysext status`,
 //! `unmerge` and `refresh` work on our mounts and we work on theirs.
 
-use crate::cescape::{cescape, cunescape};
 use crate::class::ImageClass;
+use crate::ondisk::cescape::{cescape, cunescape};
 use anyhow::{bail, Context};
 use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
 use std::fs;

@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use extmerge::class::ImageClass;
-use extmerge::config::{resolve, ClassSettings, CliOptions};
-use extmerge::conflicts::{ConflictKind, ConflictPolicy};
+use extmerge::decide::conflicts::{ConflictKind, ConflictPolicy};
+use extmerge::settings::{resolve, ClassSettings, CliOptions};
 use extmerge::verbs::check::{self, ClassReport};
 use extmerge::verbs::JsonMode;
 use serde_json::Value;

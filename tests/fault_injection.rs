@@ -311,7 +311,7 @@ impl Fixture {
 
     /// Our overlays stacked on each hierarchy (from this namespace's mount table).
     fn stacks(&self) -> BTreeMap<&'static str, usize> {
-        let table = extmerge::mountns::parse_mountinfo(mountinfo().as_bytes()).unwrap();
+        let table = extmerge::kernel::mounts::parse_mountinfo(mountinfo().as_bytes()).unwrap();
         HIERARCHIES
             .iter()
             .map(|(h, _)| {

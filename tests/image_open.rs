@@ -16,12 +16,12 @@ use common::{
     mountinfo_lines_containing, require_root, wait_until, write_files, LeakCheck,
     LOOP_RELEASE_TIMEOUT,
 };
-use extmerge::image::fsmount::{
+use extmerge::image::{open_image, OpenedImage};
+use extmerge::kernel::fscontext::{
     drain_fs_log, erofs_file_backed_supported, mount_detached, MountFlags,
 };
-use extmerge::image::loopdev::{loops_backed_by, LoopDevice, LoopOptions};
-use extmerge::image::probe::{probe_bytes, probe_path, FsType, Probed, PROBE_LEN};
-use extmerge::image::{open_image, OpenedImage};
+use extmerge::kernel::loopdev::{loops_backed_by, LoopDevice, LoopOptions};
+use extmerge::ondisk::superblock::{probe_bytes, probe_path, FsType, Probed, PROBE_LEN};
 use rustix::fs::{openat, Mode, OFlags, CWD};
 use rustix::mount::{move_mount, unmount, MoveMountFlags, UnmountFlags};
 

@@ -1391,7 +1391,9 @@ fn image_hashes_are_cached_inside_the_root_so_the_next_boot_does_not_rehash() {
     std::fs::create_dir_all(r.p("var/lib/extensions")).unwrap();
     mkfs_squashfs(&src, &r.p("var/lib/extensions/img.raw"));
     // A file changed within the racy window is hashed but not cached.
-    std::thread::sleep(extmerge::identity::RACY_WINDOW + std::time::Duration::from_millis(50));
+    std::thread::sleep(
+        extmerge::gather::identity::RACY_WINDOW + std::time::Duration::from_millis(50),
+    );
     r.ok(&["merge", "--class=sysext"]);
     // In the root (persistent across reboots), not in the initrd's /run.
     let cache = r

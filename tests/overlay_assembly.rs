@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
 use common::{enter_private_mount_ns, require_root, write_files, LeakCheck};
-use extmerge::mountns::{self, AttachError, MountInfo};
-use extmerge::overlay::{self, OverlaySpec, FSCONFIG_VALUE_MAX, MAX_LOWER_LAYERS};
+use extmerge::kernel::mounts::{self, AttachError, MountInfo};
+use extmerge::kernel::namespace;
+use extmerge::kernel::overlay::{self, OverlaySpec, FSCONFIG_VALUE_MAX, MAX_LOWER_LAYERS};
 use rustix::mount::{MountAttrFlags, MountPropagationFlags};
 
 /// A test's private namespace, its temp dir and a window on the original namespace.
@@ -80,7 +81,7 @@ impl Isolated {
 /// Lazily detach every mount below `dir` in this thread's namespace (stacked ones too).
 fn unmount_below(dir: &Path) {
     for _ in 0..1000 {
-        let mut below: Vec<MountInfo> = mountns::mountinfo()
+        let mut below: Vec<MountInfo> = mounts::mountinfo()
             .expect("mountinfo")
             .into_iter()
             .filter(|m| m.mount_point.starts_with(dir))
@@ -89,7 +90,7 @@ fn unmount_below(dir: &Path) {
             return;
         }
         below.sort_by_key(|m| std::cmp::Reverse(m.mount_point.as_os_str().len()));
-        mountns::detach_lazily(&below[0].mount_point).expect("detach");
+        mounts::detach_lazily(&below[0].mount_point).expect("detach");
     }
     panic!("could not unmount everything below {}", dir.display());
 }
@@ -109,7 +110,7 @@ fn mkdir(path: PathBuf) -> PathBuf {
 
 /// The visible (topmost) mount at `path` in this thread's namespace.
 fn top_mount_at(path: &Path) -> MountInfo {
-    let table = mountns::mountinfo().expect("mountinfo");
+    let table = mounts::mountinfo().expect("mountinfo");
     let at: Vec<&MountInfo> = table.iter().filter(|m| m.mount_point == path).collect();
     at.iter()
         .find(|m| !at.iter().any(|o| o.parent_id == m.mount_id))
@@ -167,7 +168,7 @@ const SAMPLE: &str = "\
 
 #[test]
 fn mountinfo_parser_decodes_fields() {
-    let table = mountns::parse_mountinfo(SAMPLE.as_bytes()).expect("parse");
+    let table = mounts::parse_mountinfo(SAMPLE.as_bytes()).expect("parse");
     assert_eq!(table.len(), 13);
     let usr = &table[1];
     assert_eq!(
@@ -184,14 +185,14 @@ fn mountinfo_parser_decodes_fields() {
     assert_eq!(spaced.optional_fields, vec!["shared:5", "master:3"]);
     assert_eq!(spaced.options, "rw,nosuid");
     assert_eq!(table[9].root, Path::new("/srv/sub"));
-    assert!(mountns::parse_mountinfo(b"1 2 3\n").is_err());
+    assert!(mounts::parse_mountinfo(b"1 2 3\n").is_err());
 }
 
 #[test]
 fn submounts_skip_hidden_covered_and_nested() {
-    let table = mountns::parse_mountinfo(SAMPLE.as_bytes()).expect("parse");
+    let table = mounts::parse_mountinfo(SAMPLE.as_bytes()).expect("parse");
     let paths = |prefix: &str| -> Vec<PathBuf> {
-        mountns::visible_submounts(&table, Path::new(prefix))
+        mounts::visible_submounts(&table, Path::new(prefix))
             .into_iter()
             .map(|m| m.mount_point)
             .collect()
@@ -205,7 +206,7 @@ fn submounts_skip_hidden_covered_and_nested() {
             .to_vec()
     );
     assert_eq!(
-        mountns::visible_submounts(&table, Path::new("/usr"))[3].mount_id,
+        mounts::visible_submounts(&table, Path::new("/usr"))[3].mount_id,
         26
     );
     // 30 sits on 29, which 31 covers: nothing below /opt is reachable.
@@ -243,8 +244,8 @@ fn read_only_three_layers_built_in_private_namespace() {
         | MountAttrFlags::MOUNT_ATTR_NODEV
         | MountAttrFlags::MOUNT_ATTR_NOEXEC;
     // The bottom layer only exists inside the helper namespace: the overlay keeps it.
-    let fd = mountns::in_private_namespace(|| {
-        mountns::mount_tmpfs(&ns_layer, 0o755)?;
+    let fd = namespace::in_private_namespace(|| {
+        mounts::mount_tmpfs(&ns_layer, 0o755)?;
         write_files(
             &ns_layer,
             &[("f", "bottom"), ("g", "bottom"), ("h", "bottom")],
@@ -258,13 +259,13 @@ fn read_only_three_layers_built_in_private_namespace() {
     );
     let dir = base.to_string_lossy().into_owned();
     assert!(
-        !mountns::mountinfo()
+        !mounts::mountinfo()
             .expect("mi")
             .iter()
             .any(|m| m.super_options.contains(&dir)),
         "detached overlay visible before attach"
     );
-    mountns::attach(&fd, &target).expect("attach");
+    mounts::attach(&fd, &target).expect("attach");
     assert_eq!(read(&target.join("f")), "top");
     assert_eq!(read(&target.join("g")), "mid");
     assert_eq!(read(&target.join("h")), "bottom");
@@ -292,7 +293,7 @@ fn read_only_three_layers_built_in_private_namespace() {
         err.raw_os_error(),
         Some(rustix::io::Errno::ROFS.raw_os_error())
     );
-    assert!(mountns::is_mount_point(&target).expect("statx"));
+    assert!(mounts::is_mount_point(&target).expect("statx"));
     drop(fd);
     iso.finish();
 }
@@ -315,7 +316,7 @@ fn mutable_overlay_writes_land_in_upper() {
     spec.attrs = MountAttrFlags::MOUNT_ATTR_NODEV;
     spec.options = vec!["redirect_dir=on".into(), "noatime".into()];
     let fd = overlay::build_detached(&spec).expect("build");
-    mountns::attach(&fd, &target).expect("attach");
+    mounts::attach(&fd, &target).expect("attach");
     fs::write(target.join("etc/new"), "written").expect("write new");
     fs::write(target.join("etc/edit"), "edited").expect("edit");
     assert_eq!(read(&upper.join("etc/new")), "written");
@@ -340,7 +341,7 @@ fn legacy_lowerdir_string_with_commas_and_colons() {
     spec.attrs = MountAttrFlags::MOUNT_ATTR_RDONLY;
     spec.force_legacy_lowerdir = true;
     let fd = overlay::build_detached(&spec).expect("legacy build");
-    mountns::attach(&fd, &target).expect("attach");
+    mounts::attach(&fd, &target).expect("attach");
     assert_eq!(read(&target.join("f")), "a");
     assert_eq!(read(&target.join("y")), "b");
     assert_eq!(read(&target.join("z")), "c");
@@ -362,7 +363,7 @@ fn legacy_lowerdir_string_with_commas_and_colons() {
     spec.force_legacy_lowerdir = true;
     let fd2 = overlay::build_detached(&spec).expect("legacy build via fd paths");
     let target2 = mkdir(base.join("target2"));
-    mountns::attach(&fd2, &target2).expect("attach");
+    mounts::attach(&fd2, &target2).expect("attach");
     assert_eq!(read(&target2.join("n")), "0");
 
     // Too long even then: a clear error naming the limit.
@@ -390,7 +391,7 @@ fn layer_paths_longer_than_fsconfig_limit_work() {
     let empty = mkdir(base.join("empty"));
     let fd =
         overlay::build_detached(&OverlaySpec::new("sysext", vec![deep, empty])).expect("build");
-    mountns::attach(&fd, &target).expect("attach");
+    mounts::attach(&fd, &target).expect("attach");
     assert_eq!(read(&target.join("f")), "deep");
     iso.finish();
 }
@@ -442,7 +443,7 @@ fn attach_beneath_swaps_never_miss_a_read() {
         spec.attrs = MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV;
         overlay::build_detached(&spec).expect("build")
     };
-    mountns::attach(build(&a), &target).expect("attach A");
+    mounts::attach(build(&a), &target).expect("attach A");
 
     let stop = Arc::new(AtomicBool::new(false));
     let (reads, misses) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -464,12 +465,12 @@ fn attach_beneath_swaps_never_miss_a_read() {
     }
     for i in 0..200 {
         let next = build(if i % 2 == 0 { &b } else { &a });
-        match mountns::attach_beneath(&next, &target) {
+        match mounts::attach_beneath(&next, &target) {
             Ok(()) => {}
             Err(AttachError::BeneathUnsupported) => panic!("kernel lacks MOVE_MOUNT_BENEATH"),
             Err(e) => panic!("swap {i}: {e}"),
         }
-        mountns::detach_lazily(&target).expect("detach old top");
+        mounts::detach_lazily(&target).expect("detach old top");
     }
     stop.store(true, Ordering::Relaxed);
     reader.join().expect("reader");
@@ -480,7 +481,7 @@ fn attach_beneath_swaps_never_miss_a_read() {
     println!("200 beneath swaps: {r} reads, {m} misses");
     assert_eq!(m, 0, "reader missed the file {m} times in {r} reads");
     assert_eq!(read(&target.join("f")), "A");
-    let at = mountns::mountinfo().expect("mi");
+    let at = mounts::mountinfo().expect("mi");
     assert_eq!(at.iter().filter(|m| m.mount_point == target).count(), 1);
     iso.finish();
 }
@@ -493,11 +494,11 @@ fn attach_beneath_on_non_mount_point_is_a_plain_failure() {
     let target = mkdir(base.join("target"));
     let empty = mkdir(base.join("empty"));
     let fd = overlay::build_detached(&OverlaySpec::new("sysext", vec![a, empty])).expect("build");
-    match mountns::attach_beneath(&fd, &target) {
+    match mounts::attach_beneath(&fd, &target) {
         Err(AttachError::Failed { target: t, .. }) => assert_eq!(t, target),
         other => panic!("expected Failed, got {other:?}"),
     }
-    assert!(mountns::beneath_supported());
+    assert!(mounts::beneath_supported());
     iso.finish();
 }
 
@@ -522,29 +523,29 @@ fn clone_tree_hands_over_overlay_submount_and_meta_bind() {
     spec.upperdir = Some(upper.clone());
     spec.workdir = Some(work);
     spec.attrs = MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID;
-    let tree = mountns::in_private_namespace(|| {
-        mountns::mount_tmpfs(&ws, 0o755)?;
+    let tree = namespace::in_private_namespace(|| {
+        mounts::mount_tmpfs(&ws, 0o755)?;
         let merged = ws.join("merged");
         fs::create_dir(&merged)?;
-        mountns::attach(overlay::build_detached(&spec)?, &merged)?;
-        mountns::mount_tmpfs(&merged.join("sub"), 0o755)?;
+        mounts::attach(overlay::build_detached(&spec)?, &merged)?;
+        mounts::mount_tmpfs(&merged.join("sub"), 0o755)?;
         fs::write(merged.join("sub/inner"), "inner")?;
-        mountns::bind_readonly(&merged.join(".systemd-sysext"))?;
+        mounts::bind_readonly(&merged.join(".systemd-sysext"))?;
         assert_eq!(
-            mountns::submounts(&merged)?,
+            mounts::submounts(&merged)?,
             vec![merged.join(".systemd-sysext"), merged.join("sub")]
         );
-        mountns::clone_tree(&merged)
+        mounts::clone_tree(&merged)
     })
     .expect("assemble in private namespace");
     let ws_str = ws.to_string_lossy().into_owned();
-    let mi = mountns::mountinfo().expect("mi");
+    let mi = mounts::mountinfo().expect("mi");
     assert!(
         !mi.iter().any(|m| m.mount_point.starts_with(&ws)),
         "workspace leaked: {ws_str}"
     );
 
-    mountns::attach(&tree, &target).expect("one move_mount");
+    mounts::attach(&tree, &target).expect("one move_mount");
     assert_eq!(read(&target.join("file")), "lower");
     assert_eq!(read(&target.join("sub/inner")), "inner");
     assert_eq!(read(&target.join(".systemd-sysext/extensions")), "x\n");
@@ -560,12 +561,12 @@ fn clone_tree_hands_over_overlay_submount_and_meta_bind() {
     assert_eq!(top_mount_at(&target).fstype, "overlay");
     assert_eq!(top_mount_at(&target.join("sub")).fstype, "tmpfs");
     assert_eq!(
-        mountns::submounts(&target).expect("submounts"),
+        mounts::submounts(&target).expect("submounts"),
         vec![target.join(".systemd-sysext"), target.join("sub")]
     );
     // A bind of a directory of the same filesystem is still a mount point.
-    assert!(mountns::is_mount_point(&target.join(".systemd-sysext")).expect("statx"));
-    assert!(!mountns::is_mount_point(&upper).expect("statx"));
+    assert!(mounts::is_mount_point(&target.join(".systemd-sysext")).expect("statx"));
+    assert!(!mounts::is_mount_point(&upper).expect("statx"));
     iso.finish();
 }
 
@@ -579,11 +580,11 @@ fn detached_overlay_is_invisible_until_attached() {
     let empty = mkdir(base.join("empty"));
     let spec = OverlaySpec::new("detachtest", vec![a, empty]);
     let fd = overlay::build_detached(&spec).expect("build");
-    assert_eq!(ours(&mountns::mountinfo().expect("mi")), 0);
-    assert!(!mountns::is_mount_point(&target).expect("statx"));
-    mountns::attach(&fd, &target).expect("attach");
-    assert_eq!(ours(&mountns::mountinfo().expect("mi")), 1);
-    assert!(mountns::is_mount_point(&target).expect("statx"));
+    assert_eq!(ours(&mounts::mountinfo().expect("mi")), 0);
+    assert!(!mounts::is_mount_point(&target).expect("statx"));
+    mounts::attach(&fd, &target).expect("attach");
+    assert_eq!(ours(&mounts::mountinfo().expect("mi")), 1);
+    assert!(mounts::is_mount_point(&target).expect("statx"));
     iso.finish();
 }
 
@@ -604,8 +605,8 @@ fn private_namespace_mounts_do_not_propagate_to_the_caller() {
     let caller = PathBuf::from("/proc").join(fs::read_link("/proc/thread-self").expect("tid"));
     let caller_mi = caller.join("mountinfo");
 
-    let (own_sees, caller_sees) = mountns::in_private_namespace(|| {
-        mountns::mount_tmpfs(&inner, 0o755)?;
+    let (own_sees, caller_sees) = namespace::in_private_namespace(|| {
+        mounts::mount_tmpfs(&inner, 0o755)?;
         let own = fs::read_to_string("/proc/thread-self/mountinfo")?;
         let theirs = fs::read_to_string(&caller_mi)?;
         let needle = inner.to_string_lossy().into_owned();
@@ -614,14 +615,14 @@ fn private_namespace_mounts_do_not_propagate_to_the_caller() {
     .expect("private namespace");
     assert!(own_sees, "the helper thread must see its own mount");
     assert!(!caller_sees, "mount leaked into the caller's namespace");
-    assert!(!mountns::is_mount_point(&inner).expect("statx"));
+    assert!(!mounts::is_mount_point(&inner).expect("statx"));
 
     // Control: without the rprivate step the same mount does propagate.
     let leaked = std::thread::scope(|s| {
         s.spawn(|| {
             // SAFETY: unshare(CLONE_NEWNS) only affects this thread's namespace.
             assert_eq!(unsafe { unshare(0x0002_0000) }, 0, "unshare");
-            mountns::mount_tmpfs(&control, 0o755).expect("tmpfs");
+            mounts::mount_tmpfs(&control, 0o755).expect("tmpfs");
             let theirs = fs::read_to_string(&caller_mi).expect("caller mountinfo");
             theirs.contains(&*control.to_string_lossy())
         })
@@ -632,17 +633,17 @@ fn private_namespace_mounts_do_not_propagate_to_the_caller() {
         leaked,
         "control: a shared parent should have propagated the mount"
     );
-    assert!(mountns::is_mount_point(&control).expect("statx"));
+    assert!(mounts::is_mount_point(&control).expect("statx"));
     iso.finish();
 }
 
 #[test]
 fn in_private_namespace_turns_panics_and_errors_into_errors() {
     require_root();
-    let err = mountns::in_private_namespace(|| -> anyhow::Result<()> { panic!("boom") })
+    let err = namespace::in_private_namespace(|| -> anyhow::Result<()> { panic!("boom") })
         .expect_err("panic becomes an error");
     assert!(format!("{err:#}").contains("boom"));
-    let err = mountns::in_private_namespace(|| -> anyhow::Result<()> {
+    let err = namespace::in_private_namespace(|| -> anyhow::Result<()> {
         Err(std::io::Error::from(ErrorKind::NotFound).into())
     })
     .expect_err("error passes through");

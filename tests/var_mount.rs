@@ -191,7 +191,7 @@ fn already_mounted_var_is_used_as_is() {
     let leaks = LeakCheck::new(tmp.path());
     let root = make_root(tmp.path());
     let var = root.join("var");
-    extmerge::mountns::mount_tmpfs(&var, 0o755).unwrap_or_else(|e| panic!("{e:#}"));
+    extmerge::kernel::mounts::mount_tmpfs(&var, 0o755).unwrap_or_else(|e| panic!("{e:#}"));
     // The device does not exist: used as is means no wait and no lookup at all.
     let spec = spec_of(What::Label("never-there-xyz".into()));
     let start = Instant::now();

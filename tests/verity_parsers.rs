@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use extmerge::image::ddi::{self, Designator, PartitionRole};
-use extmerge::image::verity::{self, CorruptBlock, VeritySuperblock};
-use extmerge::image::{sidecar, signature};
+use extmerge::image::sidecar;
+use extmerge::ondisk::signature;
+use extmerge::ondisk::verity::{self, CorruptBlock, VeritySuperblock};
 use tempfile::TempDir;
 
 // ---- helpers -------------------------------------------------------------------

@@ -7,6 +7,6 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     for section in ["SysExt", "ConfExt"] {
-        let _ = extmerge::config::parse_config_text(&text, section);
+        let _ = extmerge::settings::parse_config_text(&text, section);
     }
 });

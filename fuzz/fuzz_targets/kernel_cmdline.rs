@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = extmerge::initrd::var::spec_from_cmdline(&params, in_initrd);
         let _ = extmerge::initrd::var::timeout_from_cmdline(&params, in_initrd);
         for class in extmerge::class::ImageClass::MERGE_ORDER {
-            let _ = extmerge::initrd::switches::kill_switch(&params, class, in_initrd);
+            let _ = extmerge::settings::switches::kill_switch(&params, class, in_initrd);
         }
     }
 });

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = extmerge::release::parse_env_bytes(data);
+    let _ = extmerge::decide::release::parse_env_bytes(data);
 });

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(sf) = serde_json::from_slice::<extmerge::state::StateFile>(data) {
-        assert!(extmerge::state::differences(&sf.state, &sf.state).is_empty());
+    if let Ok(sf) = serde_json::from_slice::<extmerge::decide::state::StateFile>(data) {
+        assert!(extmerge::decide::state::differences(&sf.state, &sf.state).is_empty());
     }
 });

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::version::strverscmp_improved;
+use crate::ondisk::version::strverscmp_improved;
 
 /// `SD_GPT_FLAG_NO_AUTO`: the partition is not to be used automatically.
 pub const GPT_FLAG_NO_AUTO: u64 = 1 << 63;

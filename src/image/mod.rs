@@ -2,16 +2,9 @@
 //! needed, mount the filesystem detached.
 
 pub mod ddi;
-#[cfg(feature = "verity")]
-pub mod dmverity;
-pub mod fsmount;
-pub mod loopdev;
 pub mod policy;
-pub mod probe;
 pub mod protect;
 pub mod sidecar;
-pub mod signature;
-pub mod verity;
 
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileTypeExt;
@@ -20,9 +13,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use self::fsmount::{erofs_file_backed_supported, mount_detached, MountFlags};
-use self::loopdev::{LoopDevice, LoopOptions};
-use self::probe::{probe_bytes, read_head, FsType, Probed};
+use crate::kernel::fscontext::{erofs_file_backed_supported, mount_detached, MountFlags};
+use crate::kernel::loopdev::{LoopDevice, LoopOptions};
+use crate::ondisk::superblock::{probe_bytes, read_head, FsType, Probed};
 
 /// How many leading bytes an "unknown format" error shows.
 const HEX_PREVIEW: usize = 16;
@@ -84,7 +77,9 @@ pub fn open_image(path: &Path, flags: MountFlags) -> Result<OpenedImage> {
 
     // A truncated image (interrupted download or copy) must be refused here: erofs would mount
     // it and fail reads later. Block devices are sized by their driver; not checked here.
-    if let Some(need) = probe::declared_size(&head, fstype).filter(|_| !is_block) {
+    if let Some(need) =
+        crate::ondisk::superblock::declared_size(&head, fstype).filter(|_| !is_block)
+    {
         if need > meta.len() {
             bail!(
                 "{} is truncated: its {fstype} superblock says the file system takes {need} bytes, but the file has only {}",

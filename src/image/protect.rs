@@ -7,11 +7,12 @@
 
 use crate::class::ImageClass;
 use crate::image::ddi::{self, Designator, VerityLayout};
-use crate::image::fsmount::{mount_detached, MountFlags};
-use crate::image::loopdev::{LoopDevice, LoopOptions};
 use crate::image::policy::{ImagePolicy, Protection};
-use crate::image::probe::{probe_bytes, probe_path, FsType, Probed, PROBE_LEN};
-use crate::image::{open_image, sidecar, signature, verity, OpenedImage};
+use crate::image::{open_image, sidecar, OpenedImage};
+use crate::kernel::fscontext::{mount_detached, MountFlags};
+use crate::kernel::loopdev::{LoopDevice, LoopOptions};
+use crate::ondisk::superblock::{probe_bytes, probe_path, FsType, Probed, PROBE_LEN};
+use crate::ondisk::{signature, verity};
 use anyhow::{anyhow, bail, Context, Result};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -315,7 +316,7 @@ fn activate_and_mount(
     signature: Option<&[u8]>,
     flags: MountFlags,
 ) -> Result<OpenedImage> {
-    use crate::image::dmverity::{activate, VeritySpec};
+    use crate::kernel::dmverity::{activate, VeritySpec};
     let block_size = if src.sector_size == 4096 { 4096 } else { 0 };
     let data = LoopDevice::attach(
         path,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::ddi::Designator;
-use super::verity::{parse_roothash, to_hex};
+use crate::ondisk::verity::{parse_roothash, to_hex};
 
 /// What was found next to an image.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

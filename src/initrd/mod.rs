@@ -2,7 +2,6 @@
 
 pub mod cmdline;
 pub mod flatcar;
-pub mod switches;
 pub mod var;
 
 /// True when this process runs in an initrd (the running system's `/etc/initrd-release` exists).

@@ -5,14 +5,15 @@
 //! so checking them works unprivileged.
 
 use crate::class::ImageClass;
-use crate::compat;
-use crate::config::ClassSettings;
-use crate::conflicts::{self, Conflict, ConflictPolicy};
-use crate::discover::{self, Candidate, ImageKind};
-use crate::image::{self, fsmount::MountFlags, OpenedImage};
+use crate::decide::conflicts::{self, Conflict, ConflictPolicy};
+use crate::decide::release::{self, HostInfo, Scope, Verdict};
+use crate::gather::compat;
+use crate::gather::discover::{self, Candidate, ImageKind};
+use crate::image::{self, OpenedImage};
+use crate::kernel::fscontext::MountFlags;
+use crate::kernel::{mounts, namespace};
 use crate::meta;
-use crate::mountns;
-use crate::release::{self, HostInfo, Scope, Verdict};
+use crate::settings::ClassSettings;
 use crate::verbs::{print_json, JsonMode, EXIT_FAILURE, EXIT_SUCCESS};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -173,12 +174,12 @@ pub fn check_class_against(
     }
     let host = host.as_ref().map_err(|e| e.as_str());
     if privileged && (!images.is_empty() || !merged.is_empty()) {
-        mountns::in_private_namespace(|| {
+        namespace::in_private_namespace(|| {
             for h in &merged {
                 let p = crate::chase::host_path(&s.root, h);
                 // Only this thread's namespace loses the overlay.
                 while meta::is_ours(&p, s.class).unwrap_or(false) {
-                    mountns::detach_lazily(&p)?;
+                    mounts::detach_lazily(&p)?;
                 }
             }
             check_opened(s, host, next, &found.images, policy, &[])
@@ -203,7 +204,7 @@ fn check_opened(
     policy: ConflictPolicy,
     no_base: &[PathBuf],
 ) -> Result<ClassReport> {
-    let ws = PathBuf::from(crate::assemble::WORKSPACE).join("check");
+    let ws = PathBuf::from(crate::merge::assemble::WORKSPACE).join("check");
     let mut workspace_ready = false;
     // Keeps every image mounted until the scan is done.
     let mut opened: Vec<OpenedImage> = Vec::new();
@@ -220,7 +221,7 @@ fn check_opened(
                         .mode(0o700)
                         .create(&ws)
                         .with_context(|| format!("creating directory {}", ws.display()))?;
-                    mountns::mount_tmpfs(&ws, 0o700)?;
+                    mounts::mount_tmpfs(&ws, 0o700)?;
                     workspace_ready = true;
                 }
                 match open_at(c, &ws.join(i.to_string())) {
@@ -313,14 +314,14 @@ fn open_at(c: &Candidate, at: &Path) -> Result<(OpenedImage, PathBuf)> {
         .mode(0o700)
         .create(at)
         .with_context(|| format!("creating directory {}", at.display()))?;
-    mountns::attach(&img.mount, at)?;
+    mounts::attach(&img.mount, at)?;
     Ok((img, at.to_path_buf()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{resolve, CliOptions};
+    use crate::settings::{resolve, CliOptions};
 
     fn write(root: &Path, rel: &str, text: &str) {
         let p = root.join(rel);

@@ -2,8 +2,9 @@
 //! `enabled-sysext.conf`, the OEM sysext's A/B selection and migration), without downloads.
 //! The rules are in [`crate::initrd::flatcar`]; this verb gathers, plans, prints or applies.
 
+use crate::initrd::cmdline;
 use crate::initrd::flatcar::{self, Action};
-use crate::initrd::{cmdline, switches};
+use crate::settings::switches;
 use crate::verbs::{print_json, JsonMode, EXIT_FAILURE, EXIT_SUCCESS};
 use anyhow::Result;
 use std::path::Path;

@@ -1,10 +1,10 @@
 //! `list`: the candidates of each class in layer order, with their status. Mounts nothing.
 
 use crate::class::ImageClass;
-use crate::compat;
-use crate::config::ClassSettings;
-use crate::discover::{self, ImageKind};
-use crate::release::{self, HostInfo, Verdict};
+use crate::decide::release::{self, HostInfo, Verdict};
+use crate::gather::compat;
+use crate::gather::discover::{self, ImageKind};
+use crate::settings::ClassSettings;
 use crate::verbs::{print_json, JsonMode};
 use anyhow::Result;
 use serde::Serialize;

@@ -3,10 +3,8 @@
 pub mod check;
 pub mod flatcar_select;
 pub mod list;
-pub mod merge;
 pub mod mount_var;
 pub mod status;
-pub mod unmerge;
 pub mod update_check;
 
 use serde::Serialize;
@@ -53,17 +51,17 @@ pub fn require_privileges() -> anyhow::Result<()> {
 /// Run `f` for every class while holding the run lock of each root involved; a failing class is
 /// logged and the next one still runs (exit status 1 if any failed).
 pub fn for_each_class_locked<T>(
-    classes: &[crate::config::ClassSettings],
+    classes: &[crate::settings::ClassSettings],
     verb: &str,
-    mut f: impl FnMut(&crate::config::ClassSettings) -> anyhow::Result<T>,
+    mut f: impl FnMut(&crate::settings::ClassSettings) -> anyhow::Result<T>,
 ) -> anyhow::Result<(i32, Vec<T>)> {
     require_privileges()?;
     let _locks = classes
         .iter()
-        .map(|s| crate::lock::lock_path_for(&s.root))
+        .map(|s| crate::kernel::lock::lock_path_for(&s.root))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
-        .map(|p| crate::lock::acquire(&p, crate::lock::DEFAULT_TIMEOUT))
+        .map(|p| crate::kernel::lock::acquire(&p, crate::kernel::lock::DEFAULT_TIMEOUT))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut code = EXIT_SUCCESS;
     let mut outcomes = Vec::new();

@@ -2,7 +2,8 @@
 //! `<root>/var` (`/sysroot/var`), so extensions on a separate `/var` are merged in the
 //! initrd. The rules (which parameter, device wait, first boot) are in [`crate::initrd::var`].
 
-use crate::initrd::{cmdline, switches, var};
+use crate::initrd::{cmdline, var};
+use crate::settings::switches;
 use crate::verbs::{EXIT_FAILURE, EXIT_SUCCESS, EXIT_USAGE};
 use anyhow::Result;
 use std::path::Path;

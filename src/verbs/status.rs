@@ -2,8 +2,8 @@
 
 use crate::chase;
 use crate::class::ImageClass;
-use crate::config::ClassSettings;
 use crate::meta;
+use crate::settings::ClassSettings;
 use crate::verbs::{print_json, JsonMode, EXIT_SUCCESS};
 use anyhow::{Context, Result};
 use serde::Serialize;

@@ -4,10 +4,10 @@
 //! An updater stages the new images first (e.g. `flatcar-NAME-NEWVERSION.raw`), runs this
 //! again, and only then switches partitions: nothing disappears from the next boot unseen.
 
-use crate::config::ClassSettings;
-use crate::conflicts::ConflictPolicy;
+use crate::decide::conflicts::ConflictPolicy;
+use crate::decide::release::{self, HostInfo};
 use crate::initrd::flatcar::{self, Action};
-use crate::release::{self, HostInfo};
+use crate::settings::ClassSettings;
 use crate::verbs::check::{self, ClassReport, UpdateVerdict};
 use crate::verbs::{print_json, JsonMode, EXIT_FAILURE, EXIT_SUCCESS};
 use anyhow::{anyhow, Context, Result};

@@ -163,7 +163,7 @@ pub fn mountinfo_lines_containing(s: &str) -> Vec<String> {
 
 /// Loop devices whose backing file is below `dir` (from sysfs), as (device, backing).
 pub fn loops_below(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
-    extmerge::image::loopdev::loops_backed_by(dir)
+    extmerge::kernel::loopdev::loops_backed_by(dir)
 }
 
 /// Poll `cond` every 10 ms until it holds or `timeout` passes; returns its last value.

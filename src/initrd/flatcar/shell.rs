@@ -80,7 +80,7 @@ pub fn gather(root: &Path) -> Result<Inputs> {
 
 /// The version Flatcar names its images by: os-release `VERSION=`, else `VERSION_ID=`.
 pub fn image_version(os_release_text: &str) -> Option<String> {
-    let (os, _) = crate::release::parse_env(os_release_text);
+    let (os, _) = crate::decide::release::parse_env(os_release_text);
     ["VERSION", "VERSION_ID"]
         .iter()
         .find_map(|k| os.get(*k).filter(|v| !v.is_empty()))
@@ -91,7 +91,7 @@ pub fn image_version(os_release_text: &str) -> Option<String> {
 /// with the rest of `os_release_text` (the board) taken as is.
 pub fn gather_for(root: &Path, version: String, os_release_text: &str) -> Result<Inputs> {
     let root = &canonical_root(root)?;
-    let (os, _) = crate::release::parse_env(os_release_text);
+    let (os, _) = crate::decide::release::parse_env(os_release_text);
     let mut inputs = Inputs {
         version,
         board: os.get("FLATCAR_BOARD").cloned(),

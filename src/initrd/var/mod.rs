@@ -57,7 +57,7 @@
 //!
 //! [`ensure_var`] is the first step of the post-Ignition merge, before discovery, in the
 //! same process and on a thread in PID 1's mount namespace (never inside
-//! `mountns::in_private_namespace`): the mount must land in the namespace that switch-root
+//! `namespace::in_private_namespace`): the mount must land in the namespace that switch-root
 //! moves, so the unit must not have `PrivateMounts=`, `ProtectSystem=` or `MountFlags=`.
 //! The pre-Ignition confext stage must not call it: on a first boot `ignition-mount` mounts
 //! the user's `/var` later and would stack its mount on ours.
@@ -172,7 +172,7 @@ pub fn ensure_var(root: &Path, spec: Option<&VarSpec>, timeout: Duration) -> Res
     let target = root.join("var");
     prepare_target(&target)?;
 
-    if crate::mountns::is_mount_point(&target)? {
+    if crate::kernel::mounts::is_mount_point(&target)? {
         let source = mount_source(&target)?;
         tracing::info!(
             target = %target.display(),
@@ -238,7 +238,7 @@ fn mount_source(target: &Path) -> Result<PathBuf> {
     let st = rustix::fs::statx(CWD, target, AtFlags::empty(), StatxFlags::MNT_ID)
         .map_err(std::io::Error::from)
         .with_context(|| format!("statx {}", target.display()))?;
-    let table = crate::mountns::mountinfo()?;
+    let table = crate::kernel::mounts::mountinfo()?;
     Ok(table
         .iter()
         .find(|m| m.mount_id == st.stx_mnt_id)

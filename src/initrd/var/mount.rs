@@ -15,8 +15,8 @@ use rustix::mount::{
     FsOpenFlags, MountAttrFlags,
 };
 
-use crate::image::fsmount::drain_fs_log;
-use crate::mountopts::split_options;
+use crate::decide::mountopts::split_options;
+use crate::kernel::fscontext::drain_fs_log;
 
 /// Words only mount(8)/systemd look at (libmount's userspace map); never given to the kernel.
 const USERSPACE_WORDS: &[&str] = &[
@@ -203,5 +203,5 @@ pub fn mount_device(device: &Path, fstype: &str, plan: &MountPlan, target: &Path
     for line in drain_fs_log(fs_fd.as_fd()) {
         tracing::debug!(device = %device.display(), fstype, "kernel: {line}");
     }
-    crate::mountns::attach(&mnt, target).with_context(what)
+    crate::kernel::mounts::attach(&mnt, target).with_context(what)
 }

@@ -6,8 +6,8 @@ use std::fmt;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-use crate::cescape::cunescape;
 use crate::initrd::cmdline::{get, Param};
+use crate::ondisk::cescape::cunescape;
 
 /// The generator's key; matched exactly, as its `parse_proc_cmdline_item()` uses `streq`.
 const MOUNT_EXTRA: &str = "systemd.mount-extra";

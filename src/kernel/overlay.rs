@@ -1,10 +1,10 @@
 //! Detached overlayfs assembly with the new mount API (fsopen → fsconfig → fsmount).
 //!
 //! The overlay is never attached here: [`build_detached`] returns the mount fd and the
-//! caller attaches it (see [`crate::mountns::attach`]). Layers are *paths*: fd layers
+//! caller attaches it (see [`crate::kernel::mounts::attach`]). Layers are *paths*: fd layers
 //! (`FSCONFIG_SET_FD`, Linux 6.13) and detached mounts as layers (6.15) are newer than the
 //! 6.12 production kernel, so a layer has to be mounted somewhere the building thread can
-//! see — usually a private mount namespace ([`crate::mountns::in_private_namespace`]).
+//! see — usually a private mount namespace ([`crate::kernel::namespace::in_private_namespace`]).
 //!
 //! Kernel facts this module is built around (measured on 6.18):
 //! * every `FSCONFIG_SET_STRING` value is copied with `strndup_user(value, 256)`, so a value
@@ -451,7 +451,7 @@ impl FsContext {
         } else {
             let lines: Vec<String> = msgs
                 .iter()
-                .map(|m| crate::image::fsmount::humanize_log_line(m))
+                .map(|m| crate::kernel::fscontext::humanize_log_line(m))
                 .collect();
             format!("kernel: {}", lines.join("; "))
         };

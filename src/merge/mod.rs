@@ -1,19 +1,22 @@
 //! `merge` and `refresh`: assemble each class in a private namespace, then attach one tree per
 //! hierarchy — on refresh beneath the current one, so the hierarchy never goes empty.
 
-use crate::assemble::{self, AssembleInput, Assembly};
+pub mod assemble;
+pub mod unmerge;
+
 use crate::chase;
-use crate::config::ClassSettings;
+use crate::decide::mutable::MutableMode;
+use crate::decide::state::{self, StateFile, STATE_FILE};
 use crate::failpoint;
-use crate::identity::HashCache;
-use crate::lock;
+use crate::gather::identity::HashCache;
+use crate::gather::snapshot::{self, Snapshot};
+use crate::kernel::lock;
+use crate::kernel::mounts::{self, AttachError};
+use crate::kernel::namespace;
 use crate::meta;
-use crate::mountns::{self, AttachError};
-use crate::mutable::MutableMode;
-use crate::snapshot::{self, Snapshot};
-use crate::state::{self, StateFile, STATE_FILE};
-use crate::verbs::unmerge;
+use crate::settings::ClassSettings;
 use anyhow::{bail, Context, Result};
+use assemble::{AssembleInput, Assembly};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -107,7 +110,7 @@ fn assemble_for(
     refresh: bool,
     busy: Vec<PathBuf>,
 ) -> Result<Assembly> {
-    let assembly = mountns::in_private_namespace(|| {
+    let assembly = namespace::in_private_namespace(|| {
         assemble::assemble_in_private_namespace(
             s,
             AssembleInput {
@@ -371,7 +374,7 @@ fn swap_all(
         let result = if was_ours {
             // Ok(true): placed beneath the old top, which is still to be peeled.
             failpoint::hit_with("before-attach-beneath", &h).and_then(|()| {
-                match mountns::attach_beneath(&t.tree, &target) {
+                match mounts::attach_beneath(&t.tree, &target) {
                     Ok(()) => Ok(true),
                     Err(AttachError::BeneathUnsupported) => {
                         tracing::warn!(
@@ -379,7 +382,7 @@ fn swap_all(
                             target.display()
                         );
                         unmerge::peel(&target, s.class)
-                            .and_then(|_| mountns::attach(&t.tree, &target))
+                            .and_then(|_| mounts::attach(&t.tree, &target))
                             .map(|()| false)
                     }
                     Err(e) => Err(anyhow::Error::new(e)),
@@ -395,7 +398,7 @@ fn swap_all(
                         .with_context(|| format!("creating mount point {}", target.display()))?;
                 }
                 failpoint::hit_with("before-attach", &h)?;
-                mountns::attach(&t.tree, &target).map(|()| false)
+                mounts::attach(&t.tree, &target).map(|()| false)
             })()
         };
         // Once attached, the tree is rolled back with the others if a later step fails.
@@ -481,7 +484,7 @@ fn peel_old_top(s: &ClassSettings, target: &Path) -> Result<()> {
 /// peeling the top shows the one beneath, never a bare or half-merged hierarchy.
 fn peel_stale_stack(s: &ClassSettings, p: &Path) -> Result<()> {
     let stacked = || -> Result<usize> {
-        Ok(mountns::mountinfo()?
+        Ok(mounts::mountinfo()?
             .iter()
             .filter(|m| m.mount_point == p && m.fstype == "overlay")
             .filter(|m| m.source == s.class.overlay_source())
@@ -499,20 +502,22 @@ fn peel_stale_stack(s: &ClassSettings, p: &Path) -> Result<()> {
 
 /// `merge` for every selected class (confext first); a failing class does not stop the next.
 pub fn run(classes: &[ClassSettings]) -> Result<i32> {
-    super::for_each_class_locked(classes, "merge", merge_class).map(|(code, _)| code)
+    crate::verbs::for_each_class_locked(classes, "merge", merge_class).map(|(code, _)| code)
 }
 
-/// `refresh` for every selected class; exits with [`super::EXIT_SKIPPED`] when every class was
+/// `refresh` for every selected class; exits with [`crate::verbs::EXIT_SKIPPED`] when every class was
 /// skipped or had nothing to do and at least one was skipped.
 pub fn run_refresh(classes: &[ClassSettings]) -> Result<i32> {
-    let (code, outcomes) = super::for_each_class_locked(classes, "refresh", refresh_class)?;
+    let (code, outcomes) = crate::verbs::for_each_class_locked(classes, "refresh", refresh_class)?;
     let skipped = outcomes.contains(&Outcome::Skipped);
     let changed = outcomes
         .iter()
         .any(|o| matches!(o, Outcome::Merged(_) | Outcome::Unmerged(_)));
-    Ok(if code == super::EXIT_SUCCESS && skipped && !changed {
-        super::EXIT_SKIPPED
-    } else {
-        code
-    })
+    Ok(
+        if code == crate::verbs::EXIT_SUCCESS && skipped && !changed {
+            crate::verbs::EXIT_SKIPPED
+        } else {
+            code
+        },
+    )
 }

@@ -13,11 +13,11 @@
 //! * every entry systemd ignores silently (dangling symlinks, non-images) is reported with a
 //!   reason.
 
-use crate::cescape::cescape;
 use crate::chase::{chase, host_path, ChaseError, Resolved};
 use crate::class::ImageClass;
-use crate::version::strverscmp_improved;
-use crate::vpick::{self, describe_chase_error, EntryType};
+use crate::decide::vpick::{self, describe_chase_error, EntryType};
+use crate::ondisk::cescape::cescape;
+use crate::ondisk::version::strverscmp_improved;
 use anyhow::{bail, Context};
 use serde::Serialize;
 use std::cmp::Ordering;

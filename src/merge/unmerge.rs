@@ -1,9 +1,9 @@
 //! `unmerge`: remove overlays made by extmerge or systemd-sysext (never anything else).
 
 use crate::chase::{self, host_path};
-use crate::config::ClassSettings;
+use crate::kernel::mounts;
 use crate::meta;
-use crate::mountns;
+use crate::settings::ClassSettings;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -33,16 +33,16 @@ pub fn peel(p: &Path, class: crate::class::ImageClass) -> Result<Option<meta::Me
     // systemd moves submounts into its overlays, so keep copies and put them back where the
     // detach would otherwise lose them (ours leave the originals underneath: nothing to do then).
     let mut saved = Vec::new();
-    for sub in mountns::submounts(p)? {
+    for sub in mounts::submounts(p)? {
         if sub.starts_with(&meta_dir) {
             continue;
         }
-        saved.push((sub.clone(), mountns::clone_tree(&sub)?));
+        saved.push((sub.clone(), mounts::clone_tree(&sub)?));
     }
-    mountns::detach_lazily(p)?;
+    mounts::detach_lazily(p)?;
     for (sub, fd) in saved {
-        if sub.exists() && !mountns::is_mount_point(&sub).unwrap_or(true) {
-            if let Err(e) = mountns::attach(&fd, &sub) {
+        if sub.exists() && !mounts::is_mount_point(&sub).unwrap_or(true) {
+            if let Err(e) = mounts::attach(&fd, &sub) {
                 tracing::warn!(
                     "Could not restore mount {} after unmerge: {e:#}",
                     sub.display()
@@ -123,5 +123,5 @@ pub fn unmerge_class(s: &ClassSettings) -> Result<Vec<PathBuf>> {
 
 /// `unmerge` for every selected class.
 pub fn run(classes: &[ClassSettings]) -> Result<i32> {
-    super::for_each_class_locked(classes, "unmerge", unmerge_class).map(|(code, _)| code)
+    crate::verbs::for_each_class_locked(classes, "unmerge", unmerge_class).map(|(code, _)| code)
 }

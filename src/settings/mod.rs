@@ -2,10 +2,12 @@
 //! command line > environment > `<root>/{etc,run,usr/local/lib,usr/lib}/systemd/<class>.conf(.d)` > defaults.
 //! The image policy has no environment variable; hierarchies and overlay options only come from the environment.
 
+pub mod switches;
+
 use crate::chase;
 use crate::class::ImageClass;
-use crate::conflicts::ConflictPolicy;
-use crate::mutable::{parse_boolean, MutableMode};
+use crate::decide::conflicts::ConflictPolicy;
+use crate::decide::mutable::{parse_boolean, MutableMode};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;

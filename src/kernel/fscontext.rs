@@ -14,7 +14,7 @@ use rustix::mount::{
     FsOpenFlags, MountAttrFlags,
 };
 
-use super::probe::FsType;
+use crate::ondisk::superblock::FsType;
 
 /// Per-mount attribute flags on top of the always-set `ro` and `nodev`.
 #[derive(Clone, Copy, Debug, Default)]

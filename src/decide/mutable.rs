@@ -1,13 +1,10 @@
 //! Mutable modes: whether and where a merged hierarchy accepts writes.
 
-use crate::mountopts::{apply_flag_words, is_mount_flag_word, split_options};
-use anyhow::Context;
+use crate::decide::mountopts::{apply_flag_words, is_mount_flag_word, split_options};
 use rustix::mount::MountFlags;
 use serde::Serialize;
 use std::fmt;
-use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -441,8 +438,5 @@ pub fn plan(
     }))
 }
 
-mod facts;
-pub use facts::gather_facts;
-
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

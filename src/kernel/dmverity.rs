@@ -27,7 +27,7 @@ use libcryptsetup_rs::{
     CryptDevice, CryptInit, CryptParamsVerity, CryptParamsVerityRef, Either, LibcryptErr,
 };
 
-use super::verity;
+use crate::ondisk::verity;
 
 /// Where device-mapper puts its device nodes.
 const DM_DIR: &str = "/dev/mapper";

@@ -4,7 +4,7 @@
 //! Entry names look like `<basename>_<version>[_<arch>][+<left>[-<done>]]<suffix>`.
 
 use crate::chase::{chase, strip_root, ChaseError, Resolved};
-use crate::version::strverscmp_improved;
+use crate::ondisk::version::strverscmp_improved;
 use anyhow::Context;
 use std::cmp::Ordering;
 use std::fs::FileType;

@@ -2,8 +2,8 @@
 //! validation, combined in systemd's order. Used by `list` on directories and by `merge` on opened images.
 
 use crate::class::ImageClass;
-use crate::discover::ImageKind;
-use crate::release::{self, HostInfo, Verdict};
+use crate::decide::release::{self, HostInfo, Verdict};
+use crate::gather::discover::ImageKind;
 use std::path::Path;
 
 /// Decide whether the tree at `tree_root` (a directory extension or a mounted image) is accepted.

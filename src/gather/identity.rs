@@ -1,14 +1,13 @@
 //! Identities of extension images: systemd's weak identifiers (for its `origin` record) and our
 //! strong content identities (for our own skip decision).
 
-use crate::discover::ImageKind;
+use crate::gather::discover::ImageKind;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CString;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -27,69 +26,30 @@ pub struct WeakId {
     pub mtime: u64,
 }
 
-const STATX_MNT_ID: u32 = 0x1000;
-const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
-const STATX_BTIME: u32 = 0x800;
-const AT_HANDLE_FID: i32 = 0x200;
-const MAX_HANDLE_SZ: usize = 128;
-
-fn usec(sec: i64, nsec: u32) -> u64 {
-    (sec.max(0) as u64) * 1_000_000 + u64::from(nsec) / 1000
-}
-
 /// Collect systemd's weak identifiers of the image at `path` (the resolved host path).
 pub fn weak_id(path: &Path, kind: ImageKind) -> Result<WeakId> {
-    let c = CString::new(path.as_os_str().as_bytes()).context("path contains a NUL byte")?;
-    // SAFETY: plain syscalls on a NUL-terminated path into zeroed, correctly sized buffers.
-    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    let mask = libc::STATX_BASIC_STATS | STATX_BTIME | STATX_MNT_ID_UNIQUE;
-    let r = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, mask, &mut stx) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("statx {}", path.display()));
-    }
-    let on_mount_id = if stx.stx_mask & (STATX_MNT_ID_UNIQUE | STATX_MNT_ID) != 0 {
-        stx.stx_mnt_id
-    } else {
-        0
-    };
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("opening {}", path.display()))?;
+    weak_id_of(fd.as_fd(), kind).with_context(|| format!("statx {}", path.display()))
+}
 
-    let mut buf = vec![0u8; std::mem::size_of::<libc::c_uint>() * 2 + MAX_HANDLE_SZ];
-    // struct file_handle { unsigned int handle_bytes; int handle_type; unsigned char f_handle[]; }
-    buf[..4].copy_from_slice(&(MAX_HANDLE_SZ as u32).to_ne_bytes());
-    let mut mnt_id: libc::c_int = 0;
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_name_to_handle_at,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            buf.as_mut_ptr(),
-            &mut mnt_id as *mut libc::c_int,
-            AT_HANDLE_FID,
-        )
-    };
-    let file_handle = if r == 0 {
-        let bytes = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-        let ty = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
-        Some((ty, buf[8..8 + bytes.min(MAX_HANDLE_SZ)].to_vec()))
-    } else {
-        None
-    };
-    let crtime = if stx.stx_mask & STATX_BTIME != 0 {
-        usec(stx.stx_btime.tv_sec, stx.stx_btime.tv_nsec)
-    } else {
-        0
-    };
-    let mtime = match kind {
-        ImageKind::Directory => 0,
-        _ => usec(stx.stx_mtime.tv_sec, stx.stx_mtime.tv_nsec),
-    };
+/// systemd's weak identifiers of the inode `fd` refers to.
+pub fn weak_id_of(fd: std::os::fd::BorrowedFd<'_>, kind: ImageKind) -> std::io::Result<WeakId> {
+    let id = crate::kernel::stat::identity(fd)?;
     Ok(WeakId {
-        on_mount_id,
-        file_handle,
-        inode: stx.stx_ino,
-        crtime,
-        mtime,
+        on_mount_id: id.mount_id,
+        file_handle: crate::kernel::stat::file_handle(fd),
+        inode: id.inode,
+        crtime: id.btime_us,
+        mtime: match kind {
+            ImageKind::Directory => 0,
+            _ => id.mtime_us,
+        },
     })
 }
 
@@ -285,7 +245,7 @@ pub fn tree_digest(dir: &Path, cache: &mut HashCache) -> Result<String> {
                 std::fs::symlink_metadata(&p).with_context(|| format!("lstat {}", p.display()))?;
             let rel = p.strip_prefix(base).unwrap_or(&p);
             let ft = m.file_type();
-            if ft.is_dir() && crate::mountns::is_mount_point(&p)? {
+            if ft.is_dir() && crate::kernel::mounts::is_mount_point(&p)? {
                 h.update(format!("{}\0mount point\n", rel.display()).as_bytes());
                 continue;
             }

@@ -18,8 +18,8 @@ use x509_cert::der::asn1::ObjectIdentifier as Oid;
 use x509_cert::der::{Decode, Encode};
 use x509_cert::Certificate;
 
-use super::verity::{parse_roothash, to_hex};
 use crate::chase;
+use crate::ondisk::verity::{parse_roothash, to_hex};
 
 /// systemd refuses signature partitions larger than this (`acquire_sig_for_roothash()`).
 pub const MAX_SIG_PARTITION: usize = 4 * 1024 * 1024;

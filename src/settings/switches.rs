@@ -35,7 +35,7 @@ pub fn kill_switch(params: &[Param], class: ImageClass, in_initrd: bool) -> Opti
             key
         };
         let v = v?;
-        (crate::mutable::parse_boolean(&v) == Some(false)).then(|| format!("{shown}={v}"))
+        (crate::decide::mutable::parse_boolean(&v) == Some(false)).then(|| format!("{shown}={v}"))
     };
     disabled("rd.extmerge", true).or_else(|| disabled(&format!("systemd.{}", class.name()), false))
 }
@@ -49,7 +49,7 @@ pub fn all_disabled(params: &[Param], in_initrd: bool) -> bool {
             .rev()
             .find(|p| p.key == "rd.extmerge")
             .and_then(|p| p.value.as_deref())
-            .is_some_and(|v| crate::mutable::parse_boolean(v) == Some(false))
+            .is_some_and(|v| crate::decide::mutable::parse_boolean(v) == Some(false))
 }
 
 /// The systemd unit whose masking in the root disables a class (Flatcar's convention).

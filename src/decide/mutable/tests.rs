@@ -16,11 +16,11 @@ fn modes_round_trip_and_booleans_map_like_systemd() {
 
 // ---- plan(): pure, facts built by hand ----
 
-fn p(s: &str) -> PathBuf {
+pub(crate) fn p(s: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn ext(names: &[&str]) -> Vec<String> {
+pub(crate) fn ext(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
@@ -66,7 +66,7 @@ fn with_mutable(h: &str, m: MutableDirFacts) -> HierarchyFacts {
     }
 }
 
-fn must_plan(
+pub(crate) fn must_plan(
     mode: MutableMode,
     f: &HierarchyFacts,
     e: &[String],
@@ -75,7 +75,7 @@ fn must_plan(
     plan(mode, f, e, env).unwrap().unwrap()
 }
 
-fn defaults() -> Vec<String> {
+pub(crate) fn defaults() -> Vec<String> {
     ext(&["redirect_dir=on", "metacopy=off", "index=off"])
 }
 
@@ -553,194 +553,4 @@ fn t50_31_top_mode_is_the_hierarchy_mode() {
         must_plan(MutableMode::Yes, &f, &ext(&["e"]), None).top_mode,
         0o750
     );
-}
-
-// ---- gather_facts(): tempdir trees ----
-
-fn mode_of(p: &Path) -> u32 {
-    std::fs::metadata(p).unwrap().mode() & 0o777
-}
-
-fn tree() -> tempfile::TempDir {
-    let t = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(t.path().join("opt")).unwrap();
-    std::fs::write(t.path().join("opt/host-file"), "h").unwrap();
-    std::fs::create_dir_all(t.path().join("etc")).unwrap();
-    std::fs::write(t.path().join("etc/hostname"), "h").unwrap();
-    t
-}
-
-#[test]
-fn gather_yes_creates_mutable_dir_with_parents_0755_and_hierarchy_mode() {
-    // Parents are created 0755 minus umask, like systemd; pin the umask to make that visible.
-    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
-    let t = tree();
-    std::fs::set_permissions(t.path().join("opt"), std::fs::Permissions::from_mode(0o750)).unwrap();
-    let f = gather_facts(t.path(), Path::new("/opt"), MutableMode::Yes).unwrap();
-    let md = t.path().join("var/lib/extensions.mutable/opt");
-    assert!(md.is_dir());
-    assert_eq!(mode_of(&md), 0o750);
-    for parent in ["var", "var/lib", "var/lib/extensions.mutable"] {
-        assert_eq!(mode_of(&t.path().join(parent)), 0o755, "{parent}");
-    }
-    assert_eq!(f.mode, 0o750);
-    let m = f.mutable_dir.clone().unwrap();
-    assert_eq!(m.resolved, p("/var/lib/extensions.mutable/opt"));
-    assert_eq!(m.mode, 0o750);
-    assert!(!m.same_inode_as_hierarchy && m.parent_same_fs);
-    let pl = must_plan(MutableMode::Yes, &f, &ext(&["e"]), None);
-    assert!(!pl.read_only && pl.host_is_lower);
-}
-
-#[test]
-fn gather_yes_creates_dirs_even_for_a_missing_hierarchy() {
-    let t = tree();
-    let f = gather_facts(t.path(), Path::new("/usr"), MutableMode::Yes).unwrap();
-    assert!(!f.exists && f.mode == 0o755);
-    assert!(t.path().join("var/lib/extensions.mutable/usr").is_dir());
-    assert_eq!(f.resolved, p("/usr"));
-}
-
-#[test]
-fn gather_auto_import_and_ephemeral_modes_never_create() {
-    for mode in [
-        MutableMode::Auto,
-        MutableMode::Import,
-        MutableMode::Ephemeral,
-        MutableMode::EphemeralImport,
-        MutableMode::No,
-    ] {
-        let t = tree();
-        let f = gather_facts(t.path(), Path::new("/opt"), mode).unwrap();
-        assert!(f.mutable_dir.is_none(), "{mode}");
-        assert!(
-            !t.path().join("var").exists(),
-            "{mode} created the mutable dir"
-        );
-    }
-}
-
-#[test]
-fn gather_mode_no_and_ephemeral_ignore_an_existing_mutable_dir() {
-    let t = tree();
-    std::fs::create_dir_all(t.path().join("var/lib/extensions.mutable/opt")).unwrap();
-    for mode in [MutableMode::No, MutableMode::Ephemeral] {
-        assert!(gather_facts(t.path(), Path::new("/opt"), mode)
-            .unwrap()
-            .mutable_dir
-            .is_none());
-    }
-    for mode in [
-        MutableMode::Auto,
-        MutableMode::Import,
-        MutableMode::EphemeralImport,
-    ] {
-        assert!(gather_facts(t.path(), Path::new("/opt"), mode)
-            .unwrap()
-            .mutable_dir
-            .is_some());
-    }
-}
-
-#[test]
-fn gather_symlink_to_hierarchy_is_same_inode_and_plans_like_flatcar() {
-    let t = tree();
-    std::fs::create_dir_all(t.path().join("var/lib/extensions.mutable")).unwrap();
-    // Absolute target, resolved inside the root exactly like Flatcar's initrd link.
-    std::os::unix::fs::symlink("/etc", t.path().join("var/lib/extensions.mutable/etc")).unwrap();
-    for mode in [MutableMode::Auto, MutableMode::Yes] {
-        let f = gather_facts(t.path(), Path::new("/etc"), mode).unwrap();
-        let m = f.mutable_dir.clone().unwrap();
-        assert_eq!(m.resolved, p("/etc"));
-        assert!(m.same_inode_as_hierarchy && m.parent_same_fs);
-        let pl = must_plan(mode, &f, &ext(&["00-flatcar-default"]), None);
-        assert_eq!(
-            pl.upper,
-            Some(UpperDir::Persistent {
-                upper: p("/etc"),
-                work: p("/.systemd-etc-workdir")
-            })
-        );
-        assert!(pl.self_upper && !pl.host_is_lower);
-        assert_eq!(pl.options, defaults());
-        assert!(pl.noatime);
-    }
-    let f = gather_facts(t.path(), Path::new("/etc"), MutableMode::Import).unwrap();
-    assert!(matches!(
-        plan(MutableMode::Import, &f, &ext(&["a"]), None),
-        Err(PlanError::Loop { .. })
-    ));
-}
-
-#[test]
-fn gather_dangling_symlink_is_no_mutable_dir_for_auto() {
-    let t = tree();
-    std::fs::create_dir_all(t.path().join("var/lib/extensions.mutable")).unwrap();
-    std::os::unix::fs::symlink(
-        "/nonexistent",
-        t.path().join("var/lib/extensions.mutable/opt"),
-    )
-    .unwrap();
-    let f = gather_facts(t.path(), Path::new("/opt"), MutableMode::Auto).unwrap();
-    assert!(f.mutable_dir.is_none());
-    assert!(!t.path().join("nonexistent").exists());
-    assert!(must_plan(MutableMode::Auto, &f, &ext(&["e"]), None).read_only);
-}
-
-#[test]
-fn gather_yes_follows_a_dangling_symlink_and_creates_its_target() {
-    // CHASE_MKDIR_0755 follows the final symlink, so systemd creates the link target.
-    let t = tree();
-    std::fs::create_dir_all(t.path().join("var/lib/extensions.mutable")).unwrap();
-    std::os::unix::fs::symlink("/upperdir", t.path().join("var/lib/extensions.mutable/opt"))
-        .unwrap();
-    let f = gather_facts(t.path(), Path::new("/opt"), MutableMode::Yes).unwrap();
-    assert!(t.path().join("upperdir").is_dir());
-    assert_eq!(f.mutable_dir.unwrap().resolved, p("/upperdir"));
-}
-
-#[test]
-fn gather_yes_leaves_a_mismatching_existing_dir_alone_and_plan_fails() {
-    let t = tree();
-    let md = t.path().join("var/lib/extensions.mutable/opt");
-    std::fs::create_dir_all(&md).unwrap();
-    std::fs::set_permissions(&md, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let f = gather_facts(t.path(), Path::new("/opt"), MutableMode::Yes).unwrap();
-    assert_eq!(mode_of(&md), 0o700);
-    assert!(matches!(
-        plan(MutableMode::Yes, &f, &ext(&["e"]), None),
-        Err(PlanError::ModeMismatch {
-            have: 0o700,
-            want: 0o755,
-            ..
-        })
-    ));
-}
-
-#[test]
-fn gather_reports_missing_and_empty_hierarchies() {
-    let t = tree();
-    let f = gather_facts(t.path(), Path::new("/usr"), MutableMode::No).unwrap();
-    assert!(!f.exists && !f.is_empty && f.mode == 0o755);
-    std::fs::create_dir(t.path().join("empty")).unwrap();
-    assert!(
-        gather_facts(t.path(), Path::new("/empty"), MutableMode::No)
-            .unwrap()
-            .is_empty
-    );
-    // Hidden files count as content (dir_is_empty(…, ignore_hidden_or_backup=false)).
-    std::fs::write(t.path().join("empty/.hidden"), "").unwrap();
-    assert!(
-        !gather_facts(t.path(), Path::new("/empty"), MutableMode::No)
-            .unwrap()
-            .is_empty
-    );
-}
-
-#[test]
-fn gather_rejects_a_hierarchy_that_is_not_a_directory() {
-    let t = tree();
-    std::fs::write(t.path().join("file"), "").unwrap();
-    let err = gather_facts(t.path(), Path::new("/file"), MutableMode::No).unwrap_err();
-    assert!(format!("{err:#}").contains("not a directory"));
 }

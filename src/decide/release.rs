@@ -1,12 +1,14 @@
 //! os-release / extension-release handling: the extension-release lookup
 //! (`open_extension_release_at`) and the compatibility decision (`extension_release_validate`).
 
-pub use crate::envfile::{parse_env, parse_env_bytes, read_env_file, ParseWarning, ReleaseData};
+pub use crate::ondisk::envfile::{
+    parse_env, parse_env_bytes, read_env_file, ParseWarning, ReleaseData,
+};
 
 use crate::chase::{chase, ChaseError};
 use crate::class::ImageClass;
-use crate::envfile::systemd_utf8;
-use crate::mutable::parse_boolean;
+use crate::decide::mutable::parse_boolean;
+use crate::ondisk::envfile::systemd_utf8;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use std::io;

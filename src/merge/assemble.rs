@@ -4,19 +4,19 @@
 
 use crate::chase::{self, host_path};
 use crate::class::ImageClass;
-use crate::compat;
-use crate::config::ClassSettings;
-use crate::conflicts::{self, ConflictPolicy};
-use crate::discover::{Candidate, ImageKind};
-use crate::image::{
-    self, fsmount::MountFlags as ImageMountFlags, policy::ImagePolicy, protect, OpenedImage,
-};
+use crate::decide::conflicts::{self, ConflictPolicy};
+use crate::decide::mutable::{self, HierarchyPlan, Layer, UpperDir};
+use crate::decide::release::{HostInfo, Verdict};
+use crate::decide::state::{Origin, OriginId, State, StateFile, STATE_FILE};
+use crate::gather::compat;
+use crate::gather::discover::{Candidate, ImageKind};
+use crate::image::{policy::ImagePolicy, protect, OpenedImage};
+use crate::kernel::fscontext::MountFlags as ImageMountFlags;
+use crate::kernel::mounts;
+use crate::kernel::overlay::{self, OverlaySpec};
 use crate::meta::{self, MetaContents};
-use crate::mountns;
-use crate::mutable::{self, HierarchyPlan, Layer, UpperDir};
-use crate::overlay::{self, OverlaySpec};
-use crate::release::{HostInfo, Verdict};
-use crate::state::{Origin, OriginId, State, StateFile, STATE_FILE};
+use crate::ondisk::superblock::FsType;
+use crate::settings::ClassSettings;
 use anyhow::{anyhow, Context, Result};
 use rustix::mount::{MountAttrFlags, MountFlags};
 use std::collections::BTreeMap;
@@ -38,7 +38,7 @@ pub struct Accepted {
     /// Resolved path inside the root.
     pub path: PathBuf,
     /// Filesystem of a raw image.
-    pub fstype: Option<image::probe::FsType>,
+    pub fstype: Option<FsType>,
 }
 
 /// An extension left out of the merge, with the reason.
@@ -173,7 +173,7 @@ fn open_candidates(
             }
             Verdict::Reject(reason) => {
                 let (name, path) = (c.name.as_str(), c.path.display());
-                if crate::release::is_version_mismatch(&reason) {
+                if crate::decide::release::is_version_mismatch(&reason) {
                     // After an A/B update the old version's image stays and is silently
                     // unused unless someone says so: this is the line an operator must see.
                     tracing::warn!(
@@ -224,7 +224,7 @@ fn open_images_in_parallel(
             protect::open_protected(&c.host_path, &s.root, s.class, policy, image_mount_flags(s))?;
         let at = ws.join("images").join(i.to_string());
         mkdir_p(&at, 0o700)?;
-        mountns::attach(&p.image.mount, &at)?;
+        mounts::attach(&p.image.mount, &at)?;
         Ok((at, p))
     };
     let images: Vec<usize> = (0..candidates.len())
@@ -338,7 +338,8 @@ pub fn build_origin(
     // names `/run/systemd/sysext/<hierarchy>` for every hierarchy, not the tmpfs actually used.
     let mutable_dirs: Vec<(String, String)> = if matches!(
         s.mutable,
-        crate::mutable::MutableMode::Ephemeral | crate::mutable::MutableMode::EphemeralImport
+        crate::decide::mutable::MutableMode::Ephemeral
+            | crate::decide::mutable::MutableMode::EphemeralImport
     ) {
         s.hierarchies
             .iter()
@@ -397,7 +398,7 @@ fn fresh_workdir(work: &Path) -> Result<PathBuf> {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
         .context("reading /dev/urandom for a unique work dir name")?;
     let mut name = work.file_name().unwrap_or_default().to_os_string();
-    name.push(format!("-{}", crate::identity::hex(&bytes)));
+    name.push(format!("-{}", crate::gather::identity::hex(&bytes)));
     Ok(work.with_file_name(name))
 }
 
@@ -511,12 +512,12 @@ fn build_hierarchy(
     // Assemble the final tree at a workspace path, then clone it as one detached tree.
     let at = ctx.ws.join("overlay").join(&comp);
     mkdir_p(&at, 0o755)?;
-    mountns::attach(&fd, &at)?;
+    mounts::attach(&fd, &at)?;
     if plan.upper.is_some() {
-        mountns::bind_readonly(&at.join(s.class.meta_dir_name()))?;
+        mounts::bind_readonly(&at.join(s.class.meta_dir_name()))?;
     }
     carry_submounts(&host_path(&s.root, &plan.hierarchy), &at)?;
-    let tree = mountns::clone_tree(&at)?;
+    let tree = mounts::clone_tree(&at)?;
     crate::failpoint::hit_with("tree-assembled", plan.hierarchy.display())?;
     Ok(tree)
 }
@@ -524,7 +525,7 @@ fn build_hierarchy(
 /// Clone the mounts below the host hierarchy onto the new tree (the originals stay underneath,
 /// so they reappear unchanged on unmerge).
 fn carry_submounts(hierarchy: &Path, tree: &Path) -> Result<()> {
-    for sub in mountns::submounts(hierarchy)? {
+    for sub in mounts::submounts(hierarchy)? {
         let Ok(rel) = sub.strip_prefix(hierarchy) else {
             continue;
         };
@@ -537,8 +538,8 @@ fn carry_submounts(hierarchy: &Path, tree: &Path) -> Result<()> {
             );
             continue;
         }
-        let clone = mountns::clone_tree(&sub)?;
-        mountns::attach(&clone, &target)
+        let clone = mounts::clone_tree(&sub)?;
+        mounts::attach(&clone, &target)
             .with_context(|| format!("carrying submount {} into the merged tree", sub.display()))?;
         tracing::debug!("Carried submount {} into the merged tree.", sub.display());
     }
@@ -615,7 +616,7 @@ fn apply_conflict_policy(
     Ok(())
 }
 
-/// Assemble every hierarchy of one class. Must run inside [`mountns::in_private_namespace`].
+/// Assemble every hierarchy of one class. Must run inside [`namespace::in_private_namespace`].
 /// On refresh the existing overlays are peeled off first, in the private namespace only, so the
 /// host hierarchy is the bottom layer again; the caller's namespace still shows the old merge.
 pub fn assemble_in_private_namespace(
@@ -625,14 +626,14 @@ pub fn assemble_in_private_namespace(
     let (host, candidates) = (input.host, input.candidates);
     let ws = PathBuf::from(WORKSPACE);
     mkdir_p(&ws, 0o700)?;
-    mountns::mount_tmpfs(&ws, 0o700)?;
+    mounts::mount_tmpfs(&ws, 0o700)?;
     let mut out = Assembly::default();
 
     if input.refresh {
         for h in &s.hierarchies {
             let p = host_path(&s.root, h);
             while meta::is_ours(&p, s.class)? {
-                crate::verbs::unmerge::peel(&p, s.class)?;
+                crate::merge::unmerge::peel(&p, s.class)?;
             }
         }
         crate::failpoint::hit("private-peeled")?;
@@ -641,14 +642,14 @@ pub fn assemble_in_private_namespace(
     let policy = ImagePolicy::for_class(s.class, s.image_policy.as_deref())
         .with_context(|| format!("image policy {:?}", s.image_policy.as_deref().unwrap_or("")))?;
     let mut opened = open_candidates(s, &policy, host, candidates, &ws, &mut out)?;
-    if opened.is_empty() && s.mutable == crate::mutable::MutableMode::No {
+    if opened.is_empty() && s.mutable == crate::decide::mutable::MutableMode::No {
         return Ok(out);
     }
 
     let mut mutable_dirs = Vec::new();
     let mut facts = Vec::new();
     for h in &s.hierarchies {
-        let f = mutable::gather_facts(&s.root, h, s.mutable)?;
+        let f = crate::gather::facts::gather_facts(&s.root, h, s.mutable)?;
         if let Some(d) = &f.mutable_dir {
             mutable_dirs.push((h.clone(), d.resolved.clone()));
         }
@@ -656,7 +657,7 @@ pub fn assemble_in_private_namespace(
     }
     apply_conflict_policy(s, &facts, &mut opened, &mut out)?;
     out.accepted = opened.iter().map(|(a, _, _)| a.clone()).collect();
-    if out.accepted.is_empty() && s.mutable == crate::mutable::MutableMode::No {
+    if out.accepted.is_empty() && s.mutable == crate::decide::mutable::MutableMode::No {
         return Ok(out);
     }
     let ctx = Ctx {
@@ -711,7 +712,7 @@ pub fn assemble_in_private_namespace(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{resolve, CliOptions};
+    use crate::settings::{resolve, CliOptions};
 
     fn settings(class: ImageClass, noexec: Option<bool>) -> ClassSettings {
         let t = std::env::temp_dir();

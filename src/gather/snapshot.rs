@@ -3,13 +3,13 @@
 //! Runs in the caller's mount namespace: mount IDs inside a private namespace would differ.
 
 use crate::chase;
-use crate::config::ClassSettings;
-use crate::discover::{self, Discovery, ImageKind};
-use crate::identity::{self, HashCache};
+use crate::decide::mutable::{self, MutableMode};
+use crate::decide::release::{HostInfo, Scope};
+use crate::decide::state::{ImageRecord, OriginId, State, STATE_VERSION};
+use crate::gather::discover::{self, Discovery, ImageKind};
+use crate::gather::identity::{self, HashCache};
 use crate::image::protect;
-use crate::mutable::{self, MutableMode};
-use crate::release::{HostInfo, Scope};
-use crate::state::{ImageRecord, OriginId, State, STATE_VERSION};
+use crate::settings::ClassSettings;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

@@ -1,0 +1,10 @@
+//! Decisions as pure functions over plain data: release matching, layer order and vpick choice,
+//! mutable-mode plans, conflicts, state comparison. No file-system, mount or process calls here
+//! (a test greps for them).
+
+pub mod conflicts;
+pub mod mountopts;
+pub mod mutable;
+pub mod release;
+pub mod state;
+pub mod vpick;

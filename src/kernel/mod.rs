@@ -1,0 +1,13 @@
+//! The syscall shell: the root handle, mounts and namespaces, loop and dm-verity devices, the
+//! run lock. The only folder allowed `unsafe`, and the only place that probes kernel features.
+
+#[cfg(feature = "verity")]
+pub mod dmverity;
+pub mod fscontext;
+pub mod lock;
+pub mod loopdev;
+pub mod mounts;
+pub mod namespace;
+pub mod overlay;
+pub mod root;
+pub mod stat;

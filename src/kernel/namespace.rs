@@ -1,0 +1,60 @@
+//! Private mount namespaces: assembly runs on a helper thread with a namespace of its own, so
+//! nothing it mounts reaches the caller's namespace or PID 1's mount table.
+
+use anyhow::{anyhow, Context, Result};
+use rustix::mount::MountPropagationFlags;
+use std::io;
+
+/// Move the calling thread into a new mount namespace whose mounts are all private.
+///
+/// Only this thread (and threads it spawns later) is affected. Making `/` recursively
+/// private first means nothing mounted or unmounted here propagates to the old peers.
+pub fn enter_private_namespace() -> Result<()> {
+    // unshare(CLONE_NEWNS) implies CLONE_FS: this thread gets its own root and cwd, which now
+    // name the copies of the old mounts in the new namespace.
+    // SAFETY: only CLONE_NEWNS (+ the implied CLONE_FS) is asked for: the fd table stays shared,
+    // so no fd this process holds changes meaning.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        .map_err(io::Error::from)
+        .context("unshare(CLONE_NEWNS) for a private mount namespace (needs CAP_SYS_ADMIN)")?;
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )
+    .map_err(io::Error::from)
+    .context("making / recursively private in the new mount namespace")
+}
+
+/// Run `f` on a new thread with its own private mount namespace and return its result.
+///
+/// When the thread ends its namespace is dropped and every mount made there goes away,
+/// except what a returned detached fd (fsmount/open_tree) still references. The kernel
+/// wakes the joiner (exit_mm) before it drops the thread's namespaces, so that teardown
+/// may still be in flight when this returns: do not rely on a mount made inside (and not
+/// handed out) being released at that instant, e.g. to reuse an overlay workdir.
+pub fn in_private_namespace<T, F>(f: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send,
+    T: Send,
+{
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name("extmerge-mntns".into())
+            .spawn_scoped(scope, || {
+                enter_private_namespace()?;
+                f()
+            })
+            .context("spawning the private mount namespace thread")?;
+        match handle.join() {
+            Ok(result) => result,
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic payload".to_string());
+                Err(anyhow!("private mount namespace thread panicked: {msg}"))
+            }
+        }
+    })
+}

@@ -1,0 +1,918 @@
+//! The one way to touch a tree: an `O_PATH` handle on its root and every path below it
+//! resolved fd-relative, one component at a time, the way systemd's `chaseat()` does it.
+//!
+//! Why a walk of our own rather than string joins or `openat2(RESOLVE_IN_ROOT)` alone: the walk
+//! never asks the kernel to resolve more than one name, so a symlink (absolute or with `..`)
+//! can only ever restart at the root fd or pop a directory fd we hold — nothing outside the root
+//! is reachable, whatever is renamed meanwhile — and it yields the in-root path of what it found
+//! (systemd records those paths, and discovery needs them). Every result is an fd; callers hand
+//! the kernel that fd (`*at()` calls, or [`proc_fd_path`] for mount options), never a joined path.
+//!
+//! A [`Root`] is valid in the mount namespace it was opened in: a private namespace thread opens
+//! its own (mount tables differ), see `kernel::namespace`.
+
+use std::collections::VecDeque;
+use std::ffi::{CStr, OsStr, OsString};
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, CWD};
+use rustix::io::Errno;
+
+/// systemd's CHASE_MAX: more links than this on one walk is treated as a loop.
+pub const MAX_SYMLINKS: usize = 32;
+
+/// How deep a recursive removal descends before it refuses (each level holds an fd).
+const MAX_REMOVE_DEPTH: usize = 256;
+
+/// Why a path could not be resolved inside a root.
+#[derive(Debug)]
+pub enum ChaseError {
+    /// A component does not exist (or a symlink dangles). `path` is shown root-prefixed.
+    NotFound {
+        /// Where the walk stopped.
+        path: PathBuf,
+    },
+    /// More than [`MAX_SYMLINKS`] links were followed.
+    TooManyLinks {
+        /// Where the walk stopped.
+        path: PathBuf,
+    },
+    /// A non-final component is not a directory.
+    NotADirectory {
+        /// The component that is not a directory.
+        path: PathBuf,
+    },
+    /// Any other error of the kernel while inspecting a component.
+    Io {
+        /// The component being inspected.
+        path: PathBuf,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+}
+
+impl ChaseError {
+    /// True for the "does not exist" case, which callers usually treat as "absent".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ChaseError::NotFound { .. })
+    }
+}
+
+impl fmt::Display for ChaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChaseError::NotFound { path } => {
+                write!(f, "{}: no such file or directory", path.display())
+            }
+            ChaseError::TooManyLinks { path } => {
+                write!(f, "{}: too many levels of symbolic links", path.display())
+            }
+            ChaseError::NotADirectory { path } => write!(f, "{}: not a directory", path.display()),
+            ChaseError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for ChaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ChaseError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Something found inside a root: an `O_PATH` fd of it, where it is, and what it is.
+#[derive(Debug)]
+pub struct Found {
+    /// `O_PATH` fd of the inode (of the link itself only when the final link was not followed).
+    pub fd: OwnedFd,
+    /// Its path as seen from inside the root, absolute (`/usr/lib/foo`).
+    pub in_root: PathBuf,
+    /// `fstat` of the fd.
+    pub stat: Stat,
+}
+
+impl Found {
+    /// The inode's file type.
+    pub fn file_type(&self) -> FileType {
+        FileType::from_raw_mode(self.stat.st_mode)
+    }
+
+    /// Whether it is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.file_type() == FileType::Directory
+    }
+
+    /// Permission bits (`st_mode & 0o7777`).
+    pub fn mode(&self) -> u32 {
+        self.stat.st_mode & 0o7777
+    }
+
+    /// `(dev, ino)`: the inode's identity.
+    pub fn inode(&self) -> (u64, u64) {
+        (self.stat.st_dev, self.stat.st_ino)
+    }
+
+    /// A path the kernel resolves to exactly this inode (for mount options).
+    pub fn proc_path(&self) -> PathBuf {
+        proc_fd_path(self.fd.as_fd())
+    }
+
+    /// Open the directory for reading its entries (or `fchmod`, `fsync`).
+    pub fn open_dir(&self) -> io::Result<OwnedFd> {
+        reopen_dir(self.fd.as_fd())
+    }
+}
+
+/// Where a walk that allows a missing tail ended.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Everything exists.
+    Found(Found),
+    /// `dir` exists; `missing` (never empty, no `.` or `..`) does not exist below it.
+    Missing {
+        /// The deepest existing directory.
+        dir: Found,
+        /// The components still to create, in order.
+        missing: Vec<OsString>,
+        /// The would-be in-root path.
+        in_root: PathBuf,
+    },
+}
+
+impl Lookup {
+    /// The (would-be) in-root path.
+    pub fn in_root(&self) -> &Path {
+        match self {
+            Lookup::Found(f) => &f.in_root,
+            Lookup::Missing { in_root, .. } => in_root,
+        }
+    }
+}
+
+/// A path the kernel resolves to the very file `fd` refers to (`/proc/thread-self/fd/N`).
+///
+/// Used where the kernel takes a path string (overlayfs layers, loop backing files): the magic
+/// link jumps to the fd's inode without any lookup by name, so a rename or a symlink swapped in
+/// meanwhile cannot redirect it. `thread-self`, because a private mount namespace thread and the
+/// main thread may see different mount tables and the link must be read by the calling thread.
+pub fn proc_fd_path(fd: BorrowedFd<'_>) -> PathBuf {
+    PathBuf::from(format!("/proc/thread-self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Open a directory fd (readable) from an `O_PATH` fd of it.
+pub fn reopen_dir(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        fd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+fn components(p: &OsStr) -> impl Iterator<Item = OsString> + '_ {
+    p.as_bytes()
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .map(|c| OsString::from_vec(c.to_vec()))
+}
+
+fn to_path(parts: &[(OwnedFd, OsString, Stat)]) -> PathBuf {
+    let mut p = PathBuf::from("/");
+    for (_, c, _) in parts {
+        p.push(c);
+    }
+    p
+}
+
+/// The open flags for one step of a walk: never follow, never block, never become a tty.
+fn path_flags() -> OFlags {
+    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+/// The directories a walk went through, root first (empty: the root itself), or where it stopped.
+enum Walked {
+    Found(Vec<(OwnedFd, OsString, Stat)>),
+    Missing(Lookup),
+}
+
+/// A read-only handle on the root of a tree: `--root`, a directory extension, a mounted image.
+#[derive(Debug)]
+pub struct Root {
+    fd: OwnedFd,
+    shown: PathBuf,
+    stat: Stat,
+}
+
+impl Root {
+    /// Open the root at `path` (resolved normally: the root itself is what the caller chose).
+    pub fn open(path: &Path) -> anyhow::Result<Root> {
+        use anyhow::Context;
+        let fd = rustix::fs::openat(
+            CWD,
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io::Error::from)
+        .with_context(|| format!("opening root directory {}", path.display()))?;
+        Root::from_fd(fd, path.to_path_buf())
+            .with_context(|| format!("opening root directory {}", path.display()))
+    }
+
+    /// A root from an fd already open on a directory (e.g. a detached image mount); `shown` is
+    /// how messages name it.
+    pub fn from_fd(fd: OwnedFd, shown: PathBuf) -> io::Result<Root> {
+        let stat = rustix::fs::fstat(&fd)?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
+            return Err(io::Error::from(Errno::NOTDIR));
+        }
+        Ok(Root { fd, shown, stat })
+    }
+
+    /// A second handle on the same root (for another thread).
+    pub fn try_clone(&self) -> io::Result<Root> {
+        Ok(Root {
+            fd: self.fd.try_clone()?,
+            shown: self.shown.clone(),
+            stat: self.stat,
+        })
+    }
+
+    /// The root's fd (`O_PATH`).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// How the root is named in messages.
+    pub fn path(&self) -> &Path {
+        &self.shown
+    }
+
+    /// `(dev, ino)` of the root directory.
+    pub fn inode(&self) -> (u64, u64) {
+        (self.stat.st_dev, self.stat.st_ino)
+    }
+
+    /// How an in-root path is named in messages: root-prefixed (`/sysroot/etc/extensions/x`).
+    pub fn show(&self, in_root: &Path) -> PathBuf {
+        let rel = in_root.strip_prefix("/").unwrap_or(in_root);
+        if rel.as_os_str().is_empty() {
+            self.shown.clone()
+        } else {
+            self.shown.join(rel)
+        }
+    }
+
+    /// The root itself as a [`Found`].
+    pub fn top(&self) -> io::Result<Found> {
+        Ok(Found {
+            fd: self.fd.try_clone()?,
+            in_root: PathBuf::from("/"),
+            stat: self.stat,
+        })
+    }
+
+    /// Resolve `path` (absolute or not, always taken from the root), following every symlink.
+    pub fn resolve(&self, path: &Path) -> Result<Found, ChaseError> {
+        match self.walk(path, true, false)? {
+            Lookup::Found(f) => Ok(f),
+            Lookup::Missing { in_root, .. } => Err(ChaseError::NotFound {
+                path: self.show(&in_root),
+            }),
+        }
+    }
+
+    /// Resolve `path` without following a final symlink (`lstat` semantics).
+    pub fn resolve_nofollow(&self, path: &Path) -> Result<Found, ChaseError> {
+        match self.walk(path, false, false)? {
+            Lookup::Found(f) => Ok(f),
+            Lookup::Missing { in_root, .. } => Err(ChaseError::NotFound {
+                path: self.show(&in_root),
+            }),
+        }
+    }
+
+    /// Resolve `path`, a missing tail allowed: what exists and what would have to be created.
+    pub fn lookup(&self, path: &Path) -> Result<Lookup, ChaseError> {
+        self.walk(path, true, true)
+    }
+
+    /// Resolve `path` to `Some`, or `None` when it (or a link on the way) does not exist.
+    pub fn resolve_optional(&self, path: &Path) -> Result<Option<Found>, ChaseError> {
+        match self.resolve(path) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn io_err(&self, in_root: &Path, e: Errno) -> ChaseError {
+        let path = self.show(in_root);
+        match e {
+            Errno::NOENT => ChaseError::NotFound { path },
+            Errno::NOTDIR => ChaseError::NotADirectory { path },
+            Errno::LOOP => ChaseError::TooManyLinks { path },
+            e => ChaseError::Io {
+                path,
+                source: e.into(),
+            },
+        }
+    }
+
+    fn walk(
+        &self,
+        path: &Path,
+        follow_last: bool,
+        allow_missing: bool,
+    ) -> Result<Lookup, ChaseError> {
+        match self.walk_stack(path, follow_last, allow_missing)? {
+            Walked::Missing(l) => Ok(l),
+            Walked::Found(mut done) => {
+                let in_root = to_path(&done);
+                Ok(Lookup::Found(match done.pop() {
+                    Some((fd, _, stat)) => Found { fd, in_root, stat },
+                    None => self.top().map_err(|e| ChaseError::Io {
+                        path: self.shown.clone(),
+                        source: e,
+                    })?,
+                }))
+            }
+        }
+    }
+
+    fn walk_stack(
+        &self,
+        path: &Path,
+        follow_last: bool,
+        allow_missing: bool,
+    ) -> Result<Walked, ChaseError> {
+        let mut todo: VecDeque<OsString> = components(path.as_os_str()).collect();
+        let mut done: Vec<(OwnedFd, OsString, Stat)> = Vec::new();
+        let mut links = 0usize;
+        while let Some(c) = todo.pop_front() {
+            if c.as_bytes() == b".." {
+                // The parent is the fd below on our own stack: `..` can never leave the root.
+                done.pop();
+                continue;
+            }
+            let dir = done.last().map_or(self.fd.as_fd(), |(fd, _, _)| fd.as_fd());
+            let fd = match rustix::fs::openat(dir, c.as_os_str(), path_flags(), Mode::empty()) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) if allow_missing => {
+                    let mut missing = vec![c];
+                    for rest in todo {
+                        if rest.as_bytes() == b".." {
+                            // Lexically, as the directories do not exist yet; still never above the root.
+                            if missing.pop().is_none() {
+                                done.pop();
+                            }
+                        } else {
+                            missing.push(rest);
+                        }
+                    }
+                    let mut in_root = to_path(&done);
+                    missing.iter().for_each(|m| in_root.push(m));
+                    let dir = match done.pop() {
+                        Some((fd, c, stat)) => {
+                            let mut p = to_path(&done);
+                            p.push(c);
+                            Found {
+                                fd,
+                                in_root: p,
+                                stat,
+                            }
+                        }
+                        None => self.top().map_err(|e| ChaseError::Io {
+                            path: self.shown.clone(),
+                            source: e,
+                        })?,
+                    };
+                    if missing.is_empty() {
+                        return Ok(Walked::Missing(Lookup::Found(dir)));
+                    }
+                    return Ok(Walked::Missing(Lookup::Missing {
+                        dir,
+                        missing,
+                        in_root,
+                    }));
+                }
+                Err(e) => {
+                    let mut p = to_path(&done);
+                    p.push(&c);
+                    return Err(self.io_err(&p, e));
+                }
+            };
+            let stat = rustix::fs::fstat(&fd).map_err(|e| {
+                let mut p = to_path(&done);
+                p.push(&c);
+                self.io_err(&p, e)
+            })?;
+            let ft = FileType::from_raw_mode(stat.st_mode);
+            if ft == FileType::Symlink && (follow_last || !todo.is_empty()) {
+                links += 1;
+                let mut here = to_path(&done);
+                here.push(&c);
+                if links > MAX_SYMLINKS {
+                    return Err(ChaseError::TooManyLinks {
+                        path: self.show(&here),
+                    });
+                }
+                let target = rustix::fs::readlinkat(&fd, "", Vec::new())
+                    .map_err(|e| self.io_err(&here, e))?;
+                let target = target.as_bytes();
+                if target.is_empty() {
+                    return Err(ChaseError::NotFound {
+                        path: self.show(&here),
+                    });
+                }
+                if target.first() == Some(&b'/') {
+                    done.clear();
+                }
+                let parts: Vec<OsString> = components(OsStr::from_bytes(target)).collect();
+                for t in parts.into_iter().rev() {
+                    todo.push_front(t);
+                }
+                continue;
+            }
+            if !todo.is_empty() && ft != FileType::Directory {
+                let mut p = to_path(&done);
+                p.push(&c);
+                return Err(ChaseError::NotADirectory {
+                    path: self.show(&p),
+                });
+            }
+            done.push((fd, c, stat));
+        }
+        Ok(Walked::Found(done))
+    }
+
+    /// Open `path` for reading (following links inside the root). Refuses anything but a regular
+    /// file or a block device (a FIFO would block, a character device could be anything).
+    pub fn open_read(&self, path: &Path) -> anyhow::Result<(File, Found)> {
+        match self.open_read_optional(path)? {
+            Some(r) => Ok(r),
+            None => Err(anyhow::Error::new(ChaseError::NotFound {
+                path: self.show(path),
+            })),
+        }
+    }
+
+    /// [`Root::open_read`], `Ok(None)` when it does not exist.
+    pub fn open_read_optional(&self, path: &Path) -> anyhow::Result<Option<(File, Found)>> {
+        use anyhow::Context;
+        let mut done = match self.walk_stack(path, true, false) {
+            Ok(Walked::Found(done)) => done,
+            Ok(Walked::Missing(_)) => return Ok(None),
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(anyhow::Error::new(e)),
+        };
+        let in_root = to_path(&done);
+        let Some((fd, name, stat)) = done.pop() else {
+            anyhow::bail!("{}: not a regular file (directory)", self.shown.display());
+        };
+        let parent = done.last().map_or(self.fd.as_fd(), |(fd, _, _)| fd.as_fd());
+        let found = Found { fd, in_root, stat };
+        let file = reopen_read(parent, &name, &found)
+            .with_context(|| format!("opening {}", self.show(&found.in_root).display()))?;
+        Ok(Some((file, found)))
+    }
+
+    /// Read a whole file of at most `limit` bytes; `Ok(None)` when it does not exist.
+    ///
+    /// Untrusted inputs (release files, configuration, state) go through this, so a huge or
+    /// endless file is a clear error rather than an out-of-memory kill.
+    pub fn read_optional(&self, path: &Path, limit: u64) -> anyhow::Result<Option<Vec<u8>>> {
+        use anyhow::Context;
+        let Some((file, found)) = self.open_read_optional(path)? else {
+            return Ok(None);
+        };
+        read_bounded(file, limit)
+            .with_context(|| format!("reading {}", self.show(&found.in_root).display()))
+            .map(Some)
+    }
+
+    /// Create `path` and every missing parent (mode `mode`), following links inside the root
+    /// (systemd's `CHASE_MKDIR_0755`); returns the directory.
+    pub fn mkdir_all(&self, path: &Path, mode: u32) -> anyhow::Result<Found> {
+        // A concurrent creator may win a race for a component: retry the walk a few times.
+        for _ in 0..8 {
+            let (mut dir, missing) = match self.lookup(path).map_err(anyhow::Error::new)? {
+                Lookup::Found(f) if f.is_dir() => return Ok(f),
+                Lookup::Found(f) => anyhow::bail!(
+                    "{} exists and is not a directory",
+                    self.show(&f.in_root).display()
+                ),
+                Lookup::Missing { dir, missing, .. } => (dir, missing),
+            };
+            let mut raced = false;
+            for m in missing {
+                match rustix::fs::mkdirat(&dir.fd, m.as_os_str(), Mode::from_raw_mode(mode)) {
+                    Ok(()) => {}
+                    Err(Errno::EXIST) => {
+                        raced = true;
+                        break;
+                    }
+                    Err(e) => {
+                        let mut p = dir.in_root.clone();
+                        p.push(&m);
+                        return Err(io::Error::from(e)).map_err(|e| {
+                            anyhow::Error::new(e)
+                                .context(format!("creating directory {}", self.show(&p).display()))
+                        });
+                    }
+                }
+                let fd = rustix::fs::openat(&dir.fd, m.as_os_str(), path_flags(), Mode::empty())
+                    .map_err(io::Error::from)?;
+                let stat = rustix::fs::fstat(&fd).map_err(io::Error::from)?;
+                let mut in_root = dir.in_root.clone();
+                in_root.push(&m);
+                if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
+                    raced = true;
+                    break;
+                }
+                dir = Found { fd, in_root, stat };
+            }
+            if !raced {
+                return Ok(dir);
+            }
+        }
+        anyhow::bail!(
+            "creating directory {}: it keeps changing while being created",
+            self.show(path).display()
+        )
+    }
+
+    /// Write `bytes` to `path` atomically (a temporary file in the same directory, renamed over
+    /// the old one), creating missing parents 0755. `sync` also flushes file and directory.
+    pub fn write_atomic(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        mode: u32,
+        sync: bool,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let name = path
+            .file_name()
+            .with_context(|| format!("{}: no file name", path.display()))?;
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let dir = self.mkdir_all(parent, 0o755)?;
+        let dirfd = dir
+            .open_dir()
+            .with_context(|| format!("opening directory {}", self.show(&dir.in_root).display()))?;
+        let target = self.show(&dir.in_root.join(name));
+        let tmp = temp_name(name);
+        let fd = rustix::fs::openat(
+            &dirfd,
+            tmp.as_os_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )
+        .map_err(io::Error::from)
+        .with_context(|| format!("creating a temporary file for {}", target.display()))?;
+        let mut file = File::from(fd);
+        let written = file
+            .write_all(bytes)
+            .and_then(|()| if sync { file.sync_all() } else { Ok(()) })
+            .and_then(|()| {
+                rustix::fs::renameat(&dirfd, tmp.as_os_str(), &dirfd, name).map_err(io::Error::from)
+            });
+        if let Err(e) = written {
+            let _ = rustix::fs::unlinkat(&dirfd, tmp.as_os_str(), AtFlags::empty());
+            return Err(e).with_context(|| format!("writing {}", target.display()));
+        }
+        if sync {
+            rustix::fs::fsync(&dirfd)
+                .map_err(io::Error::from)
+                .with_context(|| format!("syncing the directory of {}", target.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Remove the entry `name` of the directory at `dir` and, if it is a directory, everything
+    /// in it. Never follows a symlink: a link is removed, not what it points to. `Ok(false)`
+    /// when there was nothing to remove.
+    pub fn remove_tree(&self, dir: &Path, name: &OsStr) -> anyhow::Result<bool> {
+        use anyhow::Context;
+        if name.is_empty() || name == "." || name == ".." || name.as_bytes().contains(&b'/') {
+            anyhow::bail!("refusing to remove {:?}: not a single file name", name);
+        }
+        let parent = match self.resolve(dir) {
+            Ok(p) => p,
+            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(anyhow::Error::new(e)),
+        };
+        let shown = self.show(&parent.in_root.join(name));
+        let dirfd = parent
+            .open_dir()
+            .with_context(|| format!("opening {}", self.show(&parent.in_root).display()))?;
+        remove_entry(dirfd.as_fd(), name, 0)
+            .with_context(|| format!("removing {}", shown.display()))
+    }
+}
+
+/// `.#NAME.XXXXXXXXXXXXXXXX`: hidden, marked temporary (systemd and discovery skip `.#`), unique.
+fn temp_name(name: &OsStr) -> OsString {
+    let mut bytes = [0u8; 8];
+    // Uniqueness, not secrecy: O_EXCL catches any collision.
+    let _ = rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::NONBLOCK);
+    let mut t = OsString::from(".#");
+    t.push(name);
+    t.push(format!(".{}", crate::ondisk::bytes::hex(&bytes)));
+    t
+}
+
+/// Open a found regular file or block device for reading by its name in `parent`, checking it is
+/// still the inode the walk found (no `/proc` needed, nothing followed).
+fn reopen_read(parent: BorrowedFd<'_>, name: &OsStr, found: &Found) -> io::Result<File> {
+    let ft = found.file_type();
+    if ft != FileType::RegularFile && ft != FileType::BlockDevice {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a regular file ({})", file_type_name(ft)),
+        ));
+    }
+    let fd = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if (st.st_dev, st.st_ino) != found.inode() {
+        return Err(io::Error::other("the file changed while being opened"));
+    }
+    Ok(File::from(fd))
+}
+
+/// Read at most `limit` bytes; more is an error naming the limit.
+pub fn read_bounded(file: impl Read, limit: u64) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than the {limit} bytes allowed"),
+        ));
+    }
+    Ok(buf)
+}
+
+/// A word for a file type in messages.
+pub fn file_type_name(ft: FileType) -> &'static str {
+    match ft {
+        FileType::RegularFile => "regular file",
+        FileType::Directory => "directory",
+        FileType::Symlink => "symbolic link",
+        FileType::Fifo => "fifo",
+        FileType::Socket => "socket",
+        FileType::CharacterDevice => "character device",
+        FileType::BlockDevice => "block device",
+        FileType::Unknown => "file of unknown type",
+    }
+}
+
+/// Remove `name` below `dir` recursively without following links.
+fn remove_entry(dir: BorrowedFd<'_>, name: &OsStr, depth: usize) -> anyhow::Result<bool> {
+    use anyhow::Context;
+    let sub = match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(false),
+        // Not a directory (ENOTDIR), or a symlink (ELOOP with O_NOFOLLOW): unlink the entry itself.
+        Err(Errno::NOTDIR) | Err(Errno::LOOP) => {
+            return match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+                Ok(()) => Ok(true),
+                Err(Errno::NOENT) => Ok(false),
+                Err(e) => Err(io::Error::from(e)).context("unlinking"),
+            };
+        }
+        Err(e) => return Err(io::Error::from(e)).context("opening the directory"),
+    };
+    if depth >= MAX_REMOVE_DEPTH {
+        anyhow::bail!("more than {MAX_REMOVE_DEPTH} directory levels deep: not removing it");
+    }
+    let mut names: Vec<OsString> = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&sub).context("reading the directory")? {
+        let entry = entry.context("reading the directory")?;
+        let n: &CStr = entry.file_name();
+        if n.to_bytes() != b"." && n.to_bytes() != b".." {
+            names.push(OsStr::from_bytes(n.to_bytes()).to_os_string());
+        }
+    }
+    for n in names {
+        remove_entry(sub.as_fd(), &n, depth + 1)
+            .with_context(|| format!("in {}", Path::new(&n).display()))?;
+    }
+    match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+        Ok(()) => Ok(true),
+        Err(Errno::NOENT) => Ok(false),
+        Err(e) => Err(io::Error::from(e)).context("removing the directory"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn tree() -> (tempfile::TempDir, tempfile::TempDir) {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "outside").unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("a/b")).unwrap();
+        std::fs::write(r.join("a/b/file"), "x").unwrap();
+        symlink("/a/b", r.join("abs")).unwrap();
+        symlink("a/b", r.join("rel")).unwrap();
+        symlink("../../../../a", r.join("a/b/up")).unwrap();
+        symlink("/nonexistent", r.join("dangling")).unwrap();
+        symlink("loop2", r.join("loop1")).unwrap();
+        symlink("loop1", r.join("loop2")).unwrap();
+        symlink(outside.path(), r.join("out")).unwrap();
+        symlink(
+            format!("../../../../../../../..{}", outside.path().display()),
+            r.join("a/dotdot-out"),
+        )
+        .unwrap();
+        (t, outside)
+    }
+
+    fn root(t: &tempfile::TempDir) -> Root {
+        Root::open(t.path()).unwrap()
+    }
+
+    #[test]
+    fn absolute_and_relative_symlinks_resolve_inside_root() {
+        let (t, _o) = tree();
+        let r = root(&t);
+        assert_eq!(
+            r.resolve(Path::new("/abs/file")).unwrap().in_root,
+            Path::new("/a/b/file")
+        );
+        assert_eq!(
+            r.resolve(Path::new("rel/file")).unwrap().in_root,
+            Path::new("/a/b/file")
+        );
+        assert_eq!(
+            r.resolve(Path::new("/a/b/up/b/file")).unwrap().in_root,
+            Path::new("/a/b/file")
+        );
+        let top = r.resolve(Path::new("/../../..")).unwrap();
+        assert_eq!(top.in_root, Path::new("/"));
+        assert_eq!(top.inode(), r.inode());
+    }
+
+    #[test]
+    fn links_out_of_the_root_stay_inside_it() {
+        let (t, o) = tree();
+        let r = root(&t);
+        // An absolute link to the outside directory means that path inside the root: absent.
+        let e = r.resolve(Path::new("out/secret")).unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+        let e = r.resolve(Path::new("a/dotdot-out/secret")).unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+        assert!(
+            e.to_string().starts_with(&t.path().display().to_string()),
+            "{e}"
+        );
+        // Even when the same path exists inside, it is the inside one that is found.
+        let inside = t.path().join(o.path().strip_prefix("/").unwrap());
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::write(inside.join("secret"), "inside").unwrap();
+        let bytes = r
+            .read_optional(Path::new("out/secret"), 100)
+            .unwrap()
+            .unwrap();
+        assert_eq!(bytes, b"inside");
+    }
+
+    #[test]
+    fn dangling_loop_and_notdir_are_errors() {
+        let (t, _o) = tree();
+        let r = root(&t);
+        assert!(r.resolve(Path::new("dangling")).unwrap_err().is_not_found());
+        assert!(matches!(
+            r.resolve(Path::new("loop1")),
+            Err(ChaseError::TooManyLinks { .. })
+        ));
+        assert!(matches!(
+            r.resolve(Path::new("a/b/file/x")),
+            Err(ChaseError::NotADirectory { .. })
+        ));
+        // Without following, the final link itself is found.
+        let l = r.resolve_nofollow(Path::new("dangling")).unwrap();
+        assert_eq!(l.file_type(), FileType::Symlink);
+    }
+
+    #[test]
+    fn lookup_reports_the_would_be_path() {
+        let (t, _o) = tree();
+        let r = root(&t);
+        match r.lookup(Path::new("abs/new/../new2/x")).unwrap() {
+            Lookup::Missing {
+                dir,
+                missing,
+                in_root,
+            } => {
+                assert_eq!(dir.in_root, Path::new("/a/b"));
+                assert_eq!(missing, vec![OsString::from("new2"), OsString::from("x")]);
+                assert_eq!(in_root, Path::new("/a/b/new2/x"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            r.lookup(Path::new("abs")).unwrap(),
+            Lookup::Found(_)
+        ));
+    }
+
+    #[test]
+    fn mkdir_all_follows_links_inside_and_creates_there() {
+        let (t, o) = tree();
+        let r = root(&t);
+        let d = r.mkdir_all(Path::new("out/new/deeper"), 0o755).unwrap();
+        assert!(d.is_dir());
+        assert!(!o.path().join("new").exists());
+        let inside = t
+            .path()
+            .join(o.path().strip_prefix("/").unwrap())
+            .join("new/deeper");
+        assert!(inside.is_dir());
+        let e = r.mkdir_all(Path::new("a/b/file/sub"), 0o755).unwrap_err();
+        assert!(format!("{e:#}").contains("not a directory"), "{e:#}");
+    }
+
+    #[test]
+    fn write_atomic_replaces_and_never_writes_outside() {
+        let (t, o) = tree();
+        let r = root(&t);
+        r.write_atomic(Path::new("out/secret"), b"new", 0o644, true)
+            .unwrap();
+        assert_eq!(std::fs::read(o.path().join("secret")).unwrap(), b"outside");
+        r.write_atomic(Path::new("/a/f"), b"one", 0o600, false)
+            .unwrap();
+        r.write_atomic(Path::new("/a/f"), b"two", 0o600, false)
+            .unwrap();
+        assert_eq!(std::fs::read(t.path().join("a/f")).unwrap(), b"two");
+        let leftovers: Vec<_> = std::fs::read_dir(t.path().join("a"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".#"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn remove_tree_never_follows_links() {
+        let (t, o) = tree();
+        let r = root(&t);
+        std::fs::create_dir_all(t.path().join("w/x/y")).unwrap();
+        std::fs::write(t.path().join("w/x/y/f"), "f").unwrap();
+        symlink(o.path(), t.path().join("w/x/link")).unwrap();
+        assert!(r.remove_tree(Path::new("/"), OsStr::new("w")).unwrap());
+        assert!(!t.path().join("w").exists());
+        assert!(o.path().join("secret").exists());
+        // A link as the entry itself: the link goes, its target stays.
+        assert!(r.remove_tree(Path::new("/"), OsStr::new("out")).unwrap());
+        assert!(o.path().join("secret").exists());
+        assert!(!r.remove_tree(Path::new("/"), OsStr::new("gone")).unwrap());
+        assert!(r.remove_tree(Path::new("/"), OsStr::new("../x")).is_err());
+    }
+
+    #[test]
+    fn reads_are_bounded_and_typed() {
+        let (t, _o) = tree();
+        let r = root(&t);
+        std::fs::write(t.path().join("big"), vec![b'x'; 1000]).unwrap();
+        let e = r.read_optional(Path::new("big"), 999).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("larger than the 999 bytes"),
+            "{e:#}"
+        );
+        assert_eq!(
+            r.read_optional(Path::new("big"), 1000)
+                .unwrap()
+                .unwrap()
+                .len(),
+            1000
+        );
+        assert!(r.read_optional(Path::new("missing"), 10).unwrap().is_none());
+        let e = r.read_optional(Path::new("a"), 10).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("not a regular file (directory)"),
+            "{e:#}"
+        );
+    }
+}

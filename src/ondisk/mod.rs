@@ -1,0 +1,11 @@
+//! Byte formats, parsed from bytes handed in (a `read_at`-style seam where the format is large):
+//! nothing here opens a file by name. Every parser is fuzzed (fuzz/).
+
+pub mod bytes;
+pub mod cescape;
+pub mod envfile;
+pub mod mountinfo;
+pub mod signature;
+pub mod superblock;
+pub mod verity;
+pub mod version;
