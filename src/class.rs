@@ -17,6 +17,22 @@ impl ImageClass {
     /// Classes in the order they are merged: confext first, so a confext may configure sysext.
     pub const MERGE_ORDER: [ImageClass; 2] = [ImageClass::Confext, ImageClass::Sysext];
 
+    /// The other class.
+    pub fn other(self) -> ImageClass {
+        match self {
+            ImageClass::Sysext => ImageClass::Confext,
+            ImageClass::Confext => ImageClass::Sysext,
+        }
+    }
+
+    /// What systemd's "No … found." line calls this class's images.
+    pub fn nothing_found(self) -> &'static str {
+        match self {
+            ImageClass::Sysext => "extensions",
+            ImageClass::Confext => "confexts",
+        }
+    }
+
     /// Short name as used on the command line and in logs.
     pub fn name(self) -> &'static str {
         match self {

@@ -25,6 +25,7 @@ pub mod image;
 pub mod initrd;
 #[allow(unsafe_code)]
 pub mod kernel;
+pub mod limits;
 pub mod log;
 pub mod merge;
 pub mod meta;

@@ -6,7 +6,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use extmerge::class::ImageClass;
 use extmerge::decide::conflicts::ConflictPolicy;
 use extmerge::decide::mutable::MutableMode;
-use extmerge::initrd::cmdline;
 use extmerge::settings::switches;
 use extmerge::settings::{self, ClassSettings, CliOptions};
 use extmerge::verbs::{self, JsonMode, EXIT_FAILURE, EXIT_USAGE};
@@ -212,6 +211,7 @@ fn run(cli: Cli) -> Result<i32> {
         always_refresh: cli.always_refresh,
         no_reload: cli.no_reload,
         check_conflicts: cli.check_conflicts,
+        require: cli.require.clone(),
         kernel_cmdline: Some(extmerge::initrd::kernel_cmdline()),
         in_initrd: extmerge::initrd::running_in_initrd(),
     };
@@ -241,42 +241,18 @@ fn run(cli: Cli) -> Result<i32> {
         }
         _ => {}
     }
-    let mut settings: Vec<ClassSettings> = classes(class_arg)
+    let settings: Vec<ClassSettings> = classes(class_arg)
         .iter()
         .map(|c| settings::resolve(&opts, *c, &env))
         .collect::<Result<_>>()?;
-    if switches::invoked_by_systemd() {
-        let params = cmdline::parse(opts.kernel_cmdline.as_deref().unwrap_or_default());
-        settings.retain(
-            |s| match switches::kill_switch(&params, s.class, opts.in_initrd) {
-                Some(opt) => {
-                    tracing::info!(
-                        "Disabled by the kernel command line option {opt}: not touching {}s.",
-                        s.class
-                    );
-                    false
-                }
-                None => true,
-            },
-        );
-        // Flatcar's convention: masking the booted system's unit also disables the initrd merge.
-        if matches!(verb, Verb::Merge | Verb::Refresh) && opts.root.is_some() {
-            settings.retain(|s| {
-                let unit = switches::unit_for(s.class);
-                if !switches::unit_masked(&s.root, unit) {
-                    return true;
-                }
-                if !cli.require.is_empty() || !s.require.is_empty() {
-                    tracing::warn!("{unit} is masked in {}, but required extensions are configured: merging {}s anyway.", s.root.display(), s.class);
-                    return true;
-                }
-                tracing::info!("{unit} is masked in {}: not merging {}s.", s.root.display(), s.class);
-                false
-            });
-        }
-        if settings.is_empty() {
-            return Ok(verbs::EXIT_SUCCESS);
-        }
+    let settings = switches::select(
+        settings,
+        opts.kernel_cmdline.as_deref().unwrap_or_default(),
+        opts.in_initrd,
+        matches!(verb, Verb::Merge | Verb::Refresh),
+    );
+    if settings.is_empty() {
+        return Ok(verbs::EXIT_SUCCESS);
     }
 
     let code = match &verb {
@@ -297,22 +273,6 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Verb::MountVar | Verb::FlatcarSelect { .. } => unreachable!("handled above"),
     }?;
-    let mut required = cli.require.clone();
-    for name in settings.iter().flat_map(|s| &s.require) {
-        if !required.contains(name) {
-            required.push(name.clone());
-        }
-    }
-    if matches!(verb, Verb::Merge | Verb::Refresh) && !required.is_empty() {
-        let missing = verbs::status::missing_required(&settings, &required)?;
-        if !missing.is_empty() {
-            tracing::error!(
-                "Required extension(s) not merged: {} (see the lines above for why).",
-                missing.join(", ")
-            );
-            return Ok(EXIT_FAILURE);
-        }
-    }
     Ok(code)
 }
 

@@ -3,13 +3,16 @@
 //! `unmerge` and `refresh` work on our mounts and we work on theirs.
 
 use crate::class::ImageClass;
+use crate::kernel::root::{Found, Root};
+use crate::limits;
 use crate::ondisk::cescape::{cescape, cunescape};
 use anyhow::{bail, Context};
-use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
+use rustix::fs::AtFlags;
 use std::fs;
-use std::io::{self, Write};
+use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 /// Contents of the meta dir (.systemd-sysext / .systemd-confext), byte-compatible with systemd.
@@ -184,93 +187,52 @@ fn first_line(bytes: &[u8]) -> &[u8] {
     &bytes[..end]
 }
 
-/// Read a file, mapping "does not exist" to `None`.
-fn read_optional(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("Failed to read '{}'", path.display())),
-    }
+/// A merge found on a hierarchy: its top (the merged tree's root) and what its meta dir says.
+#[derive(Debug)]
+pub struct Merged {
+    /// The hierarchy as configured (in-root, e.g. `/usr`).
+    pub hierarchy: PathBuf,
+    /// `O_PATH` fd of the merged tree's root, resolved inside the root.
+    pub top: Found,
+    /// How messages name it (root-prefixed).
+    pub shown: PathBuf,
+    /// What the meta dir says.
+    pub info: MetaInfo,
 }
 
-/// systemd `path_is_mount_point()` without following a final symlink; ENOENT means "no".
-fn is_mount_point(path: &Path) -> io::Result<bool> {
-    if path.components().all(|c| c == Component::RootDir) && path.has_root() {
-        // systemd treats "/" as a mount point unconditionally.
-        return Ok(true);
-    }
-    let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT;
-    let mask = StatxFlags::BASIC_STATS | StatxFlags::MNT_ID;
-    let sx = match rustix::fs::statx(rustix::fs::CWD, path, flags, mask) {
-        Ok(sx) => Some(sx),
-        Err(rustix::io::Errno::NOENT) => return Ok(false),
-        // Old kernels or seccomp filters: fall back to plain stat comparisons below.
-        Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM | rustix::io::Errno::ACCESS) => None,
-        Err(e) => return Err(e.into()),
-    };
-    if let Some(sx) = &sx {
-        if sx.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) {
-            return Ok(sx.stx_attributes.contains(StatxAttributes::MOUNT_ROOT));
-        }
-    }
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        Some(_) => PathBuf::from("."),
-        None => PathBuf::from("/"),
-    };
-    let a = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    let b = fs::metadata(&parent)?;
-    // Same inode as the parent can only be the root of the tree, which is a mount point.
-    if a.dev() == b.dev() && a.ino() == b.ino() {
-        return Ok(true);
-    }
-    if let Some(sx) = sx.filter(|sx| sx.stx_mask & StatxFlags::MNT_ID.bits() != 0) {
-        if let Ok(psx) = rustix::fs::statx(
-            rustix::fs::CWD,
-            &parent,
-            AtFlags::empty(),
-            StatxFlags::MNT_ID,
-        ) {
-            if psx.stx_mask & StatxFlags::MNT_ID.bits() != 0 {
-                return Ok(sx.stx_mnt_id != psx.stx_mnt_id);
-            }
-        }
-    }
-    Ok(a.dev() != b.dev())
+/// The meta dir files of the tree whose root is `top`, read without leaving that tree.
+fn tree_of(top: &Found, shown: &Path) -> anyhow::Result<Root> {
+    let fd = top
+        .fd
+        .try_clone()
+        .with_context(|| format!("duplicating the fd of {}", shown.display()))?;
+    Root::from_fd(fd, shown.to_path_buf())
+        .with_context(|| format!("opening {} as a tree", shown.display()))
 }
 
-/// `lstat(path).st_dev` as (major, minor).
-fn lstat_dev(path: &Path) -> anyhow::Result<(u32, u32)> {
-    let m = fs::symlink_metadata(path)
-        .with_context(|| format!("Failed to stat '{}'", path.display()))?;
-    Ok((rustix::fs::major(m.dev()), rustix::fs::minor(m.dev())))
-}
-
-/// systemd is_our_mount_point: path is a mount point, `<path>/<meta dir>/dev` parses as MAJOR:MINOR,
-/// and lstat(path).st_dev equals it. An unparsable `dev` file is an error, as upstream.
-pub fn is_ours(path: &Path, class: ImageClass) -> anyhow::Result<bool> {
-    let mp = is_mount_point(path).with_context(|| {
+/// systemd is_our_mount_point on a resolved hierarchy: it is a mount point, `<meta dir>/dev`
+/// parses as MAJOR:MINOR, and the hierarchy's st_dev equals it. An unparsable `dev` is an error,
+/// as upstream.
+pub fn is_ours(top: &Found, shown: &Path, class: ImageClass) -> anyhow::Result<bool> {
+    let mp = crate::kernel::mounts::is_mount_point_fd(top.fd.as_fd()).with_context(|| {
         format!(
             "Failed to determine whether '{}' is a mount point",
-            path.display()
+            shown.display()
         )
     })?;
     if !mp {
         tracing::debug!(
             "Hierarchy '{}' is not a mount point, skipping.",
-            path.display()
+            shown.display()
         );
         return Ok(false);
     }
-    let f = path.join(class.meta_dir_name()).join("dev");
-    let Some(buf) = read_optional(&f)? else {
+    let tree = tree_of(top, shown)?;
+    let f = Path::new(class.meta_dir_name()).join("dev");
+    let Some(buf) = tree.read_optional(&f, limits::META_FILE)? else {
         tracing::debug!(
             "Hierarchy '{}' does not carry a {}/dev file, not a merged tree.",
-            path.display(),
+            shown.display(),
             class.meta_dir_name()
         );
         return Ok(false);
@@ -279,19 +241,44 @@ pub fn is_ours(path: &Path, class: ImageClass) -> anyhow::Result<bool> {
     let Some(dev) = parse_devnum(&line) else {
         bail!(
             "Failed to parse device major/minor '{}' stored in '{}/dev' file on '{}'",
-            line,
+            line.escape_debug(),
             class.meta_dir_name(),
-            path.display()
+            shown.display()
         );
     };
-    if lstat_dev(path)? != dev {
+    let st = top.stat.st_dev;
+    if (rustix::fs::major(st), rustix::fs::minor(st)) != dev {
         tracing::debug!(
             "Hierarchy '{}' reports a different device major/minor than what we are seeing, assuming offline copy.",
-            path.display()
+            shown.display()
         );
         return Ok(false);
     }
     Ok(true)
+}
+
+/// The merge on `hierarchy` inside `root`, if there is one of ours (or systemd's); its meta
+/// files read and validated. A malformed `work_dir` is an error: such a merge is not touched.
+pub fn inspect(root: &Root, hierarchy: &Path, class: ImageClass) -> anyhow::Result<Option<Merged>> {
+    let top = match root.resolve(hierarchy) {
+        Ok(t) => t,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => {
+            return Err(anyhow::Error::new(e))
+                .with_context(|| format!("resolving hierarchy {}", hierarchy.display()))
+        }
+    };
+    let shown = root.show(&top.in_root);
+    if !is_ours(&top, &shown, class)? {
+        return Ok(None);
+    }
+    let info = read_info(&tree_of(&top, &shown)?, class, hierarchy)?;
+    Ok(Some(Merged {
+        hierarchy: hierarchy.to_path_buf(),
+        top,
+        shown,
+        info,
+    }))
 }
 
 /// Read back what a merged hierarchy says (extensions list, work_dir unescaped, origin text).
@@ -307,33 +294,62 @@ pub struct MetaInfo {
     pub dev: (u32, u32),
 }
 
-/// Meta info of `hierarchy_path` (a host path) if it is one of our merges ([`is_ours`]), else `None`.
-pub fn read(hierarchy_path: &Path, class: ImageClass) -> anyhow::Result<Option<MetaInfo>> {
-    if !is_ours(hierarchy_path, class)? {
-        return Ok(None);
+/// Check a recorded work dir: an in-root absolute path without `.`/`..` whose last component is
+/// the name systemd (`.systemd-<hierarchy>-workdir`) or extmerge (that name plus `-` and 16 hex
+/// digits for a refresh) gives it. A merged tree's meta files are data, not instructions: a
+/// path that does not look like this is never used for anything.
+pub fn validate_work_dir(work: &Path, hierarchy: &Path) -> Result<(), String> {
+    let bytes = work.as_os_str().as_bytes();
+    if !bytes.starts_with(b"/") {
+        return Err("not an absolute path".into());
     }
-    read_unchecked(hierarchy_path, class).map(Some)
+    if work
+        .components()
+        .any(|c| !matches!(c, Component::RootDir | Component::Normal(_)))
+        || bytes.windows(2).any(|w| w == b"//")
+    {
+        return Err("not a normalized path (it has '.' or '..' components)".into());
+    }
+    let want = crate::decide::mutable::work_dir_name(hierarchy);
+    let name = work
+        .file_name()
+        .map(|n| n.as_bytes())
+        .ok_or_else(|| "no file name".to_string())?;
+    let suffix_ok = |rest: &[u8]| {
+        rest.is_empty()
+            || (rest.len() == 17 && rest[0] == b'-' && rest[1..].iter().all(u8::is_ascii_hexdigit))
+    };
+    match name.strip_prefix(want.as_bytes()) {
+        Some(rest) if suffix_ok(rest) => Ok(()),
+        _ => Err(format!(
+            "its name is not {want} (or {want}-<16 hex digits>)"
+        )),
+    }
 }
 
-/// Parse the meta files without the mount-point check (split out so it is testable unprivileged).
-fn read_unchecked(hierarchy_path: &Path, class: ImageClass) -> anyhow::Result<MetaInfo> {
-    let dir = hierarchy_path.join(class.meta_dir_name());
+/// Parse the meta files of the merged tree `tree` (split out so it is testable unprivileged).
+pub fn read_info(tree: &Root, class: ImageClass, hierarchy: &Path) -> anyhow::Result<MetaInfo> {
+    let dir = Path::new(class.meta_dir_name());
+    let read = |name: &str| -> anyhow::Result<Option<Vec<u8>>> {
+        tree.read_optional(&dir.join(name), limits::META_FILE)
+            .with_context(|| format!("Failed to read '{}'", tree.show(&dir.join(name)).display()))
+    };
 
-    let dev_path = dir.join("dev");
+    let dev_path = tree.show(&dir.join("dev"));
     let dev_raw =
-        fs::read(&dev_path).with_context(|| format!("Failed to read '{}'", dev_path.display()))?;
+        read("dev")?.with_context(|| format!("Failed to read '{}'", dev_path.display()))?;
     let dev_line = String::from_utf8_lossy(first_line(&dev_raw)).into_owned();
     let dev = parse_devnum(&dev_line).with_context(|| {
         format!(
             "Failed to parse device major/minor '{}' in '{}'",
-            dev_line,
+            dev_line.escape_debug(),
             dev_path.display()
         )
     })?;
 
     // systemd's status/need_reload fail when the list file is missing; so do we.
-    let list_path = dir.join(class.list_file_name());
-    let list = fs::read(&list_path)
+    let list_path = tree.show(&dir.join(class.list_file_name()));
+    let list = read(class.list_file_name())?
         .with_context(|| format!("Failed to open '{}'", list_path.display()))?;
     let extensions = String::from_utf8_lossy(&list)
         .split(['\n', '\r'])
@@ -341,8 +357,8 @@ fn read_unchecked(hierarchy_path: &Path, class: ImageClass) -> anyhow::Result<Me
         .map(str::to_string)
         .collect();
 
-    let wd_path = dir.join("work_dir");
-    let work_dir = match read_optional(&wd_path)? {
+    let wd_path = tree.show(&dir.join("work_dir"));
+    let work_dir = match read("work_dir")? {
         None => None,
         Some(raw) => {
             let line = String::from_utf8_lossy(first_line(&raw)).into_owned();
@@ -353,12 +369,20 @@ fn read_unchecked(hierarchy_path: &Path, class: ImageClass) -> anyhow::Result<Me
                 )
             })?;
             let rel = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
-            Some(Path::new("/").join(rel))
+            let work = Path::new("/").join(rel);
+            if let Err(why) = validate_work_dir(&work, hierarchy) {
+                bail!(
+                    "'{}' names the work directory {}, which extmerge does not accept: {why}",
+                    wd_path.display(),
+                    crate::ondisk::cescape::cescape(work.as_os_str().as_bytes())
+                );
+            }
+            Some(work)
         }
     };
 
-    let origin_path = dir.join("origin");
-    let origin = match read_optional(&origin_path)? {
+    let origin_path = tree.show(&dir.join("origin"));
+    let origin = match read("origin")? {
         None => None,
         Some(raw) => Some(
             String::from_utf8(raw)
@@ -492,7 +516,12 @@ mod tests {
         let dir = meta_root.join(".systemd-sysext");
         assert!(dir.is_dir());
         assert_eq!(fs::read(dir.join("dev")).unwrap(), b"0:123\n");
-        let info = read_unchecked(&meta_root, ImageClass::Sysext).unwrap();
+        let info = read_info(
+            &Root::open(&meta_root).unwrap(),
+            ImageClass::Sysext,
+            Path::new("/usr"),
+        )
+        .unwrap();
         assert_eq!(info.extensions, ["00-flatcar-default", "docker"]);
         assert_eq!(info.dev, (0, 123));
         assert_eq!(
@@ -526,26 +555,65 @@ mod tests {
         };
         rustix::fs::utimensat(rustix::fs::CWD, &meta_root, &old, AtFlags::empty()).unwrap();
         write(&meta_root, ImageClass::Confext, &contents()).unwrap();
+        use std::os::unix::fs::MetadataExt;
         assert!(fs::metadata(&meta_root).unwrap().mtime() > 1000);
     }
 
     #[test]
-    fn is_ours_on_plain_or_missing_directory_is_false() {
+    fn inspect_on_plain_or_missing_directory_is_none() {
         let t = tempfile::tempdir().unwrap();
         let d = t.path().join("usr");
         fs::create_dir_all(d.join(".systemd-sysext")).unwrap();
         fs::write(d.join(".systemd-sysext/dev"), "0:1\n").unwrap();
-        assert!(!is_ours(&d, ImageClass::Sysext).unwrap());
-        assert!(!is_ours(&t.path().join("missing"), ImageClass::Sysext).unwrap());
-        assert_eq!(read(&d, ImageClass::Sysext).unwrap(), None);
+        let root = Root::open(t.path()).unwrap();
+        assert!(inspect(&root, Path::new("/usr"), ImageClass::Sysext)
+            .unwrap()
+            .is_none());
+        assert!(inspect(&root, Path::new("/missing"), ImageClass::Sysext)
+            .unwrap()
+            .is_none());
     }
 
     #[test]
-    fn root_is_a_mount_point_and_plain_dirs_are_not() {
-        assert!(is_mount_point(Path::new("/")).unwrap());
+    fn work_dirs_must_look_like_work_dirs() {
+        let h = Path::new("/usr");
+        for good in [
+            "/var/lib/extensions.mutable/.systemd-usr-workdir",
+            "/.systemd-usr-workdir",
+            "/x/.systemd-usr-workdir-0123456789abcdef",
+        ] {
+            assert_eq!(validate_work_dir(Path::new(good), h), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("/../../outside/.systemd-usr-workdir", "normalized"),
+            ("/var/lib/extensions.mutable/..", "normalized"),
+            ("/home/user", "its name is not .systemd-usr-workdir"),
+            ("/x/.systemd-opt-workdir", "its name is not"),
+            ("/x/.systemd-usr-workdir-zz", "its name is not"),
+            ("relative/.systemd-usr-workdir", "absolute"),
+        ] {
+            let e = validate_work_dir(Path::new(bad), h).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_hostile_work_dir_is_refused_when_reading() {
         let t = tempfile::tempdir().unwrap();
-        fs::create_dir(t.path().join("sub")).unwrap();
-        assert!(!is_mount_point(&t.path().join("sub")).unwrap());
+        let meta_root = t.path().join("m");
+        let mut c = contents();
+        c.work_dir = Some(PathBuf::from("/../../../../outside"));
+        write(&meta_root, ImageClass::Sysext, &c).unwrap();
+        let e = read_info(
+            &Root::open(&meta_root).unwrap(),
+            ImageClass::Sysext,
+            Path::new("/usr"),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("which extmerge does not accept"),
+            "{e:#}"
+        );
     }
 
     #[test]

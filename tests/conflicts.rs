@@ -7,8 +7,9 @@ mod common;
 use common::*;
 use extmerge::class::ImageClass;
 use extmerge::decide::conflicts::{ConflictKind, ConflictPolicy};
+use extmerge::merge::check::{check_class, ClassReport};
 use extmerge::settings::{resolve, ClassSettings, CliOptions};
-use extmerge::verbs::check::{self, ClassReport};
+use extmerge::verbs::check;
 use extmerge::verbs::JsonMode;
 use serde_json::Value;
 use std::os::unix::fs::symlink;
@@ -58,7 +59,7 @@ impl Root {
     }
 
     fn report(&self, class: ImageClass, policy: ConflictPolicy) -> ClassReport {
-        check::check_class(&self.settings(class), policy).unwrap()
+        check_class(&self.settings(class), policy, None).unwrap()
     }
 
     fn extmerge(&self, args: &[&str]) -> std::process::Output {

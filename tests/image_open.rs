@@ -16,16 +16,25 @@ use common::{
     mountinfo_lines_containing, require_root, wait_until, write_files, LeakCheck,
     LOOP_RELEASE_TIMEOUT,
 };
-use extmerge::image::{open_image, OpenedImage};
+use extmerge::image::{ImageFile, OpenedImage};
 use extmerge::kernel::fscontext::{
     drain_fs_log, erofs_file_backed_supported, mount_detached, MountFlags,
 };
 use extmerge::kernel::loopdev::{loops_backed_by, LoopDevice, LoopOptions};
+use extmerge::kernel::root::Root;
 use extmerge::ondisk::superblock::{probe_bytes, probe_path, FsType, Probed, PROBE_LEN};
 use rustix::fs::{openat, Mode, OFlags, CWD};
 use rustix::mount::{move_mount, unmount, MoveMountFlags, UnmountFlags};
 
 const HELLO: &str = "hello from the image\n";
+
+/// Open the image at the host path `path` as a merge does: opened once inside a root (here
+/// `/`), then probed and mounted from that open file.
+fn open_image(path: &Path, flags: MountFlags) -> anyhow::Result<OpenedImage> {
+    let root = Root::open(Path::new("/"))?;
+    let img = ImageFile::open(&root, path)?;
+    extmerge::image::open_image(&img, flags)
+}
 
 /// A small extension tree: a data file, an executable and an extension-release.
 fn sample_tree(root: &Path) -> PathBuf {
@@ -244,7 +253,7 @@ fn image_probe_path_errors_name_the_path() {
 
     let err = format!("{:#}", probe_path(tmp.path()).unwrap_err());
     assert!(err.contains(&*tmp.path().to_string_lossy()), "{err}");
-    assert!(err.contains("not a regular file or block device"), "{err}");
+    assert!(err.contains("not a regular file (directory)"), "{err}");
 
     let short = tmp.path().join("short.raw");
     std::fs::write(&short, b"hsqs").unwrap();
@@ -316,10 +325,10 @@ fn image_erofs_through_loop_device() {
 }
 
 #[test]
-fn image_erofs_long_path_falls_back_to_loop() {
-    // fsconfig string values are capped at 256 bytes, so file-backed erofs cannot take
-    // a longer source path; open_image must fall back to a loop device (whose path is
-    // short) instead of failing. This also exercises the fallback on a 6.18 host.
+fn image_erofs_long_path_is_opened_through_its_fd() {
+    // fsconfig string values are capped at 256 bytes; the image is handed to the kernel as
+    // the short /proc/thread-self/fd/N of the file opened inside the root, so a long path
+    // needs no loop fallback where file-backed erofs is available.
     require_root();
     enter_private_mount_ns();
     let tmp = tempfile::tempdir().unwrap();
@@ -331,7 +340,11 @@ fn image_erofs_long_path_falls_back_to_loop() {
     assert!(img.as_os_str().len() > 256);
     let opened = open_image(&img, MountFlags::default()).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(opened.fstype, FsType::Erofs);
-    assert!(opened.loop_device.is_some(), "expected the loop fallback");
+    assert_eq!(
+        opened.loop_device.is_none(),
+        erofs_file_backed_supported(),
+        "file-backed where the kernel can, a loop device where it cannot"
+    );
     assert_eq!(read_through(&opened.mount, "usr/lib/hello"), HELLO);
     drop(opened);
     leak.assert_clean();
@@ -391,7 +404,7 @@ fn image_open_rejects_directory_and_missing() {
     let dir = tmp.path().join("adir");
     std::fs::create_dir(&dir).unwrap();
     let err = expect_open_error(tmp.path(), &dir);
-    assert!(err.contains("not a regular file or block device"), "{err}");
+    assert!(err.contains("not a regular file (directory)"), "{err}");
     expect_open_error(tmp.path(), &tmp.path().join("missing.raw"));
 }
 

@@ -252,7 +252,9 @@ fn require_in_the_configuration_fails_a_merge_without_it() {
     let o = extmerge(&["--class=confext", "refresh", &root_arg(r)], "");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("Required extension(s) not merged: 00-default"),
+        String::from_utf8_lossy(&o.stderr).contains(
+            "required confext cannot be used: '00-default' (not found in any confext directory)"
+        ),
         "{}",
         text(&o)
     );

@@ -1377,7 +1377,17 @@ fn a_required_extension_that_is_not_merged_fails_the_run() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(
-        log.contains("Required extension(s) not merged: 00-default"),
+        log.contains("required confext cannot be used: '00-default' (ID=otheros matches neither"),
+        "{log}"
+    );
+    // Checked before anything was attached: /etc was left as it was.
+    assert!(r.mount_line("etc").is_none(), "{log}");
+    // A --require name no selected class has fails before anything runs.
+    let out = r.run(&["merge", "--require=nowhere"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("required extension(s) 'nowhere' (--require) not found in any confext or sysext directory; nothing was changed"),
         "{log}"
     );
     r.finish();

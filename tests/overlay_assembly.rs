@@ -530,7 +530,10 @@ fn clone_tree_hands_over_overlay_submount_and_meta_bind() {
         mounts::attach(overlay::build_detached(&spec)?, &merged)?;
         mounts::mount_tmpfs(&merged.join("sub"), 0o755)?;
         fs::write(merged.join("sub/inner"), "inner")?;
-        mounts::bind_readonly(&merged.join(".systemd-sysext"))?;
+        mounts::bind_readonly(
+            &merged.join(".systemd-sysext"),
+            &merged.join(".systemd-sysext"),
+        )?;
         assert_eq!(
             mounts::submounts(&merged)?,
             vec![merged.join(".systemd-sysext"), merged.join("sub")]

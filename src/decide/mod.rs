@@ -5,6 +5,7 @@
 pub mod conflicts;
 pub mod mountopts;
 pub mod mutable;
+pub mod reject;
 pub mod release;
 pub mod state;
 pub mod vpick;

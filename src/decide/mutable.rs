@@ -217,8 +217,6 @@ pub enum PlanError {
     CrossDevice { upper: PathBuf, hierarchy: PathBuf },
     /// ELOOP: `import`/`ephemeral-import` with a mutable dir that is the hierarchy itself.
     Loop { dir: PathBuf, hierarchy: PathBuf },
-    /// EINVAL (from the kernel): one lower and no upper is not a valid overlay.
-    TooFewLayers { hierarchy: PathBuf },
     /// EINVAL (`mount_option_mangle`): unbalanced quotes or a trailing backslash in the options.
     InvalidOptions { options: String },
 }
@@ -227,9 +225,9 @@ impl PlanError {
     /// The errno systemd-sysext fails with in the same situation.
     pub fn errno(&self) -> rustix::io::Errno {
         match self {
-            PlanError::ModeMismatch { .. }
-            | PlanError::TooFewLayers { .. }
-            | PlanError::InvalidOptions { .. } => rustix::io::Errno::INVAL,
+            PlanError::ModeMismatch { .. } | PlanError::InvalidOptions { .. } => {
+                rustix::io::Errno::INVAL
+            }
             PlanError::ReadOnlyUpper { .. } => rustix::io::Errno::ROFS,
             PlanError::CrossDevice { .. } => rustix::io::Errno::XDEV,
             PlanError::Loop { .. } => rustix::io::Errno::LOOP,
@@ -258,11 +256,6 @@ impl fmt::Display for PlanError {
                 f,
                 "Not importing mutable directory '{}' for hierarchy '{}' as a lower dir, because it points to the hierarchy itself.",
                 dir.display(),
-                hierarchy.display()
-            ),
-            PlanError::TooFewLayers { hierarchy } => write!(
-                f,
-                "Hierarchy '{}' would be an overlay with a single lower layer and no upper layer, which the kernel refuses (no extension populates it, the host hierarchy is missing or empty, and there is no mutable directory).",
                 hierarchy.display()
             ),
             PlanError::InvalidOptions { options } => write!(
@@ -391,10 +384,11 @@ pub fn plan(
         },
     };
 
+    // Nothing to merge here (no extension, no upper, no import, an empty or missing host):
+    // systemd fails the whole class ("at least 2 lowerdir are needed"); this hierarchy is left
+    // alone instead and the others merge (README, differences).
     if upper.is_none() && lowers.len() < 2 {
-        return Err(PlanError::TooFewLayers {
-            hierarchy: facts.hierarchy.clone(),
-        });
+        return Ok(None);
     }
 
     // mount_overlayfs(): the env replaces the defaults for writable overlays and is the only

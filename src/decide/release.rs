@@ -5,48 +5,14 @@ pub use crate::ondisk::envfile::{
     parse_env, parse_env_bytes, read_env_file, ParseWarning, ReleaseData,
 };
 
-use crate::chase::{chase, ChaseError};
 use crate::class::ImageClass;
-use crate::decide::mutable::parse_boolean;
+use crate::decide::reject::{Mismatch, Reject};
 use crate::ondisk::envfile::systemd_utf8;
-use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
-use std::io;
 use std::path::{Path, PathBuf};
 
-const RELEASE_PREFIX: &str = "extension-release.";
-const STRICT_XATTR: &str = "user.extension-release.strict";
-
-/// `chase()` inside a root where "does not exist" is an answer rather than an error.
-fn chase_opt(root: &Path, rel: &str) -> Result<Option<PathBuf>, ChaseError> {
-    match chase(root, Path::new(rel)) {
-        Ok(r) => Ok(Some(r.host)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-fn chase_ctx(root: &Path, rel: &str) -> Result<Option<PathBuf>> {
-    chase_opt(root, rel).with_context(|| format!("cannot resolve /{rel} inside {}", root.display()))
-}
-
-/// Read `<root>/etc/os-release`, else `<root>/usr/lib/os-release`, resolving symlinks inside root.
-pub fn read_os_release(root: &Path) -> Result<(PathBuf, ReleaseData)> {
-    const CANDIDATES: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
-    for rel in CANDIDATES {
-        // Only ENOENT moves on to the fallback, as in open_os_release_at().
-        if let Some(path) = chase_ctx(root, rel)? {
-            let data = read_env_file(&path)?;
-            return Ok((path, data));
-        }
-    }
-    let [a, b] = CANDIDATES.map(|c| root.join(c));
-    bail!(
-        "neither {} nor {} exists, so the OS tree cannot be identified",
-        a.display(),
-        b.display()
-    )
-}
+/// The file name prefix of extension-release files.
+pub const RELEASE_PREFIX: &str = "extension-release.";
 
 /// The scope an extension must list in `<CLASS>_SCOPE=` to be used on this host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -67,22 +33,6 @@ impl Scope {
             Scope::System => "system",
             Scope::Initrd => "initrd",
             Scope::Portable => "portable",
-        }
-    }
-}
-
-/// "initrd" iff `<root>/etc/initrd-release` exists (resolved inside root), else "system".
-pub fn host_scope(root: &Path) -> Scope {
-    match chase_opt(root, "etc/initrd-release") {
-        Ok(Some(_)) => Scope::Initrd,
-        Ok(None) => Scope::System,
-        Err(e) => {
-            // systemd fails the merge here; this signature cannot, so say loudly what is assumed.
-            tracing::warn!(
-                "cannot check for /etc/initrd-release in {}: {e}; assuming \"system\"",
-                root.display()
-            );
-            Scope::System
         }
     }
 }
@@ -140,7 +90,7 @@ pub struct HostInfo {
     pub scope: Scope,
     /// systemd architecture name compared with `ARCHITECTURE=`.
     pub architecture: String,
-    /// The os-release file that was read (host path).
+    /// The os-release file that was read (as shown in messages).
     pub os_release_path: PathBuf,
 }
 
@@ -182,13 +132,6 @@ impl HostInfo {
         })
     }
 
-    /// Read the host identity of the tree at `root` (os-release, scope, uname architecture).
-    pub fn load(root: &Path) -> Result<HostInfo> {
-        let (path, data) = read_os_release(root)?;
-        HostInfo::from_release(&data, host_scope(root), &uname_architecture(), &path)
-            .map_err(|e| anyhow!(e))
-    }
-
     /// The host's API level for `class` (`SYSEXT_LEVEL` or `CONFEXT_LEVEL`).
     pub fn level(&self, class: ImageClass) -> Option<&str> {
         match class {
@@ -198,22 +141,13 @@ impl HostInfo {
     }
 }
 
-/// Part of the rejection reason of an extension pinned to another OS version (after an A/B
-/// update: the old image is still there, the new one is not staged), which is logged loudly.
-pub const VERSION_MISMATCH: &str = "does not match the host's VERSION_ID";
-
-/// True when `reason` (from [`validate`]) says the extension is pinned to another `VERSION_ID`.
-pub fn is_version_mismatch(reason: &str) -> bool {
-    reason.contains(VERSION_MISMATCH)
-}
-
 /// Outcome of the compatibility check for one extension.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// The extension may be merged.
     Accept,
-    /// The extension is ignored, for the stated reason.
-    Reject(String),
+    /// The extension is left out, for the stated reason.
+    Reject(Reject),
 }
 
 /// systemd's `extension_release_validate()`, rule for rule and in the same order.
@@ -225,7 +159,74 @@ pub fn validate(
 ) -> Verdict {
     match check(host, class, name, ext) {
         Ok(()) => Verdict::Accept,
-        Err(reason) => Verdict::Reject(reason),
+        Err(m) => Verdict::Reject(Reject::Release(m)),
+    }
+}
+
+/// What [`judge`] needs to know about one extension tree (read by `gather::release`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeFacts {
+    /// The extension-release file used and its contents; `Err` says why none can be used.
+    pub release: Result<Option<ReleaseData>, String>,
+    /// Where the release file was looked for (for the "none found" sentence).
+    pub release_dir: String,
+    /// What `usr/lib/os-release` is in the tree (`None`: absent); `Err`: it cannot be checked.
+    pub os_release: Result<Option<String>, String>,
+    /// The meta directory the tree ships at a hierarchy, if any (`usr/.systemd-sysext`).
+    pub ships_meta: Option<String>,
+    /// The tree is an empty directory.
+    pub empty: bool,
+}
+
+/// Whether one extension tree is usable on `host`: forbidden content, meta directories,
+/// extension-release lookup and validation, in systemd's order. `host` is `Err` when the host's
+/// os-release cannot be used; then nothing can be accepted (except under `--force`).
+pub fn judge(
+    host: Result<&HostInfo, &str>,
+    class: ImageClass,
+    name: &str,
+    is_dir: bool,
+    tree: &TreeFacts,
+    force: bool,
+) -> Verdict {
+    if let Some(path) = &tree.ships_meta {
+        return Verdict::Reject(Reject::ShipsMeta { path: path.clone() });
+    }
+    // systemd refuses directory sysexts with usr/lib/os-release even under --force; images only without it.
+    if class == ImageClass::Sysext && (is_dir || !force) {
+        match &tree.os_release {
+            Ok(Some(what)) => {
+                return Verdict::Reject(Reject::ForbiddenContent { what: what.clone() })
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Verdict::Reject(Reject::Unreadable(format!(
+                    "cannot check it for usr/lib/os-release: {e}"
+                )))
+            }
+        }
+    }
+    if force {
+        return Verdict::Accept;
+    }
+    let host = match host {
+        Ok(h) => h,
+        Err(e) => {
+            return Verdict::Reject(Reject::NoRelease(format!(
+                "the host's os-release cannot be used: {e}"
+            )))
+        }
+    };
+    match &tree.release {
+        Ok(Some(data)) => validate(host, class, name, Some(data)),
+        Ok(None) if is_dir && tree.empty => Verdict::Reject(Reject::EmptyMask {
+            name: name.to_string(),
+        }),
+        Ok(None) => Verdict::Reject(Reject::NoRelease(format!(
+            "no {}/extension-release.{name} (or an accepted fallback) in the image",
+            tree.release_dir
+        ))),
+        Err(e) => Verdict::Reject(Reject::NoRelease(e.clone())),
     }
 }
 
@@ -251,22 +252,24 @@ fn check(
     class: ImageClass,
     name: &str,
     ext: Option<&ReleaseData>,
-) -> Result<(), String> {
+) -> Result<(), Mismatch> {
     let Some(ext) = ext.filter(|e| !e.is_empty()) else {
-        return Err(format!("extension '{name}' carries no release data (no extension-release file, or an empty one)"));
+        return Err(Mismatch::NoData {
+            name: name.to_string(),
+        });
     };
     let (scope_key, hs) = (class.scope_key(), host.scope.as_str());
     match ext.get(scope_key) {
         None if hs != "system" && hs != "portable" => {
-            return Err(format!(
+            return Err(Mismatch::Scope(format!(
                 "{scope_key} is not set, which means \"system portable\", so it is not meant for the host scope \"{hs}\""
-            ))
+            )))
         }
         Some(v) if words(v).next().is_none() => {
-            return Err(format!("{scope_key} is set but empty, which matches no scope, not even the host scope \"{hs}\""))
+            return Err(Mismatch::Scope(format!("{scope_key} is set but empty, which matches no scope, not even the host scope \"{hs}\"")))
         }
         Some(v) if !words(v).any(|w| w == hs) => {
-            return Err(format!("{scope_key}={} does not include the host scope \"{hs}\"", shown(v)))
+            return Err(Mismatch::Scope(format!("{scope_key}={} does not include the host scope \"{hs}\"", shown(v))))
         }
         _ => {}
     }
@@ -274,16 +277,16 @@ fn check(
         non_empty(ext, "ARCHITECTURE").filter(|a| *a != "_any" && *a != host.architecture)
     {
         let h = &host.architecture;
-        return Err(format!(
+        return Err(Mismatch::Architecture(format!(
             "ARCHITECTURE={} does not match the host architecture {h} (ARCHITECTURE=_any fits all)",
             shown(arch)
-        ));
+        )));
     }
     let Some(id) = non_empty(ext, "ID") else {
         let h = &host.id;
-        return Err(format!(
+        return Err(Mismatch::NoId(format!(
             "ID is not set; it must be the host's ID={h}, a word of its ID_LIKE, or _any"
-        ));
+        )));
     };
     if id == "_any" {
         return Ok(());
@@ -294,11 +297,11 @@ fn check(
         } else {
             format!("nor any word of its ID_LIKE=\"{}\"", host.id_like.join(" "))
         };
-        return Err(format!(
+        return Err(Mismatch::Id(format!(
             "ID={} matches neither the host's ID={} {like}",
             shown(id),
             host.id
-        ));
+        )));
     }
     let level_key = class.level_key();
     let (host_level, ext_level) = (host.level(class), non_empty(ext, level_key));
@@ -307,10 +310,10 @@ fn check(
     }
     if let (Some(h), Some(e)) = (host_level, ext_level) {
         if h != e {
-            return Err(format!(
+            return Err(Mismatch::Level(format!(
                 "{level_key}={} does not match the host's {level_key}={h}",
                 shown(e)
-            ));
+            )));
         }
         return Ok(());
     }
@@ -321,15 +324,17 @@ fn check(
         };
         match non_empty(ext, "VERSION_ID") {
             None => {
-                return Err(format!(
-                    "VERSION_ID is not set, but the host has VERSION_ID={hv} ({why})"
-                ))
+                return Err(Mismatch::VersionId {
+                    why: format!("VERSION_ID is not set, but the host has VERSION_ID={hv} ({why})"),
+                })
             }
             Some(ev) if ev != hv => {
-                return Err(format!(
-                    "VERSION_ID={} {VERSION_MISMATCH}={hv} ({why})",
-                    shown(ev)
-                ))
+                return Err(Mismatch::VersionId {
+                    why: format!(
+                        "VERSION_ID={} does not match the host's VERSION_ID={hv} ({why})",
+                        shown(ev)
+                    ),
+                })
             }
             Some(_) => {}
         }
@@ -347,7 +352,7 @@ pub fn release_name_stem(name: &str) -> &str {
 }
 
 /// systemd's `image_name_is_valid()`.
-fn image_name_is_valid(s: &str) -> bool {
+pub fn image_name_is_valid(s: &str) -> bool {
     let plain = s.len() <= 255 && !s.contains('/') && !s.bytes().any(|b| b < b' ' || b == 127);
     plain
         && !matches!(s, "" | "." | "..")
@@ -371,7 +376,7 @@ fn hidden_or_backup_file(name: &str) -> bool {
 }
 
 /// The `<X>` of a fallback candidate `extension-release.<X>`, if the scan considers it at all.
-fn release_suffix(file_name: &str) -> Option<&str> {
+pub fn release_suffix(file_name: &str) -> Option<&str> {
     let x = file_name.strip_prefix(RELEASE_PREFIX)?;
     (!hidden_or_backup_file(file_name) && image_name_is_valid(x)).then_some(x)
 }
@@ -421,95 +426,6 @@ pub fn pick_release_file(
              the choice is ambiguous, so none is used",
             many.join(", ")
         )),
-    }
-}
-
-/// Parsed `user.extension-release.strict` xattr; None when absent, unreadable or not a boolean.
-fn read_strict_xattr(path: &Path) -> Option<bool> {
-    // Longer values cannot be a boolean anyway, so ERANGE simply means "not false".
-    let mut buf = [0u8; 256];
-    let n = rustix::fs::getxattr(path, STRICT_XATTR, &mut buf[..]).ok()?;
-    // One trailing NUL is tolerated, an embedded one is not (getxattr_at_malloc: EBADMSG).
-    let v = buf[..n].strip_suffix(b"\0").unwrap_or(&buf[..n]);
-    if v.contains(&0) {
-        return None;
-    }
-    parse_boolean(std::str::from_utf8(v).ok()?)
-}
-
-/// Locate the extension-release file of image `name` inside `image_root` the way systemd does.
-pub fn find_extension_release(
-    image_root: &Path,
-    class: ImageClass,
-    name: &str,
-) -> Result<Option<PathBuf>> {
-    if !image_name_is_valid(name) {
-        bail!("'{name}' is not a valid image name, so it has no extension-release file");
-    }
-    // Like systemd's flagless chaseat(): any existing inode wins, only ENOENT falls back to the scan.
-    if let Some(exact) = chase_ctx(
-        image_root,
-        &format!("{}/{RELEASE_PREFIX}{name}", class.release_dir()),
-    )? {
-        return Ok(Some(exact));
-    }
-    let Some(dir) = chase_ctx(image_root, class.release_dir())? else {
-        return Ok(None);
-    };
-    let mut candidates = Vec::new();
-    for entry in
-        std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
-    {
-        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
-        let Some(file_name) = entry
-            .file_name()
-            .to_str()
-            .filter(|n| release_suffix(n).is_some())
-            .map(str::to_owned)
-        else {
-            continue;
-        };
-        let path = entry.path();
-        let meta = std::fs::symlink_metadata(&path)
-            .with_context(|| format!("cannot stat {}", path.display()))?;
-        // The scan never follows symlinks (systemd opens O_NOFOLLOW and insists on a regular file).
-        if meta.file_type().is_file() {
-            candidates.push(ReleaseCandidate {
-                strict: read_strict_xattr(&path),
-                file_name,
-            });
-        }
-    }
-    match pick_release_file(name, false, &candidates) {
-        Ok(found) => Ok(found.map(|f| dir.join(f))),
-        Err(msg) => Err(anyhow!("{msg} (in {})", dir.display())),
-    }
-}
-
-/// Find and parse the extension-release file of image `name`; Ok(None) if the image has none.
-pub fn load_extension_release(
-    image_root: &Path,
-    class: ImageClass,
-    name: &str,
-) -> Result<Option<(PathBuf, ReleaseData)>> {
-    let Some(path) = find_extension_release(image_root, class, name)? else {
-        return Ok(None);
-    };
-    let data = read_env_file(&path)?;
-    Ok(Some((path, data)))
-}
-
-/// True if the tree ships `usr/lib/os-release` (resolved inside `image_root`; dangling counts as absent).
-pub fn has_forbidden_content(image_root: &Path) -> io::Result<bool> {
-    match chase_opt(image_root, "usr/lib/os-release") {
-        Ok(found) => Ok(found.is_some()),
-        Err(e) => {
-            let kind = match &e {
-                ChaseError::Io { source, .. } => source.kind(),
-                _ => io::ErrorKind::Other,
-            };
-            Err(io::Error::new(kind, e))
-        }
     }
 }
 

@@ -135,7 +135,7 @@ impl Origin {
 }
 
 /// Version of our state record format.
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 
 /// Name of our state file inside the meta dir (systemd ignores files it does not know).
 pub const STATE_FILE: &str = "extmerge-state.json";
@@ -150,8 +150,12 @@ pub struct ImageRecord {
     pub kind: String,
     /// Resolved path inside the root.
     pub path: PathBuf,
-    /// Content identity.
-    pub identity: Strong,
+    /// Content identity; `None` when the extension could not be read (it is then left out).
+    pub identity: Option<Strong>,
+    /// sha256 of its root-hash signature (sidecar `.p7s` or signature partition), if it has one:
+    /// a new signature can change whether the image is trusted, though the content is the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// Everything a merge depends on. Equal records mean an identical merge: `refresh` skips.
@@ -182,6 +186,10 @@ pub struct State {
     pub force: bool,
     /// Image policy.
     pub image_policy: Option<String>,
+    /// `--check-conflicts=` in force (`refuse` can leave extensions out).
+    pub check_conflicts: String,
+    /// sha256 over the trusted certificates (names and contents) that signatures are checked with.
+    pub certificates: String,
     /// Every discovered candidate in layer order (acceptance is derived from these and the host).
     pub images: Vec<ImageRecord>,
 }
@@ -241,6 +249,14 @@ pub fn differences(old: &State, new: &State) -> Vec<String> {
         format!("{:?}", old.image_policy),
         format!("{:?}", new.image_policy),
     );
+    field(
+        "conflict policy",
+        old.check_conflicts.clone(),
+        new.check_conflicts.clone(),
+    );
+    if old.certificates != new.certificates {
+        d.push("the trusted certificates changed".to_string());
+    }
     let by_name = |v: &[ImageRecord]| -> BTreeMap<String, ImageRecord> {
         v.iter().map(|i| (i.name.clone(), i.clone())).collect()
     };
@@ -259,6 +275,10 @@ pub fn differences(old: &State, new: &State) -> Vec<String> {
                     img.path.display()
                 ))
             }
+            Some(prev) if prev.signature != img.signature => d.push(format!(
+                "extension '{name}' has another signature ({})",
+                img.path.display()
+            )),
             Some(_) => {}
         }
     }
@@ -266,6 +286,65 @@ pub fn differences(old: &State, new: &State) -> Vec<String> {
         d.push(format!("extension '{name}' removed"));
     }
     d
+}
+
+/// What the hierarchies of a class carry now, as a refresh finds them.
+#[derive(Clone, Debug, Default)]
+pub struct Current {
+    /// Hierarchies merged by us or by systemd now (in-root).
+    pub merged: Vec<PathBuf>,
+    /// The state record of each, in the same order: `Ok(None)` without one, `Err` unusable.
+    pub records: Vec<Result<Option<StateFile>, String>>,
+}
+
+/// What `refresh` does with a class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing is merged: merge.
+    Fresh,
+    /// What is merged is exactly what would be merged now: touch nothing.
+    Skip,
+    /// Replace the merge, for these reasons (one log line each).
+    Rebuild(Vec<String>),
+}
+
+/// Decide a refresh from what is merged and the state gathered now.
+pub fn decide_refresh(current: &Current, new: &State, always: bool) -> Decision {
+    let Some(first) = current.records.first() else {
+        return Decision::Fresh;
+    };
+    let old = match first {
+        Err(e) => {
+            return Decision::Rebuild(vec![format!(
+                "the state record of the current merge is unusable ({e}); re-merging"
+            )])
+        }
+        Ok(None) => {
+            return Decision::Rebuild(vec!["the current merge carries no extmerge state".into()])
+        }
+        Ok(Some(old)) => old,
+    };
+    let mut reasons = differences(&old.state, new);
+    if !old.merged.iter().all(|h| current.merged.contains(h)) {
+        reasons.push("a merged hierarchy is no longer ours".into());
+    }
+    // A run that failed or was killed between hierarchies leaves some new and some old.
+    let coherent = current
+        .merged
+        .iter()
+        .zip(&current.records)
+        .all(|(h, r)| old.merged.contains(h) && matches!(r, Ok(Some(sf)) if sf == old));
+    if !coherent {
+        reasons.push("the merged hierarchies do not carry the same state".into());
+    }
+    if reasons.is_empty() && always {
+        reasons.push("--always-refresh=yes".into());
+    }
+    if reasons.is_empty() {
+        Decision::Skip
+    } else {
+        Decision::Rebuild(reasons)
+    }
 }
 
 #[cfg(test)]
@@ -340,11 +419,14 @@ mod tests {
             noexec: None,
             force: false,
             image_policy: None,
+            check_conflicts: "warn".into(),
+            certificates: "00".into(),
             images: vec![ImageRecord {
                 name: "a".into(),
                 kind: "raw".into(),
                 path: "/var/lib/extensions/a.raw".into(),
-                identity: Strong::Sha256("11".into()),
+                identity: Some(Strong::Sha256("11".into())),
+                signature: None,
             }],
         }
     }
@@ -354,7 +436,7 @@ mod tests {
         let a = state();
         assert!(differences(&a, &a.clone()).is_empty());
         let mut b = a.clone();
-        b.images[0].identity = Strong::Sha256("22".into());
+        b.images[0].identity = Some(Strong::Sha256("22".into()));
         assert_eq!(
             differences(&a, &b),
             ["extension 'a' content changed (/var/lib/extensions/a.raw)"]
@@ -373,6 +455,59 @@ mod tests {
         e.mutable = "auto".into();
         e.os_release = "bb".into();
         assert_eq!(differences(&a, &e).len(), 2);
+        let mut g = a.clone();
+        g.check_conflicts = "refuse".into();
+        g.certificates = "01".into();
+        g.images[0].signature = Some("5e".into());
+        assert_eq!(
+            differences(&a, &g),
+            [
+                "conflict policy changed (warn → refuse)",
+                "the trusted certificates changed",
+                "extension 'a' has another signature (/var/lib/extensions/a.raw)"
+            ]
+        );
+    }
+
+    #[test]
+    fn refresh_skips_only_an_unchanged_coherent_merge() {
+        let sf = StateFile {
+            state: state(),
+            merged: vec!["/usr".into()],
+        };
+        let cur = |records: Vec<Result<Option<StateFile>, String>>, merged: &[&str]| Current {
+            merged: merged.iter().map(PathBuf::from).collect(),
+            records,
+        };
+        assert_eq!(
+            decide_refresh(&Current::default(), &sf.state, false),
+            Decision::Fresh
+        );
+        let same = cur(vec![Ok(Some(sf.clone()))], &["/usr"]);
+        assert_eq!(decide_refresh(&same, &sf.state, false), Decision::Skip);
+        assert_eq!(
+            decide_refresh(&same, &sf.state, true),
+            Decision::Rebuild(vec!["--always-refresh=yes".into()])
+        );
+        let mut changed = sf.state.clone();
+        changed.mutable = "yes".into();
+        assert!(
+            matches!(decide_refresh(&same, &changed, false), Decision::Rebuild(r) if r == ["mutable mode changed (no → yes)"])
+        );
+        let none = cur(vec![Ok(None)], &["/usr"]);
+        assert!(matches!(
+            decide_refresh(&none, &sf.state, false),
+            Decision::Rebuild(_)
+        ));
+        let bad = cur(vec![Err("parse error".into())], &["/usr"]);
+        assert!(
+            matches!(decide_refresh(&bad, &sf.state, false), Decision::Rebuild(r) if r[0].contains("parse error"))
+        );
+        // Killed between hierarchies: one new, one without our record.
+        let mixed = cur(vec![Ok(Some(sf.clone())), Ok(None)], &["/usr", "/opt"]);
+        assert!(
+            matches!(decide_refresh(&mixed, &sf.state, false), Decision::Rebuild(r) if r == ["the merged hierarchies do not carry the same state"])
+        );
     }
 
     #[test]

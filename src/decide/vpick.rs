@@ -3,14 +3,8 @@
 //!
 //! Entry names look like `<basename>_<version>[_<arch>][+<left>[-<done>]]<suffix>`.
 
-use crate::chase::{chase, strip_root, ChaseError, Resolved};
 use crate::ondisk::version::strverscmp_improved;
-use anyhow::Context;
 use std::cmp::Ordering;
-use std::fs::FileType;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
 
 /// The parts of a versioned entry name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -250,129 +244,6 @@ pub fn pick(names: &[String], basename: &str, suffix: &str, native_arch: &str) -
         }
     }
     best.map(|(i, _)| i)
-}
-
-/// Which inode types a versioned directory's entries must have.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EntryType {
-    /// `NAME.v/`: directories.
-    Directory,
-    /// `NAME.raw.v/`: regular files or block devices.
-    FileOrBlock,
-}
-
-impl EntryType {
-    fn accepts(self, ft: &FileType) -> bool {
-        match self {
-            EntryType::Directory => ft.is_dir(),
-            EntryType::FileOrBlock => ft.is_file() || ft.is_block_device(),
-        }
-    }
-}
-
-/// The entry chosen in a versioned directory.
-#[derive(Clone, Debug)]
-pub struct Picked {
-    /// The entry's file name inside the `.v` directory.
-    pub file_name: String,
-    /// Its parsed name.
-    pub name: VersionedName,
-    /// The entry fully resolved inside the root (symlinks followed).
-    pub resolved: Resolved,
-    /// The type of the resolved inode.
-    pub file_type: FileType,
-}
-
-/// Describe a chase failure with in-root paths, for skip reasons and errors.
-pub fn describe_chase_error(root: &Path, err: &ChaseError) -> String {
-    match err {
-        ChaseError::NotFound { path } => {
-            format!("{} does not exist", strip_root(root, path).display())
-        }
-        ChaseError::TooManyLinks { path } => format!(
-            "too many levels of symbolic links at {} (symlink loop?)",
-            strip_root(root, path).display()
-        ),
-        ChaseError::NotADirectory { path } => {
-            format!("{} is not a directory", strip_root(root, path).display())
-        }
-        ChaseError::Io { path, source } => {
-            format!("{}: {source}", strip_root(root, path).display())
-        }
-    }
-}
-
-/// Resolve the versioned directory `vdir` (in-root, may be a symlink) and pick its best entry
-/// whose resolved type fits `want`; `Ok(None)` when nothing matches.
-///
-/// As in systemd, entries of the wrong type are passed over, but an entry that matches the
-/// name pattern and cannot be resolved (dangling symlink, loop) fails the whole pick.
-pub fn pick_in_root(
-    root: &Path,
-    vdir: &Path,
-    basename: &str,
-    suffix: &str,
-    want: EntryType,
-    native_arch: &str,
-) -> anyhow::Result<Option<Picked>> {
-    let dir = chase(root, vdir)
-        .map_err(|e| anyhow::anyhow!("{}", describe_chase_error(root, &e)))
-        .with_context(|| format!("cannot resolve versioned directory {}", vdir.display()))?;
-    let mut entries: Vec<std::ffi::OsString> = std::fs::read_dir(&dir.host)
-        .and_then(|it| it.map(|e| e.map(|e| e.file_name())).collect())
-        .with_context(|| format!("cannot read versioned directory {}", dir.in_root.display()))?;
-    // readdir order is arbitrary; sorting makes the (rare) full ties deterministic.
-    entries.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-
-    let mut best: Option<(Picked, String)> = None;
-    for entry in entries {
-        // Name parts are ASCII-delimited, so a lossy view parses exactly like the raw bytes.
-        let file_name = entry.to_string_lossy().into_owned();
-        let Some(name) = parse_versioned(&file_name, basename, suffix) else {
-            continue;
-        };
-        if !architecture_allowed(name.architecture.as_deref(), native_arch) {
-            tracing::debug!(
-                "{}: architecture {:?} is not ours, ignoring entry",
-                dir.in_root.join(&entry).display(),
-                name.architecture
-            );
-            continue;
-        }
-        let in_root = dir.in_root.join(&entry);
-        let resolved = chase(root, &in_root)
-            .map_err(|e| anyhow::anyhow!("{}", describe_chase_error(root, &e)))
-            .with_context(|| format!("cannot resolve {}", in_root.display()))?;
-        let file_type = std::fs::symlink_metadata(&resolved.host)
-            .with_context(|| format!("cannot stat {}", resolved.in_root.display()))?
-            .file_type();
-        if !want.accepts(&file_type) {
-            tracing::debug!("{}: wrong inode type, ignoring entry", in_root.display());
-            continue;
-        }
-        // systemd breaks the last tie on the file name of the resolved path (PICK_RESOLVE).
-        let tie = resolved
-            .in_root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let better = match &best {
-            None => true,
-            Some((b, btie)) => compare_choices(&name, &tie, &b.name, btie, native_arch).is_gt(),
-        };
-        if better {
-            best = Some((
-                Picked {
-                    file_name,
-                    name,
-                    resolved,
-                    file_type,
-                },
-                tie,
-            ));
-        }
-    }
-    Ok(best.map(|(p, _)| p))
 }
 
 #[cfg(test)]

@@ -13,19 +13,19 @@
 //! * every entry systemd ignores silently (dangling symlinks, non-images) is reported with a
 //!   reason.
 
-use crate::chase::{chase, host_path, ChaseError, Resolved};
 use crate::class::ImageClass;
-use crate::decide::vpick::{self, describe_chase_error, EntryType};
+use crate::decide::vpick;
+use crate::gather::vpick::{describe_chase_error, pick_in_root, EntryType};
+use crate::kernel::root::{file_type_name, ChaseError, Found, Root};
 use crate::ondisk::cescape::cescape;
 use crate::ondisk::version::strverscmp_improved;
-use anyhow::{bail, Context};
+use rustix::fs::FileType;
 use serde::Serialize;
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
-use std::fs::FileType;
+use std::ffi::{CStr, OsStr, OsString};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 /// Longest file name (bytes) Linux allows, as systemd's `filename_is_valid()` checks it.
@@ -54,8 +54,6 @@ pub struct Candidate {
     pub entry: PathBuf,
     /// In-root fully resolved path, symlinks and vpick followed (`/opt/store/foo-1.2.raw`).
     pub path: PathBuf,
-    /// Root-prefixed resolved path: what to open.
-    pub host_path: PathBuf,
     /// The search directory it was found in, in-root (`/etc/extensions`).
     pub search_dir: PathBuf,
 }
@@ -119,10 +117,10 @@ pub fn sort_layers(images: &mut [Candidate]) {
 }
 
 /// What an entry turned out to be before precedence is applied.
-struct Found {
+struct Image {
     name: String,
     kind: ImageKind,
-    resolved: Resolved,
+    resolved: Found,
 }
 
 /// The image a name is already taken by.
@@ -171,34 +169,46 @@ fn skip(d: &mut Discovery, entry: PathBuf, why: NotAnImage) {
     d.skipped.push(Skipped { entry, reason });
 }
 
-fn list_sorted(dir: &Path) -> std::io::Result<Vec<OsString>> {
-    let mut names = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<std::io::Result<Vec<_>>>()?;
+/// Most entries a search or versioned directory may hold before it is refused as unreadable:
+/// a directory of millions of entries is an attack on the boot, not a list of extensions.
+pub const MAX_DIR_ENTRIES: usize = 65_536;
+
+/// The entry names of a directory found in a root, sorted by bytes (`.` and `..` left out).
+pub fn list_dir(dir: &Found) -> io::Result<Vec<OsString>> {
+    let fd = dir.open_dir()?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&fd)? {
+        let entry = entry?;
+        let n: &CStr = entry.file_name();
+        if n.to_bytes() == b"." || n.to_bytes() == b".." {
+            continue;
+        }
+        if names.len() == MAX_DIR_ENTRIES {
+            return Err(io::Error::other(format!(
+                "more than {MAX_DIR_ENTRIES} entries"
+            )));
+        }
+        names.push(OsStr::from_bytes(n.to_bytes()).to_os_string());
+    }
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     Ok(names)
 }
 
-fn type_name(ft: &FileType) -> &'static str {
-    if ft.is_char_device() {
-        "character device"
-    } else if ft.is_fifo() {
-        "fifo"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_symlink() {
-        "symlink"
-    } else {
-        "file of unknown type"
+/// The target of the symlink at `entry_in_root` (not followed), if it is one.
+fn link_target(root: &Root, entry_in_root: &Path) -> Option<PathBuf> {
+    let link = root.resolve_nofollow(entry_in_root).ok()?;
+    if link.file_type() != FileType::Symlink {
+        return None;
     }
+    let t = rustix::fs::readlinkat(&link.fd, "", Vec::new()).ok()?;
+    Some(PathBuf::from(OsStr::from_bytes(t.as_bytes())))
 }
 
 /// Why an entry could not be resolved, naming the link target for dangling symlinks.
-fn unresolvable(root: &Path, entry_in_root: &Path, err: &ChaseError) -> NotAnImage {
+fn unresolvable(root: &Root, entry_in_root: &Path, err: &ChaseError) -> NotAnImage {
     if err.is_not_found() {
-        let host = host_path(root, entry_in_root);
-        return match std::fs::read_link(&host) {
-            Ok(target) => {
+        return match link_target(root, entry_in_root) {
+            Some(target) => {
                 let reason = format!(
                     "dangling symlink to {} ({})",
                     target.display(),
@@ -211,7 +221,7 @@ fn unresolvable(root: &Path, entry_in_root: &Path, err: &ChaseError) -> NotAnIma
                     reason.into()
                 }
             }
-            Err(_) => NotAnImage::quiet(format!(
+            None => NotAnImage::quiet(format!(
                 "vanished while scanning ({})",
                 describe_chase_error(root, err)
             )),
@@ -230,14 +240,14 @@ fn checked_name(name: &str) -> Result<String, String> {
 
 /// `foo.raw` → `foo`, and a resolved regular file must end in `.raw` too (systemd's
 /// `image_make()` checks the resolved path).
-fn raw_file(resolved: Resolved, name: String) -> Result<Found, String> {
+fn raw_file(resolved: Found, name: String) -> Result<Image, String> {
     if !resolved.in_root.as_os_str().as_bytes().ends_with(b".raw") {
         return Err(format!(
             "resolves to {}, which does not end in .raw",
             resolved.in_root.display()
         ));
     }
-    Ok(Found {
+    Ok(Image {
         name,
         kind: ImageKind::Raw,
         resolved,
@@ -246,12 +256,12 @@ fn raw_file(resolved: Resolved, name: String) -> Result<Found, String> {
 
 /// A `NAME[.CLASS][.raw|.mstack].v` directory: pick the best versioned entry inside.
 fn versioned(
-    root: &Path,
+    root: &Root,
     class: ImageClass,
     native_arch: &str,
     entry_in_root: &Path,
     nov: &str,
-) -> Result<Found, String> {
+) -> Result<Image, String> {
     let (format, rest) = [".raw", ".mstack"]
         .iter()
         .find_map(|s| nov.strip_suffix(s).map(|r| (*s, r)))
@@ -269,7 +279,7 @@ fn versioned(
     } else {
         EntryType::Directory
     };
-    let picked = vpick::pick_in_root(root, entry_in_root, base, &suffix, want, native_arch)
+    let picked = pick_in_root(root, entry_in_root, base, &suffix, want, native_arch)
         .map_err(|e| format!("cannot pick a version: {e:#}"))?;
     let Some(p) = picked else {
         let what = match want {
@@ -287,14 +297,15 @@ fn versioned(
         p.name.version
     );
     let name = base.to_string();
-    if p.file_type.is_dir() {
-        Ok(Found {
+    let ft = p.resolved.file_type();
+    if ft == FileType::Directory {
+        Ok(Image {
             name,
             kind: ImageKind::Directory,
             resolved: p.resolved,
         })
-    } else if p.file_type.is_block_device() {
-        Ok(Found {
+    } else if ft == FileType::BlockDevice {
+        Ok(Image {
             name,
             kind: ImageKind::Block,
             resolved: p.resolved,
@@ -306,12 +317,12 @@ fn versioned(
 
 /// Decide what one directory entry is, following systemd's order of checks.
 fn classify(
-    root: &Path,
+    root: &Root,
     class: ImageClass,
     native_arch: &str,
     dir_in_root: &Path,
     fname: &OsStr,
-) -> Result<Found, NotAnImage> {
+) -> Result<Image, NotAnImage> {
     if fname.as_bytes().starts_with(b".sysupdate.") {
         return Err(NotAnImage::quiet("systemd-sysupdate temporary file"));
     }
@@ -322,20 +333,22 @@ fn classify(
         ));
     }
     let entry_in_root = dir_in_root.join(fname);
-    let resolved =
-        chase(root, &entry_in_root).map_err(|e| unresolvable(root, &entry_in_root, &e))?;
-    let ft = std::fs::symlink_metadata(&resolved.host)
-        .map_err(|e| format!("cannot stat {}: {e}", resolved.in_root.display()))?
-        .file_type();
+    let resolved = root
+        .resolve(&entry_in_root)
+        .map_err(|e| unresolvable(root, &entry_in_root, &e))?;
+    let ft = resolved.file_type();
 
-    let is_image_type = ft.is_file() || ft.is_dir() || ft.is_block_device();
+    let is_image_type = matches!(
+        ft,
+        FileType::RegularFile | FileType::Directory | FileType::BlockDevice
+    );
     if !is_image_type {
         let reason = format!(
             "{} (e.g. a link to /dev/null): not an image; it does not mask anything — mask with an empty directory instead",
-            type_name(&ft)
+            file_type_name(ft)
         );
         // Character devices are /dev/null masks (see NotAnImage); fifos and sockets are mistakes.
-        return Err(if ft.is_char_device() {
+        return Err(if ft == FileType::CharacterDevice {
             NotAnImage::quiet(reason)
         } else {
             reason.into()
@@ -345,26 +358,26 @@ fn classify(
         return Err("invalid image name: not valid UTF-8".to_string().into());
     };
 
-    if ft.is_file() {
+    if ft == FileType::RegularFile {
         let Some(stem) = f.strip_suffix(".raw") else {
             return Err(NotAnImage::quiet("not a .raw file"));
         };
         let name = checked_name(stem.strip_suffix(class.name_suffix()).unwrap_or(stem))?;
         raw_file(resolved, name).map_err(NotAnImage::from)
-    } else if ft.is_dir() {
+    } else if ft == FileType::Directory {
         if let Some(nov) = f.strip_suffix(".v") {
             return versioned(root, class, native_arch, &entry_in_root, nov)
                 .map_err(NotAnImage::from);
         }
         let rest = f.strip_suffix(".mstack").unwrap_or(f);
         let name = checked_name(rest.strip_suffix(class.name_suffix()).unwrap_or(rest))?;
-        Ok(Found {
+        Ok(Image {
             name,
             kind: ImageKind::Directory,
             resolved,
         })
     } else {
-        Ok(Found {
+        Ok(Image {
             name: checked_name(f)?,
             kind: ImageKind::Block,
             resolved,
@@ -372,23 +385,18 @@ fn classify(
     }
 }
 
-/// systemd image_discover for one class under a canonical root. `initrd` selects the initrd search list. images are sorted into layer order: ascending strverscmp_improved by name, so the LAST element is the TOP layer (highest name wins).
+/// systemd image_discover for one class under a root. `initrd` selects the initrd search list. images are sorted into layer order: ascending strverscmp_improved by name, so the LAST element is the TOP layer (highest name wins).
 ///
 /// Fails only if `root` itself is unusable; everything below it that is not an image ends up
 /// in [`Discovery::skipped`].
-pub fn discover(root: &Path, class: ImageClass, initrd: bool) -> anyhow::Result<Discovery> {
-    let meta = std::fs::metadata(root)
-        .with_context(|| format!("cannot access root directory {}", root.display()))?;
-    if !meta.is_dir() {
-        bail!("root {} is not a directory", root.display());
-    }
+pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> anyhow::Result<Discovery> {
     let native_arch = vpick::native_architecture();
     let mut d = Discovery::default();
     let mut winners: HashMap<String, Winner> = HashMap::new();
 
     for (dir_index, dir) in class.search_dirs(initrd).iter().enumerate() {
         let search_dir = PathBuf::from(dir);
-        let resolved_dir = match chase(root, &search_dir) {
+        let resolved_dir = match root.resolve(&search_dir) {
             Ok(r) => r,
             Err(e) if e.is_not_found() => continue,
             Err(e) => {
@@ -400,7 +408,7 @@ pub fn discover(root: &Path, class: ImageClass, initrd: bool) -> anyhow::Result<
                 continue;
             }
         };
-        let fnames = match list_sorted(&resolved_dir.host) {
+        let fnames = match list_dir(&resolved_dir) {
             Ok(v) => v,
             Err(e) => {
                 let reason = format!(
@@ -452,7 +460,6 @@ pub fn discover(root: &Path, class: ImageClass, initrd: bool) -> anyhow::Result<
                 name: found.name,
                 kind: found.kind,
                 entry,
-                host_path: found.resolved.host,
                 path: found.resolved.in_root,
                 search_dir: search_dir.clone(),
             });

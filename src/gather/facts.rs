@@ -1,91 +1,87 @@
-//! I/O half of the mutable-mode decision: stat the hierarchy and resolve (or create) the
-//! mutable directory inside the root, producing the facts `plan()` decides on.
+//! Facts about one hierarchy and its mutable directory, read inside the root: the I/O half of
+//! the mutable-mode decision ([`crate::decide::mutable::plan`]). Reads only: the `--mutable=yes`
+//! directory is created beforehand by [`crate::merge::prepare`].
 
 use crate::decide::mutable::*;
+use crate::kernel::root::{Found, Root};
 use anyhow::Context;
-use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use rustix::fs::FileType;
 use std::path::Path;
 
 /// systemd `path_is_read_only_fs()`: the mount is read-only, or writing would fail with EROFS.
-fn path_is_read_only_fs(path: &Path) -> anyhow::Result<bool> {
-    let st = rustix::fs::statvfs(path).with_context(|| {
+fn is_read_only_fs(root: &Root, f: &Found) -> anyhow::Result<bool> {
+    let st = rustix::fs::fstatvfs(&f.fd).with_context(|| {
         format!(
             "Failed to determine if '{}' is on a read-only file system",
-            path.display()
+            root.show(&f.in_root).display()
         )
     })?;
     if st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
         return Ok(true);
     }
     // statvfs can miss read-only network shares; access(W_OK) catches those.
-    Ok(rustix::fs::access(path, rustix::fs::Access::WRITE_OK) == Err(rustix::io::Errno::ROFS))
+    let w = rustix::fs::accessat(
+        &f.fd,
+        "",
+        rustix::fs::Access::WRITE_OK,
+        rustix::fs::AtFlags::EMPTY_PATH,
+    );
+    Ok(w == Err(rustix::io::Errno::ROFS))
 }
 
-/// stat (following symlinks) with the path in the error.
-fn stat(path: &Path) -> anyhow::Result<std::fs::Metadata> {
-    std::fs::metadata(path).with_context(|| format!("Failed to stat '{}'", path.display()))
+/// Whether a directory has no entries (hidden ones count as entries).
+fn is_empty_dir(root: &Root, f: &Found) -> anyhow::Result<bool> {
+    let fd = f.open_dir().with_context(|| {
+        format!(
+            "Failed to check if host hierarchy '{}' is empty",
+            root.show(&f.in_root).display()
+        )
+    })?;
+    for e in rustix::fs::Dir::read_from(&fd)
+        .with_context(|| format!("Failed to read '{}'", root.show(&f.in_root).display()))?
+    {
+        let e =
+            e.with_context(|| format!("Failed to read '{}'", root.show(&f.in_root).display()))?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
-/// Create `path` and its missing parents with mode 0755, like `CHASE_MKDIR_0755`.
-fn mkdir_p_0755(path: &Path) -> anyhow::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(path)
-        .with_context(|| format!("Failed to create directory '{}'", path.display()))
-}
-
-/// I/O: stat the hierarchy inside root and resolve `<root>/var/lib/extensions.mutable/<c>`.
+/// Stat the hierarchy inside `root` and resolve `/var/lib/extensions.mutable/<c>`, reading only.
 ///
-/// `yes` creates a missing mutable dir (parents 0755, following a dangling final symlink to its
-/// target like `CHASE_MKDIR_0755`, then chmod to the hierarchy's mode); an existing dir is only
-/// chmod'ed when its mode already matches, so `plan` still reports the EINVAL systemd gives.
-/// `auto`, `import`, `ephemeral-import` only look; `no` and `ephemeral` ignore it (systemd's
-/// ephemeral dirs live on its tmpfs workspace, never in the root). Call it for every configured
-/// hierarchy, as systemd does, so `yes` creates the dir even where no extension contributes.
+/// `no` and `ephemeral` ignore the mutable dir (systemd's ephemeral dirs live on its tmpfs
+/// workspace, never in the root); the other modes look it up (a dangling link means "none").
 pub fn gather_facts(
-    root: &Path,
+    root: &Root,
     hierarchy: &Path,
     mode: MutableMode,
 ) -> anyhow::Result<HierarchyFacts> {
-    let root = std::fs::canonicalize(root)
-        .with_context(|| format!("Failed to resolve root '{}'", root.display()))?;
-
-    let (hres, exists) = crate::chase::chase_allow_missing(&root, hierarchy)
+    let lookup = root
+        .lookup(hierarchy)
+        .map_err(anyhow::Error::new)
         .with_context(|| format!("Failed to resolve hierarchy '{}'", hierarchy.display()))?;
-    let (hmode, is_empty, read_only_fs, hmeta) = if exists {
-        let m = stat(&hres.host)?;
-        if !m.is_dir() {
-            anyhow::bail!(
-                "Hierarchy '{}' ('{}') is not a directory",
-                hierarchy.display(),
-                hres.host.display()
-            );
-        }
-        let mut entries = std::fs::read_dir(&hres.host).with_context(|| {
-            format!(
-                "Failed to check if host hierarchy '{}' is empty",
-                hres.host.display()
-            )
-        })?;
-        let empty = match entries.next() {
-            None => true,
-            Some(Ok(_)) => false,
-            Some(Err(e)) => {
-                return Err(e).with_context(|| {
-                    format!("Failed to read host hierarchy '{}'", hres.host.display())
-                })
+    let resolved = lookup.in_root().to_path_buf();
+    let (exists, hmode, is_empty, read_only_fs, hinode) = match &lookup {
+        crate::kernel::root::Lookup::Found(h) => {
+            if !h.is_dir() {
+                anyhow::bail!(
+                    "Hierarchy '{}' ('{}') is not a directory",
+                    hierarchy.display(),
+                    root.show(&h.in_root).display()
+                );
             }
-        };
-        (
-            m.mode() & 0o777,
-            empty,
-            path_is_read_only_fs(&hres.host)?,
-            Some(m),
-        )
-    } else {
-        (0o755, false, false, None)
+            (
+                true,
+                h.mode() & 0o777,
+                is_empty_dir(root, h)?,
+                is_read_only_fs(root, h)?,
+                Some(h.inode()),
+            )
+        }
+        crate::kernel::root::Lookup::Missing { .. } => (false, 0o755, false, false, None),
     };
 
     let md = mutable_dir_for(hierarchy);
@@ -94,99 +90,52 @@ pub fn gather_facts(
         MutableMode::Yes
         | MutableMode::Auto
         | MutableMode::Import
-        | MutableMode::EphemeralImport => {
-            if mode == MutableMode::Yes {
-                ensure_mutable_dir(&root, &md, hmode)?;
+        | MutableMode::EphemeralImport => match root.resolve(&md) {
+            Err(e) if e.is_not_found() => {
+                tracing::debug!("Mutable directory '{}' does not exist.", md.display());
+                None
             }
-            match crate::chase::chase(&root, &md) {
-                Err(e) if e.is_not_found() => {
-                    tracing::debug!("Mutable directory '{}' does not exist.", md.display());
-                    None
+            Err(e) => {
+                return Err(anyhow::Error::new(e)).with_context(|| {
+                    format!("Failed to resolve mutable directory '{}'", md.display())
+                })
+            }
+            Ok(m) => {
+                if m.file_type() != FileType::Directory {
+                    anyhow::bail!(
+                        "Mutable directory '{}' ('{}') is not a directory",
+                        md.display(),
+                        root.show(&m.in_root).display()
+                    );
                 }
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("Failed to resolve mutable directory '{}'", md.display())
-                    })
-                }
-                Ok(r) => {
-                    let m = stat(&r.host)?;
-                    if !m.is_dir() {
-                        anyhow::bail!(
-                            "Mutable directory '{}' ('{}') is not a directory",
-                            md.display(),
-                            r.host.display()
-                        );
+                let same = m.in_root == resolved || hinode == Some(m.inode());
+                let parent_same_fs = match m.in_root.parent() {
+                    Some(p) => {
+                        let parent = root.resolve(p).map_err(anyhow::Error::new)?;
+                        parent.stat.st_dev == m.stat.st_dev
                     }
-                    let same = r.in_root == hres.in_root
-                        || hmeta
-                            .as_ref()
-                            .is_some_and(|h| h.dev() == m.dev() && h.ino() == m.ino());
-                    let parent_same_fs = match r.host.parent() {
-                        Some(p) => stat(p)?.dev() == m.dev(),
-                        None => false,
-                    };
-                    Some(MutableDirFacts {
-                        resolved: r.in_root,
-                        mode: m.mode() & 0o777,
-                        same_inode_as_hierarchy: same,
-                        on_read_only_fs: path_is_read_only_fs(&r.host)?,
-                        parent_same_fs,
-                    })
-                }
+                    None => false,
+                };
+                Some(MutableDirFacts {
+                    mode: m.mode() & 0o777,
+                    same_inode_as_hierarchy: same,
+                    on_read_only_fs: is_read_only_fs(root, &m)?,
+                    parent_same_fs,
+                    resolved: m.in_root,
+                })
             }
-        }
+        },
     };
 
     Ok(HierarchyFacts {
         hierarchy: hierarchy.to_path_buf(),
-        resolved: hres.in_root,
+        resolved,
         exists,
         is_empty,
         mode: hmode,
         read_only_fs,
         mutable_dir,
     })
-}
-
-/// `--mutable=yes`: create the mutable dir when missing and give it the hierarchy's mode.
-fn ensure_mutable_dir(root: &Path, md: &Path, hmode: u32) -> anyhow::Result<()> {
-    let (target, exists) = crate::chase::chase_allow_missing(root, md)
-        .with_context(|| format!("Failed to chase/create base directory '{}'", md.display()))?;
-    if exists {
-        match std::fs::metadata(&target.host) {
-            // Leave a mismatching dir alone: systemd fails with EINVAL before touching it.
-            Ok(m) if m.is_dir() && m.mode() & 0o777 != hmode => return Ok(()),
-            Ok(m) if !m.is_dir() => {
-                anyhow::bail!(
-                    "Mutable directory '{}' ('{}') is not a directory",
-                    md.display(),
-                    target.host.display()
-                )
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("Failed to stat '{}'", target.host.display()))
-            }
-        }
-    } else {
-        mkdir_p_0755(&target.host)?;
-    }
-    std::fs::set_permissions(&target.host, std::fs::Permissions::from_mode(hmode)).with_context(
-        || {
-            format!(
-                "Failed to chmod directory '{}' to {hmode:04o}",
-                target.host.display()
-            )
-        },
-    )?;
-    tracing::debug!(
-        "Mutable directory '{}' is ready ({:04o}).",
-        target.in_root.display(),
-        hmode
-    );
-    Ok(())
 }
 
 #[cfg(test)]
@@ -199,6 +148,13 @@ mod tests {
 
     fn mode_of(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().mode() & 0o777
+    }
+
+    /// Prepare (the writes `--mutable=yes` needs), then gather, as a merge does.
+    fn facts(root: &Path, h: &Path, mode: MutableMode) -> anyhow::Result<HierarchyFacts> {
+        let root = Root::open(root)?;
+        crate::merge::prepare::ensure_mutable_dir(&root, h, mode)?;
+        gather_facts(&root, h, mode)
     }
 
     fn tree() -> tempfile::TempDir {
@@ -217,7 +173,7 @@ mod tests {
         let t = tree();
         std::fs::set_permissions(t.path().join("opt"), std::fs::Permissions::from_mode(0o750))
             .unwrap();
-        let f = gather_facts(t.path(), Path::new("/opt"), MutableMode::Yes).unwrap();
+        let f = facts(t.path(), Path::new("/opt"), MutableMode::Yes).unwrap();
         let md = t.path().join("var/lib/extensions.mutable/opt");
         assert!(md.is_dir());
         assert_eq!(mode_of(&md), 0o750);
@@ -236,7 +192,7 @@ mod tests {
     #[test]
     fn gather_yes_creates_dirs_even_for_a_missing_hierarchy() {
         let t = tree();
-        let f = gather_facts(t.path(), Path::new("/usr"), MutableMode::Yes).unwrap();
+        let f = facts(t.path(), Path::new("/usr"), MutableMode::Yes).unwrap();
         assert!(!f.exists && f.mode == 0o755);
         assert!(t.path().join("var/lib/extensions.mutable/usr").is_dir());
         assert_eq!(f.resolved, p("/usr"));
@@ -252,7 +208,7 @@ mod tests {
             MutableMode::No,
         ] {
             let t = tree();
-            let f = gather_facts(t.path(), Path::new("/opt"), mode).unwrap();
+            let f = facts(t.path(), Path::new("/opt"), mode).unwrap();
             assert!(f.mutable_dir.is_none(), "{mode}");
             assert!(
                 !t.path().join("var").exists(),
@@ -266,7 +222,7 @@ mod tests {
         let t = tree();
         std::fs::create_dir_all(t.path().join("var/lib/extensions.mutable/opt")).unwrap();
         for mode in [MutableMode::No, MutableMode::Ephemeral] {
-            assert!(gather_facts(t.path(), Path::new("/opt"), mode)
+            assert!(facts(t.path(), Path::new("/opt"), mode)
                 .unwrap()
                 .mutable_dir
                 .is_none());
@@ -276,7 +232,7 @@ mod tests {
             MutableMode::Import,
             MutableMode::EphemeralImport,
         ] {
-            assert!(gather_facts(t.path(), Path::new("/opt"), mode)
+            assert!(facts(t.path(), Path::new("/opt"), mode)
                 .unwrap()
                 .mutable_dir
                 .is_some());
@@ -291,7 +247,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc", t.path().join("var/lib/extensions.mutable/etc"))
             .unwrap();
         for mode in [MutableMode::Auto, MutableMode::Yes] {
-            let f = gather_facts(t.path(), Path::new("/etc"), mode).unwrap();
+            let f = facts(t.path(), Path::new("/etc"), mode).unwrap();
             let m = f.mutable_dir.clone().unwrap();
             assert_eq!(m.resolved, p("/etc"));
             assert!(m.same_inode_as_hierarchy && m.parent_same_fs);
@@ -307,7 +263,7 @@ mod tests {
             assert_eq!(pl.options, defaults());
             assert!(pl.noatime);
         }
-        let f = gather_facts(t.path(), Path::new("/etc"), MutableMode::Import).unwrap();
+        let f = facts(t.path(), Path::new("/etc"), MutableMode::Import).unwrap();
         assert!(matches!(
             plan(MutableMode::Import, &f, &ext(&["a"]), None),
             Err(PlanError::Loop { .. })
@@ -323,7 +279,7 @@ mod tests {
             t.path().join("var/lib/extensions.mutable/opt"),
         )
         .unwrap();
-        let f = gather_facts(t.path(), Path::new("/opt"), MutableMode::Auto).unwrap();
+        let f = facts(t.path(), Path::new("/opt"), MutableMode::Auto).unwrap();
         assert!(f.mutable_dir.is_none());
         assert!(!t.path().join("nonexistent").exists());
         assert!(must_plan(MutableMode::Auto, &f, &ext(&["e"]), None).read_only);
@@ -336,7 +292,7 @@ mod tests {
         std::fs::create_dir_all(t.path().join("var/lib/extensions.mutable")).unwrap();
         std::os::unix::fs::symlink("/upperdir", t.path().join("var/lib/extensions.mutable/opt"))
             .unwrap();
-        let f = gather_facts(t.path(), Path::new("/opt"), MutableMode::Yes).unwrap();
+        let f = facts(t.path(), Path::new("/opt"), MutableMode::Yes).unwrap();
         assert!(t.path().join("upperdir").is_dir());
         assert_eq!(f.mutable_dir.unwrap().resolved, p("/upperdir"));
     }
@@ -347,7 +303,7 @@ mod tests {
         let md = t.path().join("var/lib/extensions.mutable/opt");
         std::fs::create_dir_all(&md).unwrap();
         std::fs::set_permissions(&md, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let f = gather_facts(t.path(), Path::new("/opt"), MutableMode::Yes).unwrap();
+        let f = facts(t.path(), Path::new("/opt"), MutableMode::Yes).unwrap();
         assert_eq!(mode_of(&md), 0o700);
         assert!(matches!(
             plan(MutableMode::Yes, &f, &ext(&["e"]), None),
@@ -362,18 +318,18 @@ mod tests {
     #[test]
     fn gather_reports_missing_and_empty_hierarchies() {
         let t = tree();
-        let f = gather_facts(t.path(), Path::new("/usr"), MutableMode::No).unwrap();
+        let f = facts(t.path(), Path::new("/usr"), MutableMode::No).unwrap();
         assert!(!f.exists && !f.is_empty && f.mode == 0o755);
         std::fs::create_dir(t.path().join("empty")).unwrap();
         assert!(
-            gather_facts(t.path(), Path::new("/empty"), MutableMode::No)
+            facts(t.path(), Path::new("/empty"), MutableMode::No)
                 .unwrap()
                 .is_empty
         );
         // Hidden files count as content (dir_is_empty(…, ignore_hidden_or_backup=false)).
         std::fs::write(t.path().join("empty/.hidden"), "").unwrap();
         assert!(
-            !gather_facts(t.path(), Path::new("/empty"), MutableMode::No)
+            !facts(t.path(), Path::new("/empty"), MutableMode::No)
                 .unwrap()
                 .is_empty
         );
@@ -383,7 +339,7 @@ mod tests {
     fn gather_rejects_a_hierarchy_that_is_not_a_directory() {
         let t = tree();
         std::fs::write(t.path().join("file"), "").unwrap();
-        let err = gather_facts(t.path(), Path::new("/file"), MutableMode::No).unwrap_err();
+        let err = facts(t.path(), Path::new("/file"), MutableMode::No).unwrap_err();
         assert!(format!("{err:#}").contains("not a directory"));
     }
 }

@@ -120,11 +120,18 @@ fn cache_key(m: &std::fs::Metadata) -> String {
 
 impl HashCache {
     /// Load a cache file; a missing, unreadable or malformed cache is just empty (it is only a cache).
-    pub fn load(path: &Path) -> HashCache {
-        std::fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+    pub fn load(root: &crate::kernel::root::Root, path: &Path) -> HashCache {
+        match root.read_optional(path, crate::limits::HASH_CACHE) {
+            Ok(Some(b)) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+                tracing::debug!("ignoring the hash cache {}: {e}", root.show(path).display());
+                HashCache::default()
+            }),
+            Ok(None) => HashCache::default(),
+            Err(e) => {
+                tracing::debug!("ignoring the hash cache: {e:#}");
+                HashCache::default()
+            }
+        }
     }
 
     /// A cache that caches files however recently they changed (tests only need this).
@@ -137,29 +144,27 @@ impl HashCache {
 
     /// Drop the entries this run did not look up and write the cache if that or a new hash
     /// changed it; returns whether it wrote. Nothing is written on an unchanged boot.
-    pub fn save_if_changed(&mut self, path: &Path) -> Result<bool> {
+    pub fn save_if_changed(
+        &mut self,
+        root: &crate::kernel::root::Root,
+        path: &Path,
+    ) -> Result<bool> {
         let before = self.entries.len();
         let used = std::mem::take(&mut self.used);
         self.entries.retain(|k, _| used.contains(k));
         self.used = used;
-        if !self.added && self.entries.len() == before && path.exists() {
+        let exists = root.resolve_optional(path).ok().flatten().is_some();
+        if !self.added && self.entries.len() == before && exists {
             return Ok(false);
         }
-        self.save(path)?;
+        self.save(root, path)?;
         self.added = false;
         Ok(true)
     }
 
-    /// Write the cache atomically (temp file + rename).
-    pub fn save(&self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(self)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} into place", tmp.display()))
+    /// Write the cache atomically (temp file + rename), inside the root.
+    pub fn save(&self, root: &crate::kernel::root::Root, path: &Path) -> Result<()> {
+        root.write_atomic(path, &serde_json::to_vec(self)?, 0o644, false)
     }
 
     /// Number of cached entries.
@@ -342,25 +347,26 @@ mod tests {
         let mut cache = HashCache::without_racy_window();
         assert_eq!(tree_digest(&d, &mut cache).unwrap(), h0);
         assert_eq!(cache.len(), 2);
-        let p = t.path().join("cache.json");
+        let root = crate::kernel::root::Root::open(t.path()).unwrap();
+        let p = Path::new("/cache.json");
         assert!(
-            cache.save_if_changed(&p).unwrap(),
+            cache.save_if_changed(&root, p).unwrap(),
             "new entries are written"
         );
-        let mut again = HashCache::load(&p);
+        let mut again = HashCache::load(&root, p);
         assert_eq!(tree_digest(&d, &mut again).unwrap(), h0);
         assert!(
-            !again.save_if_changed(&p).unwrap(),
+            !again.save_if_changed(&root, p).unwrap(),
             "an unchanged run writes nothing"
         );
         std::fs::remove_file(d.join("usr/lib/b")).unwrap();
-        let mut third = HashCache::load(&p);
+        let mut third = HashCache::load(&root, p);
         assert_ne!(tree_digest(&d, &mut third).unwrap(), h0);
         assert!(
-            third.save_if_changed(&p).unwrap(),
+            third.save_if_changed(&root, p).unwrap(),
             "the dropped entry is pruned"
         );
-        assert_eq!(HashCache::load(&p).len(), 1);
+        assert_eq!(HashCache::load(&root, p).len(), 1);
     }
 
     #[test]
@@ -382,12 +388,13 @@ mod tests {
             h,
             "a rewrite changes ctime/size: re-hashed"
         );
-        let p = t.path().join("cache.json");
-        cache.save(&p).unwrap();
-        assert_eq!(HashCache::load(&p).len(), 2);
-        std::fs::write(&p, "garbage").unwrap();
+        let root = crate::kernel::root::Root::open(t.path()).unwrap();
+        let p = Path::new("/cache.json");
+        cache.save(&root, p).unwrap();
+        assert_eq!(HashCache::load(&root, p).len(), 2);
+        std::fs::write(t.path().join("cache.json"), "garbage").unwrap();
         assert!(
-            HashCache::load(&p).is_empty(),
+            HashCache::load(&root, p).is_empty(),
             "a broken cache is just empty"
         );
     }

@@ -1,8 +1,12 @@
 //! Reading the root through its handle: discovery, the host's identity, facts about the
 //! hierarchies, identities of the extensions. Never writes, never mounts.
 
-pub mod compat;
+pub mod certs;
+pub mod conffiles;
 pub mod discover;
 pub mod facts;
+pub mod host;
 pub mod identity;
+pub mod release;
 pub mod snapshot;
+pub mod vpick;

@@ -1,39 +1,93 @@
-//! Gather, without mounting anything, what a merge of one class would be built from: the host,
-//! the candidates with systemd's weak identifiers (for `origin`) and our strong state record.
-//! Runs in the caller's mount namespace: mount IDs inside a private namespace would differ.
+//! Everything a merge of one class is built from, gathered without mounting or writing: the
+//! host (from the base, below every merge), the candidates opened once (identity, verity data
+//! and later the mount all come from those fds), the facts about each hierarchy, systemd's weak
+//! identifiers for its `origin` record and our state record.
+//!
+//! Runs in the private namespace that assembles the merge (overlay layers must be in the
+//! mounting thread's namespace). systemd's weak identifiers are mount IDs of the *caller's*
+//! namespace: they are read through a [`Root`] opened there, whose walks stay in that namespace.
 
-use crate::chase;
-use crate::decide::mutable::{self, MutableMode};
+use crate::class::ImageClass;
+use crate::decide::mutable::{HierarchyFacts, MutableMode};
 use crate::decide::release::{HostInfo, Scope};
 use crate::decide::state::{ImageRecord, OriginId, State, STATE_VERSION};
-use crate::gather::discover::{self, Discovery, ImageKind};
-use crate::gather::identity::{self, HashCache};
+use crate::gather::discover::{self, Candidate, Discovery, ImageKind};
+use crate::gather::identity::{self, HashCache, Strong};
+use crate::gather::{certs, facts, host};
 use crate::image::protect;
+use crate::image::ImageFile;
+use crate::kernel::root::{proc_fd_path, Found, Root};
+use crate::ondisk::bytes::hex;
 use crate::settings::ClassSettings;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
 
 /// Where file hashes are cached, inside the root: it must outlive reboots, or the initrd would
 /// re-hash every image on every boot (its /run is new each time). Entries are keyed by device,
 /// inode, size, mtime and ctime, so a stale or foreign entry never matches. One file per class:
 /// a run keeps only the entries it used, and the classes run separately.
-pub fn hash_cache_path(class: crate::class::ImageClass) -> std::path::PathBuf {
-    std::path::PathBuf::from(format!(
+pub fn hash_cache_path(class: ImageClass) -> PathBuf {
+    PathBuf::from(format!(
         "/var/cache/extmerge/hash-cache-{}.json",
         class.name()
     ))
 }
 
-/// Everything `merge`/`refresh` need before assembling.
+/// What is read from the base OS rather than through a merge: a confext shipping
+/// `etc/os-release` or a `verity.d` certificate must not change how extensions are judged.
+#[derive(Debug)]
+pub struct Base {
+    /// The host's identity; `Err` says why it cannot be used.
+    pub host: Result<HostInfo, String>,
+    /// Trusted certificates for root-hash signatures.
+    pub certs: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl Base {
+    /// Read the base from `root` as it is (the caller made sure no merge covers it).
+    pub fn read(root: &Root) -> Result<Base> {
+        Ok(Base {
+            host: host::load(root).map_err(|e| format!("{e:#}")),
+            certs: certs::load(root)?,
+        })
+    }
+}
+
+/// How an extension is opened: the directory itself, or its image file.
+#[derive(Debug)]
+pub enum Handle {
+    /// A directory extension (`O_PATH` fd, resolved in the assembling namespace).
+    Dir(Found),
+    /// An image file or block device, open for reading, with its sidecars.
+    Image(ImageFile),
+}
+
+/// One candidate, opened.
+#[derive(Debug)]
+pub struct Source {
+    /// What discovery found.
+    pub candidate: Candidate,
+    /// The open handle, or why the candidate cannot be opened.
+    pub handle: Result<Handle, String>,
+    /// Its verity root hash, when it carries verity data.
+    pub roothash: Option<String>,
+}
+
+/// Everything `merge`/`refresh`/`check` need before opening images.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// The host (root) os-release, scope and architecture.
-    pub host: HostInfo,
-    /// Discovered candidates in layer order.
+    /// The host and the trusted certificates, from the base.
+    pub base: Base,
+    /// Discovered candidates and skipped entries.
     pub found: Discovery,
-    /// systemd origin identity per candidate name.
+    /// The candidates opened, in layer order (bottom first).
+    pub sources: Vec<Source>,
+    /// Facts per hierarchy (mutable dirs, modes), in hierarchy order.
+    pub facts: Vec<HierarchyFacts>,
+    /// systemd's origin identity per candidate name.
     pub origin_ids: BTreeMap<String, OriginId>,
     /// Our state record.
     pub state: State,
@@ -48,94 +102,210 @@ fn kind_name(k: ImageKind) -> &'static str {
 }
 
 /// Digest of the os-release values that decide compatibility.
-fn host_digest(h: &HostInfo) -> String {
+fn host_digest(h: &Result<HostInfo, String>) -> String {
     let mut d = Sha256::new();
-    for v in [
-        Some(h.id.as_str()),
-        Some(&h.id_like.join(" ")),
-        h.version_id.as_deref(),
-        h.sysext_level.as_deref(),
-        h.confext_level.as_deref(),
-    ] {
-        d.update(v.unwrap_or("\u{1}").as_bytes());
-        d.update([0u8]);
+    match h {
+        Ok(h) => {
+            for v in [
+                Some(h.id.as_str()),
+                Some(&h.id_like.join(" ")),
+                h.version_id.as_deref(),
+                h.sysext_level.as_deref(),
+                h.confext_level.as_deref(),
+            ] {
+                d.update(v.unwrap_or("\u{1}").as_bytes());
+                d.update([0u8]);
+            }
+        }
+        Err(e) => d.update(format!("unusable: {e}").as_bytes()),
     }
-    identity::hex(&d.finalize())
+    hex(&d.finalize())
 }
 
-/// The in-root mutable dir a mode would use, looked up without creating anything.
-fn mutable_dir_snapshot(root: &Path, hierarchy: &Path, mode: MutableMode) -> Option<String> {
+/// Digest of the trusted certificates (names and contents).
+fn certs_digest(certs: &[(PathBuf, Vec<u8>)]) -> String {
+    let mut d = Sha256::new();
+    for (p, der) in certs {
+        d.update(p.as_os_str().len().to_le_bytes());
+        d.update(p.as_os_str().as_encoded_bytes());
+        d.update(der.len().to_le_bytes());
+        d.update(der);
+    }
+    hex(&d.finalize())
+}
+
+/// Open one candidate inside `root`.
+fn open(root: &Root, c: &Candidate) -> Result<Handle, String> {
+    let r = match c.kind {
+        ImageKind::Directory => root
+            .resolve(&c.path)
+            .map_err(anyhow::Error::new)
+            .and_then(|f| {
+                if f.is_dir() {
+                    Ok(Handle::Dir(f))
+                } else {
+                    Err(anyhow::anyhow!(
+                        "{} is no longer a directory",
+                        root.show(&c.path).display()
+                    ))
+                }
+            }),
+        ImageKind::Raw | ImageKind::Block => ImageFile::open(root, &c.path).map(Handle::Image),
+    };
+    r.map_err(|e| format!("{e:#}"))
+}
+
+/// The content identity of an opened candidate; `Err` when it cannot be read.
+fn strong_identity(h: &Handle, roothash: Option<&str>, cache: &mut HashCache) -> Result<Strong> {
+    if let Some(rh) = roothash {
+        return Ok(Strong::VerityHash(rh.to_string()));
+    }
+    // The magic links reach exactly the opened inodes: what is identified is what is mounted.
+    match h {
+        Handle::Dir(f) => identity::strong_id(&f.proc_path(), ImageKind::Directory, cache),
+        Handle::Image(img) => {
+            let kind = if img.is_block() {
+                ImageKind::Block
+            } else {
+                ImageKind::Raw
+            };
+            identity::strong_id(&proc_fd_path(img.file.as_fd()), kind, cache)
+        }
+    }
+}
+
+/// The signature an image carries, as a digest for the state record.
+fn signature_digest(h: &Handle) -> Option<String> {
+    match h {
+        Handle::Image(img) => img
+            .sidecars
+            .signature
+            .as_ref()
+            .map(|s| hex(&Sha256::digest(s))),
+        Handle::Dir(_) => None,
+    }
+}
+
+/// The in-root mutable dir a mode would use (from the gathered facts).
+fn mutable_dir_of(f: &HierarchyFacts, mode: MutableMode) -> Option<String> {
     if matches!(mode, MutableMode::No | MutableMode::Ephemeral) {
         return None;
     }
-    chase::chase(root, &mutable::mutable_dir_for(hierarchy))
-        .ok()
-        .filter(|r| r.host.is_dir())
-        .map(|r| r.in_root.display().to_string())
+    f.mutable_dir
+        .as_ref()
+        .map(|m| m.resolved.display().to_string())
 }
 
-/// Take a snapshot of one class. `cache` avoids re-hashing unchanged image files.
-pub fn take(s: &ClassSettings, cache: &mut HashCache) -> Result<Snapshot> {
-    let host = HostInfo::load(&s.root)
-        .context("cannot evaluate extensions without the host's os-release")?;
-    let found = discover::discover(&s.root, s.class, host.scope == Scope::Initrd)?;
+/// Take a snapshot of one class. `caller` is the root as the caller's namespace sees it (for
+/// systemd's weak identifiers); `cache` avoids re-hashing unchanged files.
+pub fn take(
+    root: &Root,
+    caller: &Root,
+    base: Base,
+    s: &ClassSettings,
+    cache: &mut HashCache,
+) -> Result<Snapshot> {
+    gather(root, Some(caller), base, s, Some(cache))
+}
+
+/// A snapshot for `check`: the candidates opened, without identities or a state to record.
+pub fn take_for_check(root: &Root, base: Base, s: &ClassSettings) -> Result<Snapshot> {
+    gather(root, None, base, s, None)
+}
+
+fn gather(
+    root: &Root,
+    caller: Option<&Root>,
+    base: Base,
+    s: &ClassSettings,
+    mut cache: Option<&mut HashCache>,
+) -> Result<Snapshot> {
+    // systemd picks the search list by <root>/etc/initrd-release as the merging process sees it.
+    let initrd = host::host_scope(root)? == Scope::Initrd;
+    let found = discover::discover(root, s.class, initrd)?;
     let mut origin_ids = BTreeMap::new();
+    let mut sources = Vec::new();
     let mut images = Vec::new();
     for c in &found.images {
-        // A verity root hash identifies the content (the kernel checks every read against it):
-        // systemd then records only the hash, and we need not read the image at all.
-        let verity = match c.kind {
-            ImageKind::Directory => None,
-            _ => protect::roothash_identity(&c.host_path),
+        let handle = open(root, c);
+        let roothash = match &handle {
+            Ok(Handle::Image(img)) => protect::roothash_identity(img),
+            _ => None,
         };
-        let identity = if let Some(h) = verity {
-            origin_ids.insert(c.name.clone(), OriginId::Verity(h.clone()));
-            identity::Strong::VerityHash(h)
-        } else {
-            let weak = identity::weak_id(&c.host_path, c.kind).with_context(|| {
-                format!("identifying extension '{}' ({})", c.name, c.path.display())
-            })?;
-            origin_ids.insert(c.name.clone(), OriginId::Weak(weak));
-            // An unreadable image still gets a record: its error will be reported by the merge.
-            identity::strong_id(&c.host_path, c.kind, cache)
-                .unwrap_or_else(|e| identity::Strong::Sha256(format!("unreadable: {e:#}")))
+        let identity = match (&handle, cache.as_deref_mut()) {
+            (Ok(h), Some(cache)) => strong_identity(h, roothash.as_deref(), cache)
+                .map_err(|e| {
+                    tracing::debug!("cannot identify {}: {e:#}", root.show(&c.path).display())
+                })
+                .ok(),
+            _ => None,
         };
+        // systemd records only the root hash for verity images (the kernel checks the content).
+        let origin = match &roothash {
+            Some(h) => Some(OriginId::Verity(h.clone())),
+            None => caller
+                .and_then(|caller| caller.resolve(&c.path).ok())
+                .and_then(|f| identity::weak_id_of(f.fd.as_fd(), c.kind).ok())
+                .map(OriginId::Weak),
+        };
+        if let Some(o) = origin {
+            origin_ids.insert(c.name.clone(), o);
+        }
         images.push(ImageRecord {
             name: c.name.clone(),
             kind: kind_name(c.kind).into(),
             path: c.path.clone(),
+            signature: handle.as_ref().ok().and_then(signature_digest),
             identity,
+        });
+        sources.push(Source {
+            candidate: c.clone(),
+            handle,
+            roothash,
         });
         crate::failpoint::hit_with("image-identified", &c.name)?;
     }
-    let mutable_dirs = s
+    let facts = s
         .hierarchies
         .iter()
-        .map(|h| {
-            (
-                h.display().to_string(),
-                mutable_dir_snapshot(&s.root, h, s.mutable),
-            )
-        })
-        .collect();
+        .map(|h| facts::gather_facts(root, h, s.mutable))
+        .collect::<Result<Vec<_>>>()?;
     let state = State {
         version: STATE_VERSION,
         class: s.class.name().into(),
-        os_release: host_digest(&host),
-        scope: host.scope.as_str().into(),
-        architecture: host.architecture.clone(),
+        os_release: host_digest(&base.host),
+        scope: base
+            .host
+            .as_ref()
+            .map_or_else(|_| "unknown".to_string(), |h| h.scope.as_str().into()),
+        architecture: base
+            .host
+            .as_ref()
+            .map_or_else(|_| String::new(), |h| h.architecture.clone()),
         mutable: s.mutable.as_str().into(),
-        mutable_dirs,
+        mutable_dirs: facts
+            .iter()
+            .map(|f| {
+                (
+                    f.hierarchy.display().to_string(),
+                    mutable_dir_of(f, s.mutable),
+                )
+            })
+            .collect(),
         hierarchies: s.hierarchies.clone(),
         overlay_options: s.overlay_options.clone(),
         noexec: s.noexec,
         force: s.force,
         image_policy: s.image_policy.clone(),
+        check_conflicts: s.check_conflicts.as_str().into(),
+        certificates: certs_digest(&base.certs),
         images,
     };
     Ok(Snapshot {
-        host,
+        base,
         found,
+        sources,
+        facts,
         origin_ids,
         state,
     })

@@ -5,17 +5,19 @@ pub mod ddi;
 pub mod policy;
 pub mod protect;
 pub mod sidecar;
+pub mod source;
+
+pub use source::ImageFile;
 
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::FileTypeExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
 use crate::kernel::fscontext::{erofs_file_backed_supported, mount_detached, MountFlags};
 use crate::kernel::loopdev::{LoopDevice, LoopOptions};
-use crate::ondisk::superblock::{probe_bytes, read_head, FsType, Probed};
+use crate::ondisk::superblock::{probe_bytes, FsType, Probed};
 
 /// How many leading bytes an "unknown format" error shows.
 const HEX_PREVIEW: usize = 16;
@@ -46,31 +48,21 @@ fn hex_preview(head: &[u8]) -> String {
     shown.join(" ")
 }
 
-/// Probe `path` (regular file or block device) and mount it detached and read-only.
-pub fn open_image(path: &Path, flags: MountFlags) -> Result<OpenedImage> {
+/// Probe `img` and mount it detached and read-only (no verity: see [`protect`]).
+pub fn open_image(img: &ImageFile, flags: MountFlags) -> Result<OpenedImage> {
     let started = Instant::now();
-    // Follows symlinks on purpose: extension directories are full of links to images.
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("opening image {}", path.display()))?;
-    let is_block = meta.file_type().is_block_device();
-    if !is_block && !meta.file_type().is_file() {
-        bail!("{} is not a regular file or block device", path.display());
-    }
-
-    let head = read_head(path)?;
+    img.check_not_empty()?;
+    let head = img.head()?;
     let fstype = match probe_bytes(&head) {
         Probed::Filesystem(fstype) => fstype,
         Probed::Gpt { .. } => bail!(
-            "{} is a GPT disk image (DDI); DDIs are supported once verity support lands",
-            path.display()
+            "{} is a GPT disk image (DDI) without verity data: open it with protect::open_protected",
+            img.shown.display()
         ),
-        Probed::Unknown if head.is_empty() => {
-            bail!("{} is empty (0 bytes): not an image", path.display())
-        }
         Probed::Unknown => bail!(
             "{}: unrecognized image format (no squashfs, erofs, ext4, btrfs or GPT signature; {} bytes, starting with {})",
-            path.display(),
-            meta.len().max(head.len() as u64),
+            img.shown.display(),
+            img.size.max(head.len() as u64),
             hex_preview(&head)
         ),
     };
@@ -78,31 +70,31 @@ pub fn open_image(path: &Path, flags: MountFlags) -> Result<OpenedImage> {
     // A truncated image (interrupted download or copy) must be refused here: erofs would mount
     // it and fail reads later. Block devices are sized by their driver; not checked here.
     if let Some(need) =
-        crate::ondisk::superblock::declared_size(&head, fstype).filter(|_| !is_block)
+        crate::ondisk::superblock::declared_size(&head, fstype).filter(|_| !img.is_block())
     {
-        if need > meta.len() {
+        if need > img.size {
             bail!(
                 "{} is truncated: its {fstype} superblock says the file system takes {need} bytes, but the file has only {}",
-                path.display(),
-                meta.len()
+                img.shown.display(),
+                img.size
             );
         }
     }
 
-    let opened = if is_block {
-        let mount = mount_detached(path, fstype, flags)
-            .with_context(|| format!("opening image {}", path.display()))?;
+    let opened = if img.is_block() {
+        let mount = mount_detached(&img.proc_path(), fstype, flags)
+            .with_context(|| format!("opening image {}", img.shown.display()))?;
         OpenedImage {
             mount,
             fstype,
             loop_device: None,
-            backing: path.to_path_buf(),
+            backing: img.shown.clone(),
         }
     } else {
-        open_regular_file(path, fstype, flags)?
+        open_regular_file(img, fstype, flags)?
     };
     tracing::debug!(
-        image = %path.display(),
+        image = %img.shown.display(),
         %fstype,
         loop_device = ?opened.loop_device.as_ref().map(|l| &l.path),
         elapsed_us = started.elapsed().as_micros() as u64,
@@ -112,38 +104,39 @@ pub fn open_image(path: &Path, flags: MountFlags) -> Result<OpenedImage> {
 }
 
 /// Mount a regular-file image: file-backed erofs when possible, else through a loop.
-fn open_regular_file(path: &Path, fstype: FsType, flags: MountFlags) -> Result<OpenedImage> {
+fn open_regular_file(img: &ImageFile, fstype: FsType, flags: MountFlags) -> Result<OpenedImage> {
     if fstype == FsType::Erofs && erofs_file_backed_supported() {
-        match mount_detached(path, fstype, flags) {
+        match mount_detached(&img.proc_path(), fstype, flags) {
             Ok(mount) => {
                 return Ok(OpenedImage {
                     mount,
                     fstype,
                     loop_device: None,
-                    backing: path.to_path_buf(),
+                    backing: img.shown.clone(),
                 })
             }
             // The version gate cannot see CONFIG_EROFS_FS_BACKED_BY_FILE=n; a loop
             // device works everywhere, and a genuinely broken image fails there too.
             Err(err) => tracing::debug!(
-                image = %path.display(),
+                image = %img.shown.display(),
                 "file-backed erofs mount failed, falling back to a loop device: {err:#}"
             ),
         }
     }
-    let lo = LoopDevice::attach(
-        path,
+    let lo = LoopDevice::attach_as(
+        &img.proc_path(),
+        &img.shown,
         LoopOptions {
             direct_io: true,
             ..LoopOptions::default()
         },
     )
-    .with_context(|| format!("opening image {}", path.display()))?;
+    .with_context(|| format!("opening image {}", img.shown.display()))?;
     // On failure `lo` is dropped here and autoclear releases the device.
     let mount = mount_detached(&lo.path, fstype, flags).with_context(|| {
         format!(
             "opening image {} (through {})",
-            path.display(),
+            img.shown.display(),
             lo.path.display()
         )
     })?;
@@ -151,6 +144,6 @@ fn open_regular_file(path: &Path, fstype: FsType, flags: MountFlags) -> Result<O
         mount,
         fstype,
         loop_device: Some(lo),
-        backing: path.to_path_buf(),
+        backing: img.shown.clone(),
     })
 }

@@ -3,24 +3,37 @@
 //! `.usrhash` file, a `.roothash.p7s` / `.usrhash.p7s` signature and a `.verity` hash tree.
 
 use std::ffi::OsString;
-use std::io::ErrorKind;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use super::ddi::Designator;
+use crate::kernel::root::{proc_fd_path, Found, Root};
+use crate::limits;
 use crate::ondisk::verity::{parse_roothash, to_hex};
 
 /// What was found next to an image.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct VeritySidecars {
     /// Which file system the hash is for, and the root hash as lowercase hex.
     pub roothash: Option<(Designator, String)>,
     /// DER PKCS#7 signature of the root hash (only looked for when a root hash was found).
     pub signature: Option<Vec<u8>>,
-    /// The `.verity` hash tree file (for images without a partition table).
-    pub verity_data: Option<PathBuf>,
+    /// The `.verity` hash tree file (for images without a partition table), open.
+    pub verity_data: Option<HashTree>,
+}
+
+/// A `.verity` sidecar, opened inside the root.
+#[derive(Debug)]
+pub struct HashTree {
+    /// The open file.
+    pub file: std::fs::File,
+    /// How messages name it.
+    pub shown: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 /// `build_auxiliary_path()`: replace a trailing `.raw` with `suffix`, or append it.
@@ -44,11 +57,13 @@ fn sidecars_enabled() -> bool {
     }
 }
 
-/// An xattr's value, `None` when absent or when the file system has no xattrs.
-fn read_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
+/// An xattr of the image, `None` when absent or when the file system has no xattrs.
+fn read_xattr(root: &Root, image: &Found, name: &str) -> Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
+    // An O_PATH fd has no xattr calls of its own: its magic link reaches exactly its inode.
+    let path = proc_fd_path(image.fd.as_fd());
     loop {
-        match rustix::fs::getxattr(path, name, &mut buf) {
+        match rustix::fs::getxattr(&path, name, &mut buf) {
             Ok(n) => {
                 buf.truncate(n);
                 return Ok(Some(buf));
@@ -64,73 +79,60 @@ fn read_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
                 return Ok(None)
             }
             Err(e) => {
-                return Err(std::io::Error::from(e))
-                    .with_context(|| format!("reading xattr {name} of {}", path.display()))
+                return Err(std::io::Error::from(e)).with_context(|| {
+                    format!(
+                        "reading xattr {name} of {}",
+                        root.show(&image.in_root).display()
+                    )
+                })
             }
         }
     }
 }
 
-/// The first line of a file (`read_one_line_file()`), `None` if the file does not exist.
-fn read_first_line(path: &Path) -> Result<Option<String>> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
+/// The first line of a sidecar file (`read_one_line_file()`), `None` if it does not exist.
+fn read_first_line(root: &Root, path: &Path) -> Result<Option<String>> {
+    Ok(root
+        .read_optional(path, limits::ROOTHASH_FILE)?
+        .map(|bytes| {
             let line = bytes
                 .split(|&b| b == b'\n' || b == b'\r' || b == 0)
                 .next()
                 .unwrap_or_default();
-            Ok(Some(String::from_utf8_lossy(line).into_owned()))
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+            String::from_utf8_lossy(line).into_owned()
+        }))
 }
 
 /// Look for a root hash for one designator: xattr first, then the sidecar file.
-fn find_hash(image: &Path, d: Designator) -> Result<Option<(String, String)>> {
+fn find_hash(root: &Root, image: &Found, d: Designator) -> Result<Option<(String, String)>> {
     let (xattr, suffix) = match d {
         Designator::Root => ("user.verity.roothash", ".roothash"),
         Designator::Usr => ("user.verity.usrhash", ".usrhash"),
     };
-    if let Some(v) = read_xattr(image, xattr)? {
-        let source = format!("xattr {xattr} of {}", image.display());
+    if let Some(v) = read_xattr(root, image, xattr)? {
+        let source = format!("xattr {xattr} of {}", root.show(&image.in_root).display());
         return Ok(Some((String::from_utf8_lossy(&v).into_owned(), source)));
     }
-    let file = auxiliary_path(image, suffix);
-    Ok(read_first_line(&file)?.map(|text| (text, file.display().to_string())))
+    let file = auxiliary_path(&image.in_root, suffix);
+    Ok(read_first_line(root, &file)?.map(|text| (text, root.show(&file).display().to_string())))
 }
 
 /// A `.p7s` signature file; an empty one is refused like systemd does (EINVAL).
-fn read_signature(path: &Path) -> Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
-        Ok(b) if b.is_empty() => bail!("signature file {} is empty", path.display()),
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+fn read_signature(root: &Root, path: &Path) -> Result<Option<Vec<u8>>> {
+    match root.read_optional(path, limits::SIGNATURE_FILE)? {
+        Some(b) if b.is_empty() => bail!("signature file {} is empty", root.show(path).display()),
+        other => Ok(other),
     }
 }
 
-fn is_device_path(p: &Path) -> bool {
-    p.starts_with("/dev") || p.starts_with("/sys")
-}
-
-/// Collect the verity sidecars of `image`, looking next to the path it resolves to.
-///
-/// Symlinks are followed on the host, so under `--root` pass the path already resolved
-/// inside the root (`crate::chase`). Device paths get no sidecars, as in systemd.
-pub fn load(image: &Path) -> Result<VeritySidecars> {
+/// Collect the verity sidecars of `image` (resolved inside `root`), looking next to it.
+pub fn load(root: &Root, image: &Found) -> Result<VeritySidecars> {
     let mut out = VeritySidecars::default();
-    if is_device_path(image) || !sidecars_enabled() {
+    if !sidecars_enabled() {
         return Ok(out);
     }
-    let image = std::fs::canonicalize(image)
-        .with_context(|| format!("resolving image path {}", image.display()))?;
-    if is_device_path(&image) {
-        return Ok(out);
-    }
-
     for d in [Designator::Root, Designator::Usr] {
-        if let Some((text, source)) = find_hash(&image, d)? {
+        if let Some((text, source)) = find_hash(root, image, d)? {
             let bytes =
                 parse_roothash(&text).with_context(|| format!("invalid root hash in {source}"))?;
             out.roothash = Some((d, to_hex(&bytes)));
@@ -143,15 +145,17 @@ pub fn load(image: &Path) -> Result<VeritySidecars> {
             Designator::Root => ".roothash.p7s",
             Designator::Usr => ".usrhash.p7s",
         };
-        out.signature = read_signature(&auxiliary_path(&image, suffix))?;
+        out.signature = read_signature(root, &auxiliary_path(&image.in_root, suffix))?;
     }
 
-    let verity = auxiliary_path(&image, ".verity");
+    let verity = auxiliary_path(&image.in_root, ".verity");
     // access(F_OK) in systemd: a dangling link counts as absent.
-    match std::fs::metadata(&verity) {
-        Ok(_) => out.verity_data = Some(verity),
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("checking for {}", verity.display())),
+    if let Some((file, found)) = root.open_read_optional(&verity)? {
+        out.verity_data = Some(HashTree {
+            file,
+            shown: root.show(&found.in_root),
+            size: found.stat.st_size as u64,
+        });
     }
     Ok(out)
 }
@@ -178,14 +182,6 @@ mod tests {
         assert_eq!(
             auxiliary_path(Path::new("/x/a.raw.RAW"), ".usrhash"),
             Path::new("/x/a.raw.RAW.usrhash")
-        );
-    }
-
-    #[test]
-    fn device_paths_get_nothing() {
-        assert_eq!(
-            load(Path::new("/dev/loop0")).ok(),
-            Some(VeritySidecars::default())
         );
     }
 }

@@ -9,19 +9,27 @@ use std::time::{Duration, Instant};
 /// Directory of the lock files (in /run, so the initrd's lock is gone after switch-root).
 pub const LOCK_DIR: &str = "/run/extmerge";
 
-/// Lock file for one root: runs on the same root are serialised, runs on different roots are not.
+/// Lock file for one (canonical) root: runs on the same root are serialised, runs on different
+/// roots are not. The name is the root's last component (for humans, at most 32 safe bytes)
+/// and a digest of the whole path (so two roots never share a lock, whatever their length).
 pub fn lock_path_for(root: &Path) -> PathBuf {
-    let escaped: String = root
-        .to_string_lossy()
-        .chars()
-        .map(|c| if c == '/' { '-' } else { c })
+    use sha2::{Digest, Sha256};
+    use std::os::unix::ffi::OsStrExt;
+    if root == Path::new("/") {
+        return Path::new(LOCK_DIR).join("root.lock");
+    }
+    let tail: String = root
+        .file_name()
+        .map(|n| n.as_bytes())
+        .unwrap_or_default()
+        .iter()
+        .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        .take(32)
+        .map(|b| *b as char)
         .collect();
-    let name = if escaped == "-" {
-        "root".to_string()
-    } else {
-        escaped.trim_start_matches('-').to_string()
-    };
-    Path::new(LOCK_DIR).join(format!("{name}.lock"))
+    let digest = Sha256::digest(root.as_os_str().as_bytes());
+    let id = crate::ondisk::bytes::hex(&digest[..8]);
+    Path::new(LOCK_DIR).join(format!("{}.{id}.lock", tail.trim_start_matches('.')))
 }
 
 /// How long a second run waits for the first before giving up.
@@ -92,14 +100,26 @@ mod tests {
             lock_path_for(Path::new("/")),
             PathBuf::from("/run/extmerge/root.lock")
         );
-        assert_eq!(
-            lock_path_for(Path::new("/sysroot")),
-            PathBuf::from("/run/extmerge/sysroot.lock")
+        let sysroot = lock_path_for(Path::new("/sysroot"));
+        let name = sysroot.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with("sysroot.") && name.ends_with(".lock"),
+            "{name}"
+        );
+        assert_eq!(name.len(), "sysroot.".len() + 16 + ".lock".len());
+        // Paths that the old '/'→'-' escaping confused, and very long ones, stay apart and short.
+        assert_ne!(
+            lock_path_for(Path::new("/a-b")),
+            lock_path_for(Path::new("/a/b"))
         );
         assert_ne!(
-            lock_path_for(Path::new("/a/b")),
-            lock_path_for(Path::new("/a"))
+            lock_path_for(Path::new("/x/a/b")),
+            lock_path_for(Path::new("/y/a/b"))
         );
+        let long = PathBuf::from(format!("/{}", "d/".repeat(3000)));
+        assert!(lock_path_for(&long).file_name().unwrap().len() < 64);
+        let weird = lock_path_for(Path::new("/tmp/a\nb ../..."));
+        assert!(!weird.file_name().unwrap().to_str().unwrap().contains('\n'));
     }
 
     #[test]

@@ -113,7 +113,14 @@ unsafe impl Ioctl for GetFree {
 impl LoopDevice {
     /// Attach `backing` to a free loop device, read-only and autoclear, in one ioctl.
     pub fn attach(backing: &Path, opts: LoopOptions) -> Result<LoopDevice> {
-        let (mut file, mut direct_io) = open_backing(backing, opts.direct_io)?;
+        LoopDevice::attach_as(backing, backing, opts)
+    }
+
+    /// Attach the file reached by `open_path` (e.g. the `/proc/thread-self/fd/N` of a file
+    /// already open, so exactly that inode is used), naming it `backing` in messages and in
+    /// the device's `backing_file`.
+    pub fn attach_as(open_path: &Path, backing: &Path, opts: LoopOptions) -> Result<LoopDevice> {
+        let (mut file, mut direct_io) = open_backing(open_path, backing, opts.direct_io)?;
         let control = rustix::fs::open(
             "/dev/loop-control",
             OFlags::RDWR | OFlags::CLOEXEC,
@@ -182,7 +189,7 @@ impl LoopDevice {
                         device = %path.display(),
                         "direct I/O refused by LOOP_CONFIGURE, retrying buffered"
                     );
-                    (file, direct_io) = open_backing(backing, false)?;
+                    (file, direct_io) = open_backing(open_path, backing, false)?;
                 }
                 Err(e) => {
                     return Err(e).with_context(|| {
@@ -214,10 +221,10 @@ impl LoopDevice {
 }
 
 /// Open the backing file read-only, with O_DIRECT when asked and supported.
-fn open_backing(backing: &Path, direct_io: bool) -> Result<(OwnedFd, bool)> {
+fn open_backing(open_path: &Path, backing: &Path, direct_io: bool) -> Result<(OwnedFd, bool)> {
     let base = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY;
     if direct_io {
-        match rustix::fs::open(backing, base | OFlags::DIRECT, Mode::empty()) {
+        match rustix::fs::open(open_path, base | OFlags::DIRECT, Mode::empty()) {
             Ok(fd) => return Ok((fd, true)),
             // The filesystem holding the image has no O_DIRECT: buffered is fine.
             Err(Errno::INVAL) => {}
@@ -226,7 +233,7 @@ fn open_backing(backing: &Path, direct_io: bool) -> Result<(OwnedFd, bool)> {
             }
         }
     }
-    let fd = rustix::fs::open(backing, base, Mode::empty())
+    let fd = rustix::fs::open(open_path, base, Mode::empty())
         .with_context(|| format!("opening {}", backing.display()))?;
     Ok((fd, false))
 }

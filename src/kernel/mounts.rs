@@ -12,14 +12,15 @@
 use std::ffi::CString;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
-use rustix::fs::{AtFlags, StatVfsMountFlags, StatxAttributes, StatxFlags, CWD};
+use rustix::fs::{AtFlags, Mode, OFlags, StatVfsMountFlags, StatxAttributes, StatxFlags, CWD};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags};
+
 /// Attach a detached mount (`fsmount`/`open_tree` fd) at `target` in this thread's namespace.
 pub fn attach(fd: impl AsFd, target: &Path) -> Result<()> {
     rustix::mount::move_mount(fd, "", CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
@@ -111,19 +112,20 @@ pub fn clone_tree(path: &Path) -> Result<OwnedFd> {
         .with_context(|| format!("cloning the mount tree at {} (open_tree)", path.display()))
 }
 
-/// Bind-mount the directory `path` onto itself read-only (e.g. the meta dir of a
-/// mutable overlay), keeping the nosuid/nodev/noexec/nosymfollow of the mount below.
+/// Bind-mount the directory `source` onto `path` read-only (the meta layer's own meta dir onto
+/// the merged tree's, so neither a write nor a stale copy in the upper dir can change what the
+/// tree says about itself), keeping the nosuid/nodev/noexec/nosymfollow of the mount below.
 ///
 /// Uses the legacy bind + `MS_BIND|MS_REMOUNT|MS_RDONLY` pair: the new-API way needs
 /// `mount_setattr`, which rustix does not provide. A bind remount replaces every
 /// per-mount flag it is not given (atime excepted), hence the statvfs read first.
-pub fn bind_readonly(path: &Path) -> Result<()> {
+pub fn bind_readonly(source: &Path, path: &Path) -> Result<()> {
     let vfs = rustix::fs::statvfs(path)
         .map_err(io::Error::from)
         .with_context(|| format!("statvfs {}", path.display()))?;
-    rustix::mount::mount_bind(path, path)
+    rustix::mount::mount_bind(source, path)
         .map_err(io::Error::from)
-        .with_context(|| format!("bind-mounting {} onto itself", path.display()))?;
+        .with_context(|| format!("bind-mounting {} onto {}", source.display(), path.display()))?;
     let mut flags = MountFlags::BIND | MountFlags::RDONLY;
     let keep = [
         (StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
@@ -166,23 +168,76 @@ pub fn mount_tmpfs(target: &Path, mode: u32) -> Result<()> {
 
 /// Whether `path` (symlinks followed) is the root of a mount, bind mounts included.
 pub fn is_mount_point(path: &Path) -> Result<bool> {
-    let st = rustix::fs::statx(CWD, path, AtFlags::empty(), StatxFlags::MNT_ID)
+    let fd = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
         .map_err(io::Error::from)
-        .with_context(|| format!("statx {}", path.display()))?;
+        .with_context(|| format!("opening {}", path.display()))?;
+    is_mount_point_fd(fd.as_fd()).with_context(|| format!("statx {}", path.display()))
+}
+
+/// Whether the inode `fd` refers to is the root of a mount, bind mounts included.
+pub fn is_mount_point_fd(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let st = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?;
     if st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) {
         return Ok(st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT));
     }
     // Kernels before 5.8 lack STATX_ATTR_MOUNT_ROOT (and STATX_MNT_ID): compare with the
     // parent, which misses a bind mount of a directory onto its own filesystem.
-    let parent = rustix::fs::statx(CWD, path.join(".."), AtFlags::empty(), StatxFlags::MNT_ID)
-        .map_err(io::Error::from)
-        .with_context(|| format!("statx {}/..", path.display()))?;
+    let parent_fd = rustix::fs::openat(fd, "..", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+    let parent = rustix::fs::statx(&parent_fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?;
     let has_mnt_id = |mask: u32| StatxFlags::from_bits_retain(mask).contains(StatxFlags::MNT_ID);
     if has_mnt_id(st.stx_mask) && has_mnt_id(parent.stx_mask) {
         return Ok(st.stx_mnt_id != parent.stx_mnt_id);
     }
     Ok((st.stx_dev_major, st.stx_dev_minor) != (parent.stx_dev_major, parent.stx_dev_minor))
 }
+
+/// Attach a detached mount at the directory `target` refers to (an fd resolved inside the root).
+pub fn attach_at(tree: BorrowedFd<'_>, target: BorrowedFd<'_>, shown: &Path) -> Result<()> {
+    let flags = MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH;
+    rustix::mount::move_mount(tree, "", target, "", flags)
+        .map_err(io::Error::from)
+        .with_context(|| format!("attaching mount at {} (move_mount)", shown.display()))
+}
+
+/// Attach a detached mount beneath the top mount `target` refers to (atomic replace, 6.5+).
+pub fn attach_beneath_at(
+    tree: BorrowedFd<'_>,
+    target: BorrowedFd<'_>,
+    shown: &Path,
+) -> Result<(), AttachError> {
+    let flags = MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
+        | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH
+        | MoveMountFlags::MOVE_MOUNT_BENEATH;
+    match rustix::mount::move_mount(tree, "", target, "", flags) {
+        Ok(()) => Ok(()),
+        Err(Errno::INVAL) if !beneath_supported() => Err(AttachError::BeneathUnsupported),
+        Err(errno) => Err(AttachError::Failed {
+            target: shown.to_path_buf(),
+            error: io::Error::from(errno),
+        }),
+    }
+}
+
+/// Lazily unmount exactly the mount `fd` refers to (through its magic link, so nothing is
+/// looked up by name).
+pub fn detach_fd(fd: BorrowedFd<'_>, shown: &Path) -> Result<()> {
+    // Without UMOUNT_NOFOLLOW: the magic link must be followed to the mount it names.
+    rustix::mount::unmount(crate::kernel::root::proc_fd_path(fd), UnmountFlags::DETACH)
+        .map_err(io::Error::from)
+        .with_context(|| format!("lazily unmounting {}", shown.display()))
+}
+
+/// Detached recursive copy of the mount tree `fd` refers to (incl. submounts), as one fd.
+pub fn clone_tree_fd(fd: BorrowedFd<'_>, shown: &Path) -> Result<OwnedFd> {
+    let flags = OpenTreeFlags::OPEN_TREE_CLONE
+        | OpenTreeFlags::OPEN_TREE_CLOEXEC
+        | OpenTreeFlags::AT_RECURSIVE
+        | OpenTreeFlags::AT_EMPTY_PATH;
+    rustix::mount::open_tree(fd, "", flags)
+        .map_err(io::Error::from)
+        .with_context(|| format!("cloning the mount tree at {} (open_tree)", shown.display()))
+}
+
 pub use crate::ondisk::mountinfo::{parse_mountinfo, visible_submounts, MountInfo};
 
 /// The calling thread's mount table (`/proc/thread-self/mountinfo`).

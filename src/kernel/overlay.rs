@@ -190,6 +190,18 @@ enum LowerMode {
 /// Set once overlayfs has rejected `lowerdir+` as unknown, so later builds skip the try.
 static LOWERDIR_PLUS_MISSING: AtomicBool = AtomicBool::new(false);
 
+/// Set once overlayfs has refused a layer given as an fd (before Linux 6.13).
+static FD_LAYERS_MISSING: AtomicBool = AtomicBool::new(false);
+
+/// The fd number of a `/proc/thread-self/fd/N` (or `/proc/self/fd/N`) path.
+fn magic_fd(value: &OsStr) -> Option<std::os::fd::RawFd> {
+    let s = value.to_str()?;
+    s.strip_prefix("/proc/thread-self/fd/")
+        .or_else(|| s.strip_prefix("/proc/self/fd/"))?
+        .parse()
+        .ok()
+}
+
 /// Whether trying `lowerdir+` makes sense on this kernel.
 fn lowerdir_plus_usable() -> bool {
     if LOWERDIR_PLUS_MISSING.load(Ordering::Relaxed) {
@@ -226,7 +238,7 @@ fn build(spec: &OverlaySpec, mode: LowerMode) -> Result<Option<OwnedFd>> {
             let n = spec.lowerdirs.len();
             for (i, layer) in spec.lowerdirs.iter().enumerate() {
                 let value = path_value(layer, &mut keep)?;
-                match rustix::mount::fsconfig_set_string(&ctx.fd, "lowerdir+", &value) {
+                match ctx.set_layer("lowerdir+", &value) {
                     Ok(()) => {}
                     Err(errno) => {
                         let msgs = ctx.messages();
@@ -252,10 +264,13 @@ fn build(spec: &OverlaySpec, mode: LowerMode) -> Result<Option<OwnedFd>> {
         }
     }
     if let (Some(upper), Some(work)) = (&spec.upperdir, &spec.workdir) {
-        let upper_value = path_value(upper, &mut keep)?;
-        ctx.set_string("upperdir", &upper_value)?;
-        let work_value = path_value(work, &mut keep)?;
-        ctx.set_string("workdir", &work_value)?;
+        for (key, dir) in [("upperdir", upper), ("workdir", work)] {
+            let value = path_value(dir, &mut keep)?;
+            ctx.set_layer(key, &value).map_err(|errno| {
+                let step = format!("fsconfig {key}={}", dir.display());
+                ctx.error(&step, errno, ctx.messages())
+            })?;
+        }
     }
     let (attrs, fs_options) = apply_mount_flag_words(&spec.options, spec.attrs);
     for opt in fs_options {
@@ -414,6 +429,28 @@ impl FsContext {
             .map_err(io::Error::from)
             .with_context(|| format!("{what}: fsopen(\"{fstype}\") (needs CAP_SYS_ADMIN)"))?;
         Ok(FsContext { fd, kmsg, what })
+    }
+
+    /// Set a layer key. A `/proc/thread-self/fd/N` value (a directory resolved inside the root)
+    /// is handed over as the fd itself where overlayfs takes fds (Linux 6.13): the kernel then
+    /// records the layer's real path, which the mount table shows; before 6.13 the magic link is
+    /// the value (the kernel follows it to exactly that directory) and the table shows it as is.
+    fn set_layer(&self, key: &str, value: &OsStr) -> Result<(), Errno> {
+        if let Some(fd) = magic_fd(value).filter(|_| !FD_LAYERS_MISSING.load(Ordering::Relaxed)) {
+            // SAFETY: the caller keeps the fd behind its magic link open until the overlay is
+            // created (that is what makes the link resolvable at all).
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            match rustix::mount::fsconfig_set_fd(&self.fd, key, fd) {
+                Ok(()) => return Ok(()),
+                Err(Errno::INVAL) => {
+                    // "Bad value": this overlayfs takes only strings; drop its log line.
+                    let _ = self.messages();
+                    FD_LAYERS_MISSING.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        rustix::mount::fsconfig_set_string(&self.fd, key, value)
     }
 
     fn set_string(&self, key: &str, value: &OsStr) -> Result<()> {

@@ -236,6 +236,12 @@ impl Root {
         Ok(Root { fd, shown, stat })
     }
 
+    /// The same root, named `shown` in messages (e.g. an image mounted in a workspace).
+    pub fn renamed(mut self, shown: PathBuf) -> Root {
+        self.shown = shown;
+        self
+    }
+
     /// A second handle on the same root (for another thread).
     pub fn try_clone(&self) -> io::Result<Root> {
         Ok(Root {

@@ -224,6 +224,18 @@ pub fn parse_env_bytes(bytes: &[u8]) -> (ReleaseData, Vec<ParseWarning>) {
     (p.data, p.warnings.into_iter().map(|(_, w)| w).collect())
 }
 
+/// Parse file contents with systemd's refusals: `Err` carries the problem for which systemd
+/// refuses the whole file (NUL byte, invalid UTF-8); `Ok` carries the data and the warnings
+/// about entries that were left out.
+pub fn parse_env_strict(bytes: &[u8]) -> Result<(ReleaseData, Vec<ParseWarning>), ParseWarning> {
+    let parsed = parse_detailed(bytes);
+    if let Some((_, w)) = parsed.warnings.iter().find(|(fatal, _)| *fatal) {
+        return Err(w.clone());
+    }
+    let warnings = parsed.warnings.into_iter().map(|(_, w)| w).collect();
+    Ok((parsed.data, warnings))
+}
+
 /// Read and parse an env file; fails where systemd refuses the whole file (NUL byte, invalid UTF-8).
 pub fn read_env_file(path: &Path) -> Result<ReleaseData> {
     // Refuse FIFOs and devices up front so a hostile image cannot make us block on read.

@@ -244,6 +244,8 @@ pub struct CliOptions {
     pub check_conflicts: Option<ConflictPolicy>,
     /// The kernel command line to honour (`None`: ignore it, e.g. in tests).
     pub kernel_cmdline: Option<String>,
+    /// `--require=` names (added to each class's `Require=`; see `merge::run`).
+    pub require: Vec<String>,
     /// Whether this process runs in an initrd (then `rd.`-prefixed kernel parameters count).
     pub in_initrd: bool,
 }
@@ -293,6 +295,8 @@ pub struct ClassSettings {
     pub root_given: bool,
     /// Hierarchies to merge, as paths inside the root.
     pub hierarchies: Vec<PathBuf>,
+    /// The other class's hierarchies: merges there are peeled to read the base OS.
+    pub other_hierarchies: Vec<PathBuf>,
     /// Mutable mode in force.
     pub mutable: MutableMode,
     /// Where the mutable mode came from.
@@ -315,8 +319,11 @@ pub struct ClassSettings {
     pub check_conflicts: ConflictPolicy,
     /// Where the conflict policy came from.
     pub check_conflicts_origin: Origin,
-    /// Extensions that must be merged (`Require=` in the configuration files; `--require` adds more).
+    /// Extensions of this class that must be merged (`Require=` in the configuration files, and
+    /// the `--require` names found in this class).
     pub require: Vec<String>,
+    /// `--require` names: each must be merged by one of the selected classes.
+    pub require_any: Vec<String>,
 }
 
 /// Parse a `*_HIERARCHIES` value: colon-separated, each absolute, normalized and not `/`; empty is an error.
@@ -353,6 +360,29 @@ pub fn resolve_root(root: Option<&Path>) -> Result<PathBuf> {
     Ok(canon)
 }
 
+/// The hierarchies of `class`: `$SYSTEMD_<CLASS>_HIERARCHIES` (each once, in order) or the
+/// defaults.
+fn hierarchies_of(class: ImageClass, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<PathBuf>> {
+    Ok(match env(class.hierarchies_env()) {
+        Some(v) => {
+            let mut out: Vec<PathBuf> = Vec::new();
+            for h in parse_hierarchies(&v)
+                .map_err(|e| anyhow::anyhow!("${}: {e}", class.hierarchies_env()))?
+            {
+                if !out.contains(&h) {
+                    out.push(h);
+                }
+            }
+            out
+        }
+        None => class
+            .default_hierarchies()
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+    })
+}
+
 /// Apply systemd's precedence for one class. `env` looks up environment variables (injected for tests).
 pub fn resolve(
     cli: &CliOptions,
@@ -361,15 +391,16 @@ pub fn resolve(
 ) -> Result<ClassSettings> {
     let root = resolve_root(cli.root.as_deref())?;
 
-    let hierarchies = match env(class.hierarchies_env()) {
-        Some(v) => parse_hierarchies(&v)
-            .map_err(|e| anyhow::anyhow!("${}: {e}", class.hierarchies_env()))?,
-        None => class
+    let hierarchies = hierarchies_of(class, env)?;
+    // An invalid value for the other class is that class's error to report, not this one's.
+    let other_hierarchies = hierarchies_of(class.other(), env).unwrap_or_else(|_| {
+        class
+            .other()
             .default_hierarchies()
             .iter()
             .map(PathBuf::from)
-            .collect(),
-    };
+            .collect()
+    });
 
     let env_mutable = env(class.mutable_env()).and_then(|v| match v.parse::<MutableMode>() {
         Ok(m) => Some(m),
@@ -435,6 +466,8 @@ pub fn resolve(
         check_conflicts,
         check_conflicts_origin,
         require: config.require.clone(),
+        require_any: cli.require.clone(),
+        other_hierarchies,
         root,
         root_given: cli.root.is_some(),
         hierarchies,

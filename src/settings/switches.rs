@@ -2,6 +2,7 @@
 
 use crate::class::ImageClass;
 use crate::initrd::cmdline::{self, Param};
+use crate::settings::ClassSettings;
 use std::path::Path;
 
 /// systemd's `invoked_by_systemd()`: `$SYSTEMD_EXEC_PID` names this very process.
@@ -60,16 +61,74 @@ pub fn unit_for(class: ImageClass) -> &'static str {
     }
 }
 
-/// True when `<root>/etc/systemd/system/<unit>` is a mask (a link to /dev/null, or empty file).
+/// True when `<root>/etc/systemd/system/<unit>` is a mask (a link to /dev/null, or an empty
+/// file), looked up inside the root.
 pub fn unit_masked(root: &Path, unit: &str) -> bool {
-    let p = root.join("etc/systemd/system").join(unit);
-    match std::fs::symlink_metadata(&p) {
-        Ok(m) if m.file_type().is_symlink() => {
-            std::fs::read_link(&p).is_ok_and(|t| t == Path::new("/dev/null"))
+    use rustix::fs::FileType;
+    let Ok(root) = crate::kernel::root::Root::open(root) else {
+        return false;
+    };
+    let p = Path::new("/etc/systemd/system").join(unit);
+    match root.resolve_nofollow(&p) {
+        Ok(f) if f.file_type() == FileType::Symlink => {
+            rustix::fs::readlinkat(&f.fd, "", Vec::new())
+                .is_ok_and(|t| t.as_bytes() == b"/dev/null")
         }
-        Ok(m) => m.is_file() && m.len() == 0,
+        Ok(f) => f.file_type() == FileType::RegularFile && f.stat.st_size == 0,
         Err(_) => false,
     }
+}
+
+/// The classes a verb acts on after the operator's switches: when systemd started us, a kernel
+/// command line kill switch drops a class; for `merge`/`refresh` with `--root`, a masked
+/// `systemd-{sysext,confext}.service` in the root drops it too (Flatcar's convention) unless
+/// extensions are required. One log line per class dropped.
+pub fn select(
+    mut settings: Vec<ClassSettings>,
+    kernel_cmdline: &str,
+    in_initrd: bool,
+    merging: bool,
+) -> Vec<ClassSettings> {
+    if !invoked_by_systemd() {
+        return settings;
+    }
+    let params = cmdline::parse(kernel_cmdline);
+    settings.retain(|s| match kill_switch(&params, s.class, in_initrd) {
+        Some(opt) => {
+            tracing::info!(
+                "Disabled by the kernel command line option {opt}: not touching {}s.",
+                s.class
+            );
+            false
+        }
+        None => true,
+    });
+    if merging {
+        settings.retain(|s| {
+            if !s.root_given {
+                return true;
+            }
+            let unit = unit_for(s.class);
+            if !unit_masked(&s.root, unit) {
+                return true;
+            }
+            if !s.require_any.is_empty() || !s.require.is_empty() {
+                tracing::warn!(
+                    "{unit} is masked in {}, but required extensions are configured: merging {}s anyway.",
+                    s.root.display(),
+                    s.class
+                );
+                return true;
+            }
+            tracing::info!(
+                "{unit} is masked in {}: not merging {}s.",
+                s.root.display(),
+                s.class
+            );
+            false
+        });
+    }
+    settings
 }
 
 #[cfg(test)]

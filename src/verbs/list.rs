@@ -1,9 +1,10 @@
 //! `list`: the candidates of each class in layer order, with their status. Mounts nothing.
 
 use crate::class::ImageClass;
-use crate::decide::release::{self, HostInfo, Verdict};
-use crate::gather::compat;
+use crate::decide::release::{judge, Scope, Verdict};
 use crate::gather::discover::{self, ImageKind};
+use crate::gather::{host, release};
+use crate::kernel::root::Root;
 use crate::settings::ClassSettings;
 use crate::verbs::{print_json, JsonMode};
 use anyhow::Result;
@@ -52,25 +53,34 @@ pub struct ListEntry {
 /// Evaluate one class: discovery plus a compatibility verdict for each directory candidate.
 pub fn evaluate(settings: &ClassSettings) -> Result<Vec<ListEntry>> {
     let class = settings.class;
-    let root = &settings.root;
-    let initrd = release::host_scope(root) == release::Scope::Initrd;
-    let found = discover::discover(root, class, initrd)?;
-    let host = HostInfo::load(root).map_err(|e| format!("{e:#}"));
+    let root = Root::open(&settings.root)?;
+    let initrd = host::host_scope(&root)? == Scope::Initrd;
+    let found = discover::discover(&root, class, initrd)?;
+    // list mounts nothing and may run unprivileged: the host is read as the root shows it now.
+    let host = host::load(&root).map_err(|e| format!("{e:#}"));
 
     let mut out = Vec::new();
     for (order, c) in found.images.iter().enumerate() {
         let (status, reason) = match c.kind {
             ImageKind::Directory => {
-                match compat::check_tree(
-                    host.as_ref().map_err(|e| e.as_str()),
-                    class,
-                    &c.name,
-                    c.kind,
-                    &c.host_path,
-                    settings.force,
-                ) {
-                    Verdict::Accept => (Status::Accepted, None),
-                    Verdict::Reject(r) => (Status::Ignored, Some(r)),
+                let facts = root
+                    .resolve(&c.path)
+                    .map_err(anyhow::Error::new)
+                    .and_then(|d| Ok(Root::from_fd(d.fd, root.show(&c.path))?))
+                    .map(|tree| release::tree_facts(&tree, class, &c.name, &settings.hierarchies));
+                match facts {
+                    Ok(facts) => match judge(
+                        host.as_ref().map_err(|e| e.as_str()),
+                        class,
+                        &c.name,
+                        true,
+                        &facts,
+                        settings.force,
+                    ) {
+                        Verdict::Accept => (Status::Accepted, None),
+                        Verdict::Reject(r) => (Status::Ignored, Some(r.to_string())),
+                    },
+                    Err(e) => (Status::Ignored, Some(format!("cannot read it: {e:#}"))),
                 }
             }
             ImageKind::Raw | ImageKind::Block => (

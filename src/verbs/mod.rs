@@ -32,12 +32,23 @@ pub enum JsonMode {
 
 /// Print a value as JSON in the requested mode.
 pub fn print_json<T: Serialize>(mode: JsonMode, value: &T) -> anyhow::Result<()> {
-    let text = match mode {
+    let mut text = match mode {
         JsonMode::Pretty => serde_json::to_string_pretty(value)?,
         _ => serde_json::to_string(value)?,
     };
-    println!("{text}");
-    Ok(())
+    text.push('\n');
+    print_text(&text)
+}
+
+/// Write `text` to stdout; a write error (a closed pipe, a full disk) is an error naming
+/// standard output, never a panic.
+pub fn print_text(text: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing to standard output")
 }
 
 /// merge/unmerge/refresh need CAP_SYS_ADMIN; checking root up front gives systemd's clear message.

@@ -1,13 +1,12 @@
 //! `status`: which extensions are merged into which hierarchy (systemd's JSON shape).
 
-use crate::chase;
 use crate::class::ImageClass;
+use crate::kernel::root::Root;
 use crate::meta;
 use crate::settings::ClassSettings;
 use crate::verbs::{print_json, JsonMode, EXIT_SUCCESS};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
-use std::os::unix::fs::MetadataExt;
 
 /// One row, as `systemd-sysext status --json` prints it (plus the class).
 #[derive(Clone, Debug, Serialize)]
@@ -24,25 +23,24 @@ pub struct StatusRow {
 
 /// Rows for one class, sorted by hierarchy; hierarchies that do not exist are left out.
 pub fn rows(s: &ClassSettings) -> Result<Vec<StatusRow>> {
+    let root = Root::open(&s.root)?;
     let mut out = Vec::new();
     for h in &s.hierarchies {
-        let p = match chase::chase(&s.root, h) {
-            Ok(r) => r.host,
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e).with_context(|| format!("resolving {}", h.display())),
-        };
+        if root
+            .resolve_optional(h)
+            .map_err(anyhow::Error::new)?
+            .is_none()
+        {
+            continue;
+        }
         // systemd prints the hierarchy as configured, also with --root.
         let display = h.display().to_string();
-        if meta::is_ours(&p, s.class)? {
-            let info = meta::read(&p, s.class)?
-                .map(|i| i.extensions)
-                .unwrap_or_default();
-            let md = std::fs::metadata(&p).with_context(|| format!("stat {}", p.display()))?;
-            let since =
-                (md.mtime().max(0) as u64) * 1_000_000 + (md.mtime_nsec().max(0) as u64) / 1000;
+        if let Some(m) = meta::inspect(&root, h, s.class)? {
+            let st = &m.top.stat;
+            let since = (st.st_mtime.max(0) as u64) * 1_000_000 + st.st_mtime_nsec / 1000;
             out.push(StatusRow {
                 hierarchy: display,
-                extensions: info.into(),
+                extensions: m.info.extensions.into(),
                 since: Some(since),
                 class: s.class,
             });

@@ -7,8 +7,9 @@
 use crate::decide::conflicts::ConflictPolicy;
 use crate::decide::release::{self, HostInfo};
 use crate::initrd::flatcar::{self, Action};
+use crate::kernel::root::{read_bounded, Root};
+use crate::merge::check::{self, ClassReport, UpdateVerdict};
 use crate::settings::ClassSettings;
-use crate::verbs::check::{self, ClassReport, UpdateVerdict};
 use crate::verbs::{print_json, JsonMode, EXIT_FAILURE, EXIT_SUCCESS};
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
@@ -40,13 +41,19 @@ pub struct ClassUpdate {
 
 /// Read the update's os-release as the root's would be read (same scope and architecture).
 fn next_host(root: &Path, file: &Path) -> Result<(HostInfo, String)> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read the update's os-release {}", file.display()))?;
+    let ctx = || format!("cannot read the update's os-release {}", file.display());
+    let f = std::fs::File::open(file).with_context(ctx)?;
+    if !f.metadata().with_context(ctx)?.is_file() {
+        anyhow::bail!("{}: not a regular file", file.display());
+    }
+    let bytes = read_bounded(f, crate::limits::OS_RELEASE_ARG).with_context(ctx)?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| anyhow!("{}: not valid UTF-8", file.display()))?;
     // One read: the same text gives the matching identity and the Flatcar image version.
     let (data, _) = release::parse_env(&text);
     let host = HostInfo::from_release(
         &data,
-        release::host_scope(root),
+        crate::gather::host::host_scope(&Root::open(root)?)?,
         &release::uname_architecture(),
         file,
     )
@@ -69,7 +76,7 @@ pub fn run(classes: &[ClassSettings], os_release: &Path, json: JsonMode) -> Resu
         flatcar_missing: Vec::new(),
     };
     for s in classes {
-        let r: ClassReport = check::check_class_against(s, ConflictPolicy::Off, Some(&next))?;
+        let r: ClassReport = check::check_class(s, ConflictPolicy::Off, Some(&next))?;
         let extensions = r.update.unwrap_or_default();
         for v in extensions
             .iter()
@@ -94,7 +101,7 @@ pub fn run(classes: &[ClassSettings], os_release: &Path, json: JsonMode) -> Resu
     if json != JsonMode::Off {
         print_json(json, &report)?;
     } else {
-        print!("{}", render(&report));
+        crate::verbs::print_text(&render(&report))?;
     }
     Ok(
         if report.would_stop.is_empty() && report.flatcar_missing.is_empty() {

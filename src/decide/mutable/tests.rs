@@ -476,7 +476,7 @@ fn s4_7_auto_without_extensions_or_mutable_dir_is_read_only_meta_over_host() {
 }
 
 #[test]
-fn s4_7_mutable_without_extensions_and_without_host_is_too_few_layers() {
+fn s4_7_mutable_without_extensions_and_without_host_is_left_alone() {
     for f in [
         HierarchyFacts {
             exists: false,
@@ -487,9 +487,9 @@ fn s4_7_mutable_without_extensions_and_without_host_is_too_few_layers() {
             ..host("/opt")
         },
     ] {
-        let err = plan(MutableMode::Auto, &f, &[], None).unwrap_err();
-        assert!(matches!(err, PlanError::TooFewLayers { .. }));
-        assert_eq!(err.errno(), rustix::io::Errno::INVAL);
+        // systemd fails the class here; the hierarchy is left alone instead (README).
+        assert!(matches!(plan(MutableMode::Auto, &f, &[], None), Ok(None)));
+        assert!(matches!(plan(MutableMode::Import, &f, &[], None), Ok(None)));
     }
 }
 

@@ -1,9 +1,9 @@
 //! Unit tests of `release`.
 
 use super::*;
+use anyhow::Result;
 use proptest::prelude::*;
 use std::fs;
-use std::os::unix::fs::symlink;
 use ImageClass::{Confext, Sysext};
 
 type Pairs<'a> = &'a [(&'a str, &'a str)];
@@ -34,11 +34,6 @@ fn data(pairs: &[(&str, &str)]) -> ReleaseData {
 
 fn host_with(pairs: &[(&str, &str)], scope: Scope) -> HostInfo {
     HostInfo::from_release(&data(pairs), scope, "x86-64", Path::new("/etc/os-release")).unwrap()
-}
-
-fn write(path: &Path, text: &[u8]) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
 }
 
 fn err_text<T: std::fmt::Debug>(r: Result<T>) -> String {
@@ -234,7 +229,10 @@ fn validation_rules_in_systemd_order() {
         match (want, &got) {
             (Accept, Verdict::Accept) => {}
             (Reject(f), Verdict::Reject(r)) => {
-                assert!(r.contains(f), "{label}: {r:?} does not mention {f}")
+                assert!(
+                    r.to_string().contains(f),
+                    "{label}: {r:?} does not mention {f}"
+                )
             }
             _ => panic!("{label}: got {got:?}"),
         }
@@ -250,10 +248,11 @@ fn version_mismatch_message_is_a_full_explanation() {
     let ext = data(&[("ID", "flatcar"), ("VERSION_ID", "3815.0.0")]);
     let want = "VERSION_ID=3815.0.0 does not match the host's VERSION_ID=3816.0.0 \
                 (and no common SYSEXT_LEVEL: the host declares none)";
-    assert_eq!(
-        validate(&host, Sysext, "x", Some(&ext)),
-        Verdict::Reject(want.into())
-    );
+    let Verdict::Reject(r) = validate(&host, Sysext, "x", Some(&ext)) else {
+        panic!("a version mismatch must be rejected");
+    };
+    assert!(r.is_version_mismatch());
+    assert_eq!(r.to_string(), want);
 }
 
 #[test]
@@ -286,7 +285,7 @@ fn upstream_test50_fixture() {
     );
     let scoped = "ID=testtest\nSYSEXT_SCOPE=initrd\n";
     assert!(
-        matches!(v(&sys, scoped), Verdict::Reject(r) if r.contains("SYSEXT_SCOPE")),
+        matches!(v(&sys, scoped), Verdict::Reject(r) if r.to_string().contains("SYSEXT_SCOPE")),
         "#37 on system"
     );
     assert_eq!(
@@ -394,181 +393,6 @@ fn pick_release_file_rules() {
     );
 }
 
-fn set_strict(path: &Path, value: &[u8]) {
-    rustix::fs::setxattr(path, STRICT_XATTR, value, rustix::fs::XattrFlags::empty()).unwrap();
-}
-
-const SYS_DIR: &str = "usr/lib/extension-release.d";
-
-#[test]
-fn find_exact_and_symlinks_stay_inside_the_image() {
-    let t = tempfile::tempdir().unwrap();
-    let img = t.path();
-    write(&img.join("real.d/extension-release.foo"), b"ID=_any\n");
-    fs::create_dir_all(img.join("usr/lib")).unwrap();
-    // An absolute symlink must resolve inside the image, never on the host.
-    symlink("/real.d", img.join(SYS_DIR)).unwrap();
-    let (p, d) = load_extension_release(img, Sysext, "foo").unwrap().unwrap();
-    assert_eq!(
-        (p, d),
-        (
-            img.join("real.d/extension-release.foo"),
-            data(&[("ID", "_any")])
-        )
-    );
-    let escape = "../../../../../../real.d/extension-release.foo";
-    symlink(escape, img.join("real.d/extension-release.bar")).unwrap();
-    let found = find_extension_release(img, Sysext, "bar").unwrap();
-    assert_eq!(found, Some(img.join("real.d/extension-release.foo")));
-    assert_eq!(
-        find_extension_release(img, Confext, "foo").unwrap(),
-        None,
-        "confext has its own dir"
-    );
-    assert_eq!(
-        find_extension_release(&img.join("missing"), Sysext, "foo").unwrap(),
-        None
-    );
-}
-
-#[test]
-fn find_fallback_scan() {
-    let t = tempfile::tempdir().unwrap();
-    let (img, dir) = (t.path(), t.path().join(SYS_DIR));
-    let find = |name: &str| find_extension_release(img, Sysext, name);
-    write(&dir.join("extension-release.foo"), b"ID=a\n");
-    assert_eq!(
-        find("foo_1.2").unwrap(),
-        Some(dir.join("extension-release.foo")),
-        "stem"
-    );
-    let renamed = dir.join("extension-release.renamed");
-    write(&renamed, b"ID=b\n");
-    set_strict(&renamed, b"1");
-    assert_eq!(find("zzz").unwrap(), None, "xattr true is skipped");
-    set_strict(&renamed, b"no\0");
-    assert_eq!(find("zzz").unwrap(), Some(renamed.clone()), "xattr false");
-    let err = err_text(find("foo_9"));
-    assert!(
-        err.contains("extension-release.foo,") && err.contains("extension-release.renamed"),
-        "{err}"
-    );
-    // A dangling exact symlink falls back to the scan.
-    symlink("/nowhere", dir.join("extension-release.zzz")).unwrap();
-    assert_eq!(find("zzz").unwrap(), Some(renamed.clone()));
-    // The scan never uses symlinked candidates.
-    fs::remove_file(&renamed).unwrap();
-    symlink("extension-release.foo", dir.join("extension-release.lnk")).unwrap();
-    assert_eq!(find("lnk_1").unwrap(), None);
-}
-
-#[test]
-fn find_confext_and_non_regular_exact_match() {
-    let t = tempfile::tempdir().unwrap();
-    let img = t.path();
-    write(
-        &img.join("etc/extension-release.d/extension-release.cfg"),
-        b"ID=x\n",
-    );
-    assert!(load_extension_release(img, Confext, "cfg")
-        .unwrap()
-        .is_some());
-    // Like systemd, an exact name that exists as a directory is chosen and then fails to read.
-    fs::create_dir_all(img.join(SYS_DIR).join("extension-release.d1")).unwrap();
-    assert!(find_extension_release(img, Sysext, "d1").unwrap().is_some());
-    assert!(load_extension_release(img, Sysext, "d1").is_err());
-}
-
-#[test]
-fn read_os_release_order_and_symlinks() {
-    let t = tempfile::tempdir().unwrap();
-    let r = t.path();
-    let err = err_text(read_os_release(r));
-    assert!(
-        err.contains("etc/os-release") && err.contains("usr/lib/os-release"),
-        "{err}"
-    );
-    let usr = r.join("usr/lib/os-release");
-    write(&usr, b"ID=usr\n");
-    assert_eq!(
-        read_os_release(r).unwrap(),
-        (usr.clone(), data(&[("ID", "usr")])),
-        "usr/lib fallback"
-    );
-    fs::create_dir_all(r.join("etc")).unwrap();
-    symlink("/nowhere", r.join("etc/os-release")).unwrap();
-    assert_eq!(
-        read_os_release(r).unwrap().0,
-        usr,
-        "dangling etc/os-release falls back"
-    );
-    fs::remove_file(r.join("etc/os-release")).unwrap();
-    symlink("/usr/lib/os-release", r.join("etc/os-release")).unwrap();
-    assert_eq!(
-        read_os_release(r).unwrap().0,
-        usr,
-        "absolute symlink resolves inside root"
-    );
-    fs::remove_file(r.join("etc/os-release")).unwrap();
-    write(&r.join("etc/os-release"), b"ID=etc\n");
-    assert_eq!(
-        read_os_release(r).unwrap(),
-        (r.join("etc/os-release"), data(&[("ID", "etc")])),
-        "etc first"
-    );
-}
-
-#[test]
-fn host_scope_and_load() {
-    let t = tempfile::tempdir().unwrap();
-    let r = t.path();
-    write(
-        &r.join("usr/lib/os-release"),
-        b"ID=flatcar\nVERSION_ID=1\nSYSEXT_LEVEL=1.0\n",
-    );
-    assert_eq!(host_scope(r), Scope::System);
-    fs::create_dir_all(r.join("etc")).unwrap();
-    symlink("/usr/lib/initrd-release", r.join("etc/initrd-release")).unwrap();
-    assert_eq!(host_scope(r), Scope::System, "dangling initrd-release");
-    write(&r.join("usr/lib/initrd-release"), b"ID=flatcar\n");
-    assert_eq!(host_scope(r), Scope::Initrd);
-    let h = HostInfo::load(r).unwrap();
-    assert_eq!(
-        (h.id.as_str(), h.scope, h.sysext_level.as_deref()),
-        ("flatcar", Scope::Initrd, Some("1.0"))
-    );
-    assert_eq!(
-        (h.architecture, h.os_release_path),
-        (uname_architecture(), r.join("usr/lib/os-release"))
-    );
-    write(&r.join("etc/os-release"), b"NAME=x\n");
-    assert!(err_text(HostInfo::load(r)).contains("ID="));
-}
-
-#[test]
-fn forbidden_content() {
-    let t = tempfile::tempdir().unwrap();
-    let r = t.path();
-    let usr = r.join("usr/lib/os-release");
-    write(&r.join("etc/os-release"), b"ID=x\n");
-    assert!(!has_forbidden_content(r).unwrap(), "etc/os-release is fine");
-    fs::create_dir_all(r.join("usr/lib")).unwrap();
-    symlink("/etc/missing", &usr).unwrap();
-    assert!(
-        !has_forbidden_content(r).unwrap(),
-        "dangling symlink counts as absent"
-    );
-    fs::remove_file(&usr).unwrap();
-    symlink("/etc/os-release", &usr).unwrap();
-    assert!(
-        has_forbidden_content(r).unwrap(),
-        "symlink resolved inside the image"
-    );
-    fs::remove_file(&usr).unwrap();
-    write(&usr, b"ID=x\n");
-    assert!(has_forbidden_content(r).unwrap());
-}
-
 #[test]
 fn rejection_reasons_escape_control_characters_of_release_values() {
     let host = host_with(&[("ID", "debian"), ("VERSION_ID", "13")], Scope::System);
@@ -577,6 +401,7 @@ fn rejection_reasons_escape_control_characters_of_release_values() {
     let Verdict::Reject(reason) = validate(&host, Sysext, "x", Some(&ext)) else {
         panic!("ID with a newline must not match");
     };
+    let reason = reason.to_string();
     assert!(!reason.contains('\n'), "{reason:?}");
     assert!(reason.contains("ID=debian\\nVERSION_ID=13"), "{reason:?}");
     assert_eq!(shown("plain"), "plain");

@@ -1,0 +1,26 @@
+//! Size caps for everything extmerge reads that someone else wrote. Each is far above what a
+//! legitimate file needs and far below what would hurt a boot; exceeding one is an error that
+//! names the file and the cap.
+
+/// os-release, initrd-release, extension-release.
+pub const RELEASE_FILE: u64 = 64 << 10;
+/// `{sysext,confext}.conf` and their drop-ins.
+pub const CONFIG_FILE: u64 = 1 << 20;
+/// Flatcar's `enabled-sysext.conf` and OEM release files.
+pub const FLATCAR_FILE: u64 = 1 << 20;
+/// The kernel command line (`/proc/cmdline` or `$SYSTEMD_PROC_CMDLINE`).
+pub const CMDLINE: u64 = 64 << 10;
+/// Our state record and its run-time copy.
+pub const STATE_FILE: u64 = 32 << 20;
+/// The image hash cache.
+pub const HASH_CACHE: u64 = 64 << 20;
+/// One file of a meta directory (`dev`, `work_dir`, `extensions`, `origin`).
+pub const META_FILE: u64 = 1 << 20;
+/// A `.roothash`/`.usrhash` sidecar (one line of hex).
+pub const ROOTHASH_FILE: u64 = 4 << 10;
+/// A `.p7s` signature (systemd's limit for the signature partition as well).
+pub const SIGNATURE_FILE: u64 = 4 << 20;
+/// A PEM certificate in `verity.d`.
+pub const CERTIFICATE: u64 = 1 << 20;
+/// `check --os-release=FILE`.
+pub const OS_RELEASE_ARG: u64 = RELEASE_FILE;
