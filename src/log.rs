@@ -92,3 +92,81 @@ mod tests {
         assert_eq!(unit_of_cgroup("12:cpu:/foo\n"), None);
     }
 }
+
+/// Text for a table cell, a log line or a JSON string from arbitrary bytes (names and paths
+/// someone else chose): valid printable UTF-8 stays as it is; a backslash becomes `\\`, control
+/// characters `\n`, `\t`, … or `\xNN`, and bytes that are not UTF-8 `\xNN`. Nothing can split a
+/// line or a row, and C-unescaping the result gives the bytes back exactly.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (valid, bad) = match std::str::from_utf8(rest) {
+            Ok(s) => (s, &[][..]),
+            Err(e) => {
+                let (v, b) = rest.split_at(e.valid_up_to());
+                (std::str::from_utf8(v).unwrap_or_default(), b)
+            }
+        };
+        for c in valid.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        match bad.first() {
+            Some(b) => {
+                out.push_str(&format!("\\x{b:02x}"));
+                rest = &bad[1..];
+            }
+            None => rest = bad,
+        }
+    }
+    out
+}
+
+/// [`escape`] of a path, for messages.
+pub fn path(p: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    escape(p.as_os_str().as_bytes())
+}
+
+/// Serialize a path as the [`escape`]d string (lossless, and always valid JSON).
+pub fn serialize_path<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path(p))
+}
+
+/// [`serialize_path`] for an optional path.
+pub fn serialize_opt_path<S: serde::Serializer>(
+    p: &Option<std::path::PathBuf>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => serialize_path(p, s),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::*;
+
+    #[test]
+    fn escape_keeps_printable_utf8_and_is_lossless() {
+        assert_eq!(escape("plain é/ü".as_bytes()), "plain é/ü");
+        assert_eq!(escape(b"a\nb\tc\\d\x1b\xff"), "a\\nb\\tc\\\\d\\x1b\\xff");
+        let weird: &[u8] = b"x\xc3\x28\n\\";
+        let shown = escape(weird);
+        assert!(!shown.contains('\n'));
+        assert_eq!(crate::ondisk::cescape::cunescape(&shown).unwrap(), weird);
+    }
+}

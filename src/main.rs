@@ -38,8 +38,10 @@ apply when systemd runs extmerge.
 Invoked as systemd-sysext or systemd-confext (e.g. through a symlink), the default class is that one; \
 otherwise it is 'all'. EXTMERGE_LOG sets the log filter (e.g. EXTMERGE_LOG=debug).
 
-Exit status: 0 on success or when there is nothing to do, 1 on failure, 2 on invalid usage, \
-77 when refresh found nothing changed and touched nothing.";
+Exit status: 0 on success or when there is nothing to do, 1 on failure, 2 on invalid usage. \
+For one class (invoked as systemd-sysext or systemd-confext, or with --class=sysext|confext) \
+every verb exits as systemd does; in extmerge's own all-classes mode (no --class, or \
+--class=all) refresh exits 77 when nothing changed and nothing was touched.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -188,9 +190,8 @@ fn classes(arg: ClassArg) -> &'static [ImageClass] {
 fn run(cli: Cli) -> Result<i32> {
     let mutable = match cli.mutable.as_deref() {
         Some("help") => {
-            for m in MutableMode::ALL {
-                println!("{m}");
-            }
+            let names: Vec<&str> = MutableMode::ALL.iter().map(|m| m.as_str()).collect();
+            verbs::print_text(&format!("{}\n", names.join("\n")))?;
             return Ok(verbs::EXIT_SUCCESS);
         }
         Some(s) => match s.parse::<MutableMode>() {
@@ -260,7 +261,16 @@ fn run(cli: Cli) -> Result<i32> {
         Verb::Status => verbs::status::run(&settings, cli.json, !cli.no_legend),
         Verb::Merge => extmerge::merge::run(&settings),
         Verb::Unmerge => extmerge::merge::unmerge::run(&settings),
-        Verb::Refresh => extmerge::merge::run_refresh(&settings),
+        // One class (`systemd-sysext`/`systemd-confext`, or `--class=`) behaves as systemd does
+        // and exits 0 when nothing changed; extmerge's own all-classes mode says "skipped" (77).
+        Verb::Refresh => extmerge::merge::run_refresh(
+            &settings,
+            if class_arg == ClassArg::All {
+                verbs::EXIT_SKIPPED
+            } else {
+                verbs::EXIT_SUCCESS
+            },
+        ),
         Verb::Check {
             os_release: Some(file),
         } => verbs::update_check::run(&settings, file, cli.json),

@@ -106,7 +106,7 @@ fn list_reports_layer_order_status_and_reasons() {
     assert!(
         skipped
             .iter()
-            .any(|s| s["path"] == "/var/lib/extensions/notes.txt"),
+            .any(|s| s["pathInRoot"] == "/var/lib/extensions/notes.txt"),
         "{skipped:?}"
     );
 }
@@ -124,7 +124,12 @@ fn list_masks_with_empty_dir_and_dev_null_masks_nothing() {
 
     let rows = list_json(r, "sysext");
     let masked = find(&rows, "masked");
-    assert_eq!(masked["path"], "/etc/extensions/masked");
+    assert_eq!(masked["pathInRoot"], "/etc/extensions/masked");
+    assert_eq!(
+        masked["path"].as_str().unwrap(),
+        r.join("etc/extensions/masked").to_str().unwrap()
+    );
+    assert!(masked["time"].as_u64().unwrap() > 0, "{masked}");
     assert_eq!(masked["status"], "ignored");
     assert!(
         masked["reason"].as_str().unwrap().contains("masks"),
@@ -132,10 +137,13 @@ fn list_masks_with_empty_dir_and_dev_null_masks_nothing() {
     );
     assert!(rows
         .iter()
-        .any(|r| r["path"] == "/var/lib/extensions/masked" && r["status"] == "skipped"));
+        .any(|r| r["pathInRoot"] == "/var/lib/extensions/masked" && r["status"] == "skipped"));
     // The /dev/null link resolves inside the root, where there is no /dev/null: it is not an image.
     assert_eq!(find(&rows, "kept")["status"], "accepted");
-    assert_eq!(find(&rows, "kept")["path"], "/var/lib/extensions/kept");
+    assert_eq!(
+        find(&rows, "kept")["pathInRoot"],
+        "/var/lib/extensions/kept"
+    );
 }
 
 #[test]
@@ -156,7 +164,7 @@ fn list_resolves_absolute_links_inside_root_and_uses_system_scope() {
 
     let rows = list_json(r, "sysext");
     let tool = find(&rows, "tool");
-    assert_eq!(tool["path"], "/opt/store/tool-2");
+    assert_eq!(tool["pathInRoot"], "/opt/store/tool-2");
     assert_eq!(tool["entry"], "/etc/extensions/tool");
     assert_eq!(tool["status"], "accepted");
     let early = find(&rows, "early");

@@ -970,6 +970,113 @@ fn systemd_status_and_unmerge_accept_our_merge() {
     env.finish();
 }
 
+/// The JSON of `status` and `list` has systemd 262's fields, in its order, with its types and
+/// meaning (extmerge's own fields come after them), and `refresh` exits as 262's does.
+#[test]
+fn status_and_list_json_and_exit_codes_match_systemd() {
+    use serde_json::Value;
+    let env = Env::new();
+    let tree = env.ours.parent().unwrap().join("tree");
+    host(&tree, OS);
+    sysext_dir(
+        &tree,
+        "var/lib/extensions/a",
+        "a",
+        "ID=_any\n",
+        "usr/bin/a",
+        "a",
+    );
+    image(
+        &tree,
+        "var/lib/extensions/sq.raw",
+        "sq",
+        "ID=_any\n",
+        "squashfs",
+    );
+    env.place(&tree);
+    let json = |o: &Output| -> Vec<Value> {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<Value>(&o.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    // The keys of systemd's object, in order, lead ours; shared values have the same type.
+    let same_shape = |sd: &Value, ours: &Value, what: &str| {
+        let (sd, ours) = (sd.as_object().unwrap(), ours.as_object().unwrap());
+        let sd_keys: Vec<&String> = sd.keys().collect();
+        let our_keys: Vec<&String> = ours.keys().take(sd_keys.len()).collect();
+        assert_eq!(our_keys, sd_keys, "{what}: key order");
+        for (k, v) in sd {
+            let kind = |v: &Value| match v {
+                Value::Null => "null",
+                Value::Bool(_) => "bool",
+                Value::Number(_) => "number",
+                Value::String(_) => "string",
+                Value::Array(_) => "array",
+                Value::Object(_) => "object",
+            };
+            assert_eq!(kind(&ours[k]), kind(v), "{what}: type of {k}");
+        }
+    };
+    let rows = |o: &Output| json(o);
+    for merged in [false, true] {
+        let sd = rows(&env.systemd("sysext", &["status", "--json=short"], &[]));
+        let ours = rows(&env.ours("sysext", &["status", "--json=short"], &[]));
+        assert_eq!(sd.len(), ours.len(), "{sd:?} {ours:?}");
+        for (a, b) in sd.iter().zip(&ours) {
+            same_shape(a, b, "status");
+            assert_eq!(a["hierarchy"], b["hierarchy"]);
+            assert_eq!(a["extensions"], b["extensions"], "merged={merged}");
+            let empty = a["extensions"].as_array().unwrap().is_empty();
+            assert_eq!(a["since"].is_null(), empty, "{a}");
+            assert_eq!(b["since"].is_null(), empty, "{b}");
+        }
+        if !merged {
+            assert!(env.systemd("sysext", &["merge"], &[]).status.success());
+            assert!(env.ours("sysext", &["merge"], &[]).status.success());
+        }
+    }
+    let sd = rows(&env.systemd("sysext", &["list", "--json=short"], &[]));
+    let ours: Vec<Value> = rows(&env.ours("sysext", &["list", "--json=short"], &[]))
+        .into_iter()
+        .filter(|r| !r["name"].is_null())
+        .collect();
+    assert_eq!(sd.len(), ours.len(), "{sd:?} {ours:?}");
+    for (a, b) in sd.iter().zip(&ours) {
+        same_shape(a, b, "list");
+        assert_eq!((&a["name"], &a["type"]), (&b["name"], &b["type"]));
+        let strip = |v: &Value, root: &Path| {
+            v.as_str()
+                .unwrap()
+                .replacen(&*root.to_string_lossy(), "", 1)
+        };
+        assert_eq!(
+            strip(&a["path"], &env.sd_inner),
+            strip(&b["path"], &env.ours)
+        );
+        assert!(b["time"].as_u64().unwrap() > 0);
+    }
+    // An unchanged refresh exits 0 under systemd's names (and with --class), as 262's does.
+    let sd = env.systemd("sysext", &["refresh"], &[]);
+    let ours = env.ours("sysext", &["refresh"], &[]);
+    assert_eq!(
+        sd.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&sd.stderr)
+    );
+    assert_eq!(
+        ours.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ours.stderr).contains("Skipping extension refresh"));
+    env.finish();
+}
+
 /// Deliberate difference: a directory sysext shipping usr/lib/os-release makes systemd fail the
 /// whole merge; extmerge skips that one extension and merges the rest.
 #[test]

@@ -227,17 +227,20 @@ fn gather(
     let mut sources = Vec::new();
     let mut images = Vec::new();
     for c in &found.images {
-        let handle = open(root, c);
+        let mut handle = open(root, c);
         let roothash = match &handle {
             Ok(Handle::Image(img)) => protect::roothash_identity(img),
             _ => None,
         };
         let identity = match (&handle, cache.as_deref_mut()) {
-            (Ok(h), Some(cache)) => strong_identity(h, roothash.as_deref(), cache)
-                .map_err(|e| {
-                    tracing::debug!("cannot identify {}: {e:#}", root.show(&c.path).display())
-                })
-                .ok(),
+            (Ok(h), Some(cache)) => match strong_identity(h, roothash.as_deref(), cache) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    // Not merged: what cannot be identified cannot be told apart from a change.
+                    handle = Err(format!("cannot read it to identify it: {e:#}"));
+                    None
+                }
+            },
             _ => None,
         };
         // systemd records only the root hash for verity images (the kernel checks the content).

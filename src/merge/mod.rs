@@ -350,18 +350,19 @@ pub fn run(classes: &[ClassSettings]) -> Result<i32> {
     crate::verbs::for_each_class_locked(&classes, "merge", merge_class).map(|(code, _)| code)
 }
 
-/// `refresh` for every selected class; exits with [`crate::verbs::EXIT_SKIPPED`] when every
-/// class was skipped or had nothing to do and at least one was skipped.
-pub fn run_refresh(classes: &[ClassSettings]) -> Result<i32> {
+/// `refresh` for every selected class; exits with `skipped` when every class was skipped or
+/// had nothing to do and at least one was skipped (systemd exits 0 then; extmerge's own
+/// all-classes mode says 77, [`crate::verbs::EXIT_SKIPPED`]).
+pub fn run_refresh(classes: &[ClassSettings], skipped: i32) -> Result<i32> {
     let classes = assign_required(classes)?;
     let (code, outcomes) = crate::verbs::for_each_class_locked(&classes, "refresh", refresh_class)?;
-    let skipped = outcomes.contains(&Outcome::Skipped);
+    let was_skipped = outcomes.contains(&Outcome::Skipped);
     let changed = outcomes
         .iter()
         .any(|o| matches!(o, Outcome::Merged(_) | Outcome::Unmerged(_)));
     Ok(
-        if code == crate::verbs::EXIT_SUCCESS && skipped && !changed {
-            crate::verbs::EXIT_SKIPPED
+        if code == crate::verbs::EXIT_SUCCESS && was_skipped && !changed {
+            skipped
         } else {
             code
         },

@@ -25,26 +25,37 @@ pub enum Status {
     Skipped,
 }
 
-/// One row of `list` (stable JSON: fields are only ever added).
+/// One row of `list` (stable JSON: fields are only ever added). The first four are
+/// `systemd-sysext list --json`'s, with its meaning and in its order; extmerge's follow.
+/// Paths are [`crate::log::escape`]d: C-unescaping a path field gives its bytes back.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListEntry {
-    /// Extension class.
-    pub class: ImageClass,
     /// Image name (`null` for skipped entries).
     pub name: Option<String>,
     /// `directory`, `raw` or `block` (`null` for skipped entries).
     #[serde(rename = "type")]
     pub kind: Option<ImageKind>,
+    /// Resolved path, root-prefixed as systemd prints it.
+    #[serde(serialize_with = "crate::log::serialize_path")]
+    pub path: PathBuf,
+    /// Modification time, else birth time, in µs (systemd's `mtime ?: crtime`); `null` for
+    /// skipped entries.
+    pub time: Option<u64>,
+    /// Extension class.
+    pub class: ImageClass,
     /// Decision.
     pub status: Status,
     /// Why it is ignored, unchecked or skipped.
     pub reason: Option<String>,
     /// Resolved path inside the root.
-    pub path: PathBuf,
+    #[serde(serialize_with = "crate::log::serialize_path")]
+    pub path_in_root: PathBuf,
     /// The directory entry that led to it, inside the root.
+    #[serde(serialize_with = "crate::log::serialize_path")]
     pub entry: PathBuf,
     /// Search directory it was found in.
+    #[serde(serialize_with = "crate::log::serialize_opt_path")]
     pub search_dir: Option<PathBuf>,
     /// Position in the layer order, 0 = bottom-most extension; the highest number ends up on top.
     pub order: Option<usize>,
@@ -88,13 +99,24 @@ pub fn evaluate(settings: &ClassSettings) -> Result<Vec<ListEntry>> {
                 Some("image file: its extension-release is read when merge opens it".to_string()),
             ),
         };
+        // systemd records no mtime for plain directories, so their time is the birth time.
+        let time = root.resolve(&c.path).ok().and_then(|f| {
+            let id = crate::kernel::stat::identity(std::os::fd::AsFd::as_fd(&f.fd)).ok()?;
+            Some(match c.kind {
+                ImageKind::Directory => id.btime_us,
+                _ if id.mtime_us != 0 => id.mtime_us,
+                _ => id.btime_us,
+            })
+        });
         out.push(ListEntry {
             class,
             name: Some(c.name.clone()),
             kind: Some(c.kind),
+            path: root.show(&c.path),
+            time,
             status,
             reason,
-            path: c.path.clone(),
+            path_in_root: c.path.clone(),
             entry: c.entry.clone(),
             search_dir: Some(c.search_dir.clone()),
             order: Some(order),
@@ -102,12 +124,14 @@ pub fn evaluate(settings: &ClassSettings) -> Result<Vec<ListEntry>> {
     }
     for s in found.skipped {
         out.push(ListEntry {
-            class,
             name: None,
             kind: None,
+            path: root.show(&s.entry),
+            time: None,
+            class,
             status: Status::Skipped,
             reason: Some(s.reason),
-            path: s.entry.clone(),
+            path_in_root: s.entry.clone(),
             entry: s.entry,
             search_dir: None,
             order: None,
@@ -146,8 +170,8 @@ pub fn render_table(rows: &[ListEntry], legend: bool) -> String {
             r.name.clone().unwrap_or_else(|| "-".into()),
             kind_str(r.kind).to_string(),
             status_str(r.status).to_string(),
-            r.path.display().to_string(),
-            r.reason.clone().unwrap_or_default(),
+            crate::log::path(&r.path_in_root),
+            crate::log::escape(r.reason.as_deref().unwrap_or_default().as_bytes()),
         ]);
     }
     let mut widths = [0usize; 6];
@@ -181,9 +205,9 @@ pub fn run(classes: &[ClassSettings], json: JsonMode, legend: bool) -> Result<i3
     if json != JsonMode::Off {
         print_json(json, &rows)?;
     } else if rows.is_empty() {
-        println!("No OS extensions found.");
+        crate::verbs::print_text("No OS extensions found.\n")?;
     } else {
-        print!("{}", render_table(&rows, legend));
+        crate::verbs::print_text(&render_table(&rows, legend))?;
     }
     Ok(super::EXIT_SUCCESS)
 }

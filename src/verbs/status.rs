@@ -13,8 +13,8 @@ use serde::Serialize;
 pub struct StatusRow {
     /// Hierarchy as configured (a path inside the root).
     pub hierarchy: String,
-    /// Names, or the string `none` when the hierarchy is not merged.
-    pub extensions: serde_json::Value,
+    /// Names of the merged extensions; empty when the hierarchy is not merged (systemd 262).
+    pub extensions: Vec<String>,
     /// Merge time in µs since the epoch (mtime of the merged root), `null` when not merged.
     pub since: Option<u64>,
     /// Extension class.
@@ -40,14 +40,14 @@ pub fn rows(s: &ClassSettings) -> Result<Vec<StatusRow>> {
             let since = (st.st_mtime.max(0) as u64) * 1_000_000 + st.st_mtime_nsec / 1000;
             out.push(StatusRow {
                 hierarchy: display,
-                extensions: m.info.extensions.into(),
+                extensions: m.info.extensions,
                 since: Some(since),
                 class: s.class,
             });
         } else {
             out.push(StatusRow {
                 hierarchy: display,
-                extensions: "none".into(),
+                extensions: Vec::new(),
                 since: None,
                 class: s.class,
             });
@@ -57,27 +57,13 @@ pub fn rows(s: &ClassSettings) -> Result<Vec<StatusRow>> {
     Ok(out)
 }
 
-/// Names from `required` that are not merged in any hierarchy of the given classes.
-pub fn missing_required(classes: &[ClassSettings], required: &[String]) -> Result<Vec<String>> {
-    let mut merged = Vec::new();
-    for s in classes {
-        for r in rows(s)? {
-            if let serde_json::Value::Array(a) = r.extensions {
-                merged.extend(a.into_iter().filter_map(|v| v.as_str().map(str::to_string)));
-            }
-        }
-    }
-    Ok(required
-        .iter()
-        .filter(|n| !merged.contains(n))
-        .cloned()
-        .collect())
-}
-
-/// Format µs since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (no time zone database in the initrd).
+/// Format µs since the epoch as systemd's `format_timestamp()` does in UTC:
+/// `Www YYYY-MM-DD HH:MM:SS UTC` (no time zone database in the initrd).
 pub fn format_usec(usec: u64) -> String {
     let secs = (usec / 1_000_000) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // 1970-01-01 was a Thursday.
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -89,11 +75,57 @@ pub fn format_usec(usec: u64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        "{weekday} {y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// The table systemd prints: one row per hierarchy, one line per extension (an unmerged
+/// hierarchy shows `-`), names escaped so that no value can split a row.
+pub fn render(rows: &[StatusRow], legend: bool) -> String {
+    let mut lines: Vec<[String; 3]> = Vec::new();
+    if legend {
+        lines.push(["HIERARCHY", "EXTENSIONS", "SINCE"].map(String::from));
+    }
+    for r in rows {
+        let since = r.since.map(format_usec).unwrap_or_default();
+        let hierarchy = crate::log::escape(r.hierarchy.as_bytes());
+        if r.extensions.is_empty() {
+            lines.push([hierarchy, "-".into(), since]);
+            continue;
+        }
+        for (i, e) in r.extensions.iter().enumerate() {
+            let first = i == 0;
+            lines.push([
+                if first {
+                    hierarchy.clone()
+                } else {
+                    String::new()
+                },
+                crate::log::escape(e.as_bytes()),
+                if first { since.clone() } else { String::new() },
+            ]);
+        }
+    }
+    let w0 = lines
+        .iter()
+        .map(|l| l[0].chars().count())
+        .max()
+        .unwrap_or(0);
+    let w1 = lines
+        .iter()
+        .map(|l| l[1].chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for l in lines {
+        let line = format!("{:<w0$} {:<w1$} {}", l[0], l[1], l[2]);
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// Run `status` for the selected classes.
@@ -106,37 +138,7 @@ pub fn run(classes: &[ClassSettings], json: JsonMode, legend: bool) -> Result<i3
         print_json(json, &all)?;
         return Ok(EXIT_SUCCESS);
     }
-    let mut lines = Vec::new();
-    if legend {
-        lines.push([
-            "HIERARCHY".to_string(),
-            "EXTENSIONS".to_string(),
-            "SINCE".to_string(),
-        ]);
-    }
-    for r in &all {
-        let exts = match &r.extensions {
-            serde_json::Value::Array(a) => a
-                .iter()
-                .filter_map(|v| v.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            other => other.as_str().unwrap_or("none").to_string(),
-        };
-        lines.push([
-            r.hierarchy.clone(),
-            exts,
-            r.since.map(format_usec).unwrap_or_default(),
-        ]);
-    }
-    let w0 = lines.iter().map(|l| l[0].len()).max().unwrap_or(0);
-    let w1 = lines.iter().map(|l| l[1].len()).max().unwrap_or(0);
-    for l in lines {
-        println!(
-            "{}",
-            format!("{:<w0$}  {:<w1$}  {}", l[0], l[1], l[2]).trim_end()
-        );
-    }
+    crate::verbs::print_text(&render(&all, legend))?;
     Ok(EXIT_SUCCESS)
 }
 
@@ -146,14 +148,14 @@ mod tests {
 
     #[test]
     fn format_usec_is_utc_civil_time() {
-        assert_eq!(format_usec(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_usec(0), "Thu 1970-01-01 00:00:00 UTC");
         assert_eq!(
             format_usec(1_795_305_600_000_000),
-            "2026-11-22 00:00:00 UTC"
+            "Sun 2026-11-22 00:00:00 UTC"
         );
         assert_eq!(
             format_usec(951_782_400_000_000 + 3_723_000_000),
-            "2000-02-29 01:02:03 UTC"
+            "Tue 2000-02-29 01:02:03 UTC"
         );
     }
 }
