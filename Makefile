@@ -10,13 +10,13 @@ TRIPLE     := x86_64-unknown-linux-gnu
 STATIC_BIN := target/$(TRIPLE)/release/extmerge
 NEXTEST_LOG := target/nextest.log
 
-.PHONY: all deps build test fmt-check clippy nextest static demo qemu-guest qemu-test bench-boot fuzz-build \
+.PHONY: all deps build test fmt-check clippy nextest static demo qemu-guest qemu-test upstream-test bench-boot fuzz-build \
 	fuzz-smoke chroot chroot-check bench clean distclean help
 
 all: build
 
 help:
-	@echo "targets: deps build test static demo qemu-guest qemu-test bench-boot fuzz-build fuzz-smoke chroot chroot-check bench clean distclean"
+	@echo "targets: deps build test static demo qemu-guest qemu-test upstream-test bench-boot fuzz-build fuzz-smoke chroot chroot-check bench clean distclean"
 
 deps:
 	@scripts/install-deps.sh
@@ -82,6 +82,12 @@ qemu-test: deps
 # BENCH_BOOTS (default 3) rounds of a cold and a warm boot each; writes docs/boot-benchmark.md.
 bench-boot: deps
 	@qemu-tests/bench/boot-bench.sh
+
+# Upstream's TEST-50-DISSECT.sysext.sh block by block, systemd 262 against extmerge (make test
+# runs it too, within nextest); per-block lines and logs in target/upstream-sysext/.
+upstream-test: deps
+	$(MAKE) --no-print-directory chroot
+	cargo nextest run --no-fail-fast --test upstream_sysext
 
 fuzz-build:
 	@scripts/fuzz.sh build

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build (once, cached) a minimal Debian unstable tree with the real systemd-sysext,
 # systemd-dissect and systemd-repart, for the differential tests (DESIGN.md,
-# "Testing layers" 3).
+# "Testing layers" 3), and systemd-tests, whose TEST-50-DISSECT.sysext.sh tests/upstream/ runs
+# (layer 3b).
 #
 # Usage:
 #   scripts/mkchroot.sh            build target/chroot/unstable unless already ready
@@ -25,6 +26,8 @@ PACKAGES=(
     systemd            # systemd-sysext, systemd-confext
     systemd-container  # systemd-dissect
     systemd-repart
+    systemd-tests      # upstream's test/units (tests/upstream/: TEST-50-DISSECT.sysext.sh)
+    jq                 # used by TEST-50-DISSECT.sysext.sh
     erofs-utils
     squashfs-tools
     cryptsetup-bin
