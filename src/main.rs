@@ -38,10 +38,9 @@ apply when systemd runs extmerge.
 Invoked as systemd-sysext or systemd-confext (e.g. through a symlink), the default class is that one; \
 otherwise it is 'all'. EXTMERGE_LOG sets the log filter (e.g. EXTMERGE_LOG=debug).
 
-Exit status: 0 on success or when there is nothing to do, 1 on failure, 2 on invalid usage. \
-For one class (invoked as systemd-sysext or systemd-confext, or with --class=sysext|confext) \
-every verb exits as systemd does; in extmerge's own all-classes mode (no --class, or \
---class=all) refresh exits 77 when nothing changed and nothing was touched.";
+Exit status: 0 on success or when there is nothing to do, 1 on failure, 2 on invalid usage, \
+77 when refresh found nothing changed and touched nothing. Invoked as systemd-sysext or \
+systemd-confext, every verb exits as systemd does (an unchanged refresh exits 0).";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -161,7 +160,9 @@ enum Verb {
     },
 }
 
-fn default_class_from_argv0() -> ClassArg {
+/// The program name's class (`systemd-sysext`, `systemd-confext`, or a name ending in either),
+/// `None` for `extmerge` itself.
+fn class_from_argv0() -> Option<ClassArg> {
     let argv0 = std::env::args_os()
         .next()
         .map(PathBuf::from)
@@ -171,11 +172,11 @@ fn default_class_from_argv0() -> ClassArg {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if name.ends_with("confext") {
-        ClassArg::Confext
+        Some(ClassArg::Confext)
     } else if name.ends_with("sysext") {
-        ClassArg::Sysext
+        Some(ClassArg::Sysext)
     } else {
-        ClassArg::All
+        None
     }
 }
 
@@ -216,7 +217,9 @@ fn run(cli: Cli) -> Result<i32> {
         kernel_cmdline: Some(extmerge::initrd::kernel_cmdline()),
         in_initrd: extmerge::initrd::running_in_initrd(),
     };
-    let class_arg = cli.class.unwrap_or_else(default_class_from_argv0);
+    // Invoked as systemd-sysext/systemd-confext, extmerge is a drop-in: systemd's exit codes.
+    let as_systemd = class_from_argv0();
+    let class_arg = cli.class.or(as_systemd).unwrap_or(ClassArg::All);
     let env = |k: &str| std::env::var(k).ok();
     let verb = cli.verb.clone().unwrap_or(Verb::Status);
     // The initrd steps that are not about one class.
@@ -261,14 +264,14 @@ fn run(cli: Cli) -> Result<i32> {
         Verb::Status => verbs::status::run(&settings, cli.json, !cli.no_legend),
         Verb::Merge => extmerge::merge::run(&settings),
         Verb::Unmerge => extmerge::merge::unmerge::run(&settings),
-        // One class (`systemd-sysext`/`systemd-confext`, or `--class=`) behaves as systemd does
-        // and exits 0 when nothing changed; extmerge's own all-classes mode says "skipped" (77).
+        // As systemd-sysext/systemd-confext an unchanged refresh exits 0, as systemd's does;
+        // as extmerge it says "skipped" (77), which the initrd units use.
         Verb::Refresh => extmerge::merge::run_refresh(
             &settings,
-            if class_arg == ClassArg::All {
-                verbs::EXIT_SKIPPED
-            } else {
+            if as_systemd.is_some() {
                 verbs::EXIT_SUCCESS
+            } else {
+                verbs::EXIT_SKIPPED
             },
         ),
         Verb::Check {

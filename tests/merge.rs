@@ -1417,3 +1417,41 @@ fn image_hashes_are_cached_inside_the_root_so_the_next_boot_does_not_rehash() {
     );
     r.finish();
 }
+
+/// Deliberate difference (tests/upstream/deliberate-differences.txt, config-file@root): an
+/// image the image policy refuses is skipped with the policy's reason, and the rest merges;
+/// systemd 262 fails the whole merge ("Image does not match image policy").
+#[test]
+fn image_policy_refusal_skips_that_image_and_merges_the_rest() {
+    let r = Root::new(DEBIAN);
+    write_files(
+        &r.path,
+        &[(
+            "usr/lib/systemd/sysext.conf",
+            "[SysExt]\nImagePolicy=root=signed+absent:usr=signed+absent\n",
+        )],
+    );
+    let src = r.p("../unsigned-src");
+    dir_sysext(
+        &src,
+        "unsigned",
+        "ID=_any\n",
+        &[("usr/share/unsigned", "u")],
+    );
+    std::fs::create_dir_all(r.p("var/lib/extensions")).unwrap();
+    mkfs_squashfs(&src, &r.p("var/lib/extensions/unsigned.raw"));
+    dir_sysext(
+        &r.p("var/lib/extensions/dir"),
+        "dir",
+        "ID=_any\n",
+        &[("usr/share/dir", "d")],
+    );
+    let log = r.ok(&["merge", "--class=sysext"]);
+    assert!(
+        log.contains("Ignoring sysext 'unsigned' (/var/lib/extensions/unsigned.raw): image policy 'root=signed+absent:usr=signed+absent' does not allow a unprotected root partition"),
+        "{log}"
+    );
+    assert_eq!(r.read("usr/share/dir").as_deref(), Some("d"));
+    assert!(r.read("usr/share/unsigned").is_none(), "{log}");
+    r.finish();
+}

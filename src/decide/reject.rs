@@ -83,7 +83,7 @@ impl fmt::Display for Reject {
                 f,
                 "it ships {path}, the meta directory a merge writes: a merged tree could not tell its own state from the extension's"
             ),
-            Reject::Policy(why) => write!(f, "image policy: {why}"),
+            Reject::Policy(why) => f.write_str(why),
             Reject::Unreadable(why) => write!(f, "cannot open image: {why}"),
             Reject::Conflict(why) => write!(f, "refused (--check-conflicts=refuse): {why}"),
             Reject::LayerLimit { limit } => write!(

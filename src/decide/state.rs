@@ -156,6 +156,10 @@ pub struct ImageRecord {
     /// a new signature can change whether the image is trusted, though the content is the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// `dev:ino` of the file or directory merged, unless a verity root hash identifies it: a
+    /// copy put in its place is not what the merge's overlay holds (systemd re-merges too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inode: Option<String>,
 }
 
 /// Everything a merge depends on. Equal records mean an identical merge: `refresh` skips.
@@ -277,6 +281,10 @@ pub fn differences(old: &State, new: &State) -> Vec<String> {
             }
             Some(prev) if prev.signature != img.signature => d.push(format!(
                 "extension '{name}' has another signature ({})",
+                img.path.display()
+            )),
+            Some(prev) if prev.inode != img.inode => d.push(format!(
+                "extension '{name}' was replaced by another file or directory ({})",
                 img.path.display()
             )),
             Some(_) => {}
@@ -427,6 +435,7 @@ mod tests {
                 path: "/var/lib/extensions/a.raw".into(),
                 identity: Some(Strong::Sha256("11".into())),
                 signature: None,
+                inode: Some("1:2".into()),
             }],
         }
     }
@@ -466,6 +475,12 @@ mod tests {
                 "the trusted certificates changed",
                 "extension 'a' has another signature (/var/lib/extensions/a.raw)"
             ]
+        );
+        let mut h = a.clone();
+        h.images[0].inode = Some("1:3".into());
+        assert_eq!(
+            differences(&a, &h),
+            ["extension 'a' was replaced by another file or directory (/var/lib/extensions/a.raw)"]
         );
     }
 

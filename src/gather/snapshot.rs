@@ -254,11 +254,17 @@ fn gather(
         if let Some(o) = origin {
             origin_ids.insert(c.name.clone(), o);
         }
+        let inode = match (&handle, &roothash) {
+            (Ok(Handle::Dir(f)), None) => Some(f.inode()),
+            (Ok(Handle::Image(img)), None) => Some(img.found.inode()),
+            _ => None,
+        };
         images.push(ImageRecord {
             name: c.name.clone(),
             kind: kind_name(c.kind).into(),
             path: c.path.clone(),
             signature: handle.as_ref().ok().and_then(signature_digest),
+            inode: inode.map(|(dev, ino)| format!("{dev}:{ino}")),
             identity,
         });
         sources.push(Source {
