@@ -35,6 +35,55 @@ cd "$FUZZ_DIR"
 
 targets() { cargo fuzz list; }
 
+# Little-endian bytes of the integer $1 in $2 bytes, as printf %b escapes.
+le() {
+    local v=$1 n=$2 i s=
+    for ((i = 0; i < n; i++)); do s+=$(printf '\\x%02x' $(((v >> (8 * i)) & 255))); done
+    printf '%s' "$s"
+}
+
+# gpt_head OUT IMAGE_BYTES ENTRIES_LBA COUNT ENTRY_SIZE: a protective MBR and a GPT header at LBA 1
+# (512-byte sectors) that claims that partition-entry array, with a valid header CRC (gzip's
+# trailer carries the same CRC-32), so a parser gets past the header checks to the array.
+gpt_head() {
+    local out=$1 size=$2 lba=$3 count=$4 esize=$5 last tmp
+    last=$((size / 512 - 1))
+    tmp=$(mktemp -d)
+    printf '%b' "EFI PART$(le 0x00010000 4)$(le 92 4)$(le 0 4)$(le 0 4)$(le 1 8)$(le "$last" 8)$(le 34 8)$(le $((last - 34)) 8)$(printf '\\x5a%.0s' {1..16})$(le "$lba" 8)$(le "$count" 4)$(le "$esize" 4)$(le 0 4)" >"$tmp/header"
+    gzip -c <"$tmp/header" | tail -c8 | head -c4 >"$tmp/crc"
+    {
+        head -c 450 /dev/zero
+        printf '\xee'
+        head -c 59 /dev/zero
+        printf '\x55\xaa'
+        head -c 16 "$tmp/header"
+        cat "$tmp/crc"
+        tail -c +21 "$tmp/header"
+    } >"$out"
+    rm -rf "$tmp"
+}
+
+# sparse_seed FILE IMAGE_BYTES ENTRIES_LBA COUNT ENTRY_SIZE: a gpt_ddi_sparse input (the image
+# size, then the image's first bytes).
+sparse_seed() {
+    local f=$1
+    shift
+    printf '%b' "$(le "$1" 8)" >"$f"
+    gpt_head "$f.head" "$@"
+    cat "$f.head" >>"$f"
+    rm -f "$f.head"
+}
+
+# A real GPT (root + root-verity, x86-64) made by sfdisk, so the fuzzer starts past the header checks.
+real_gpt() {
+    truncate -s 64K "$1"
+    printf '%s\n' 'label: gpt' \
+        'size=16, type=4f68bce3-e8cd-4db1-96e7-fbcaf984b709, name="root"' \
+        'size=8, type=2c7357ed-ebd2-46d9-aec1-23d437ec2bf5, name="root-verity"' |
+        sfdisk --quiet --no-reread --no-tell-kernel "$1" >/dev/null ||
+        die "sfdisk could not write the GPT seed (install fdisk: scripts/install-deps.sh)"
+}
+
 # Seed inputs, written only into an empty corpus (fuzz/corpus is not tracked by git).
 seed() {
     local t=$1 dir="$FUZZ_DIR/corpus/$1"
@@ -63,14 +112,27 @@ seed() {
             printf '%s' '{"state":{"version":1,"class":"sysext","osRelease":"aa","scope":"system","architecture":"x86-64","mutable":"no","mutableDirs":{"/usr":null},"hierarchies":["/usr"],"overlayOptions":null,"noexec":null,"force":false,"imagePolicy":null,"images":[{"name":"a","kind":"raw","path":"/var/lib/extensions/a.raw","identity":{"type":"sha256","value":"11"}}]},"merged":["/usr"]}' >"$dir/seed-state"
             ;;
         gpt_ddi)
-            # A real GPT (root + root-verity, x86-64) so the fuzzer starts past the header checks;
-            # its 64 KiB also raise libFuzzer's input size limit above the parser's 8 KiB minimum.
-            truncate -s 64K "$dir/seed-gpt"
-            printf '%s\n' 'label: gpt' \
-                'size=16, type=4f68bce3-e8cd-4db1-96e7-fbcaf984b709, name="root"' \
-                'size=8, type=2c7357ed-ebd2-46d9-aec1-23d437ec2bf5, name="root-verity"' |
-                sfdisk --quiet --no-reread --no-tell-kernel "$dir/seed-gpt" >/dev/null ||
-                die "sfdisk could not write the GPT seed (install fdisk: scripts/install-deps.sh)"
+            # The real GPT's 64 KiB also raise libFuzzer's input size limit above the parser's
+            # 8 KiB minimum.
+            real_gpt "$dir/seed-gpt"
+            # Headers whose entry arrays are larger than any GPT needs (1024 entries of 64 KiB,
+            # and of 4 GiB - 1 bytes): here they lie beyond the 64 KiB image.
+            gpt_head "$dir/seed-oversized-array" 65536 2 1024 65536
+            truncate -s 64K "$dir/seed-oversized-array"
+            gpt_head "$dir/seed-max-entry-size" 65536 2 1024 4294967295
+            truncate -s 64K "$dir/seed-max-entry-size"
+            ;;
+        gpt_ddi_sparse)
+            # Entry arrays of 128 MiB, 2 TiB and 4 TiB inside sparse images large enough to hold
+            # them; one beyond its image; and the real GPT.
+            sparse_seed "$dir/seed-128mib-array" $((256 << 20)) 2 1024 $((128 << 10))
+            sparse_seed "$dir/seed-2tib-array" $((1 << 42)) 2 1024 $((1 << 31))
+            sparse_seed "$dir/seed-max-entry-size" $((1 << 62)) 2 1024 4294967295
+            sparse_seed "$dir/seed-array-beyond" $((1 << 20)) $((1 << 40)) 128 128
+            real_gpt "$dir/real.img"
+            printf '%b' "$(le 65536 8)" >"$dir/seed-real-gpt"
+            cat "$dir/real.img" >>"$dir/seed-real-gpt"
+            rm -f "$dir/real.img"
             ;;
         verity_metadata)
             printf 'verity\0\0\1\0\0\0\1\0\0\0sha256' >"$dir/seed-sb"
