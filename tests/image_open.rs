@@ -253,7 +253,7 @@ fn image_probe_path_errors_name_the_path() {
 
     let err = format!("{:#}", probe_path(tmp.path()).unwrap_err());
     assert!(err.contains(&*tmp.path().to_string_lossy()), "{err}");
-    assert!(err.contains("not a regular file (directory)"), "{err}");
+    assert!(err.contains("not a regular file or block device"), "{err}");
 
     let short = tmp.path().join("short.raw");
     std::fs::write(&short, b"hsqs").unwrap();

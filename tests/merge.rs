@@ -198,7 +198,7 @@ fn merges_directory_squashfs_erofs_ext4_and_btrfs_sysexts() {
             .iter()
             .find(|s| s["hierarchy"] == "/usr")
             .unwrap()["extensions"],
-        "none"
+        serde_json::json!([])
     );
     r.finish();
 }
@@ -675,7 +675,10 @@ fn initrd_scope_root_ignores_system_scoped_extensions() {
         "{log}"
     );
     let st = r.status();
-    assert!(st.iter().all(|s| s["extensions"] == "none"), "{st:?}");
+    assert!(
+        st.iter().all(|s| s["extensions"] == serde_json::json!([])),
+        "{st:?}"
+    );
     r.finish();
 }
 
@@ -1394,27 +1397,46 @@ fn a_required_extension_that_is_not_merged_fails_the_run() {
 }
 
 #[test]
-fn image_hashes_are_cached_inside_the_root_so_the_next_boot_does_not_rehash() {
+fn images_are_identified_without_reading_them_and_every_edit_is_seen() {
     let r = Root::new(DEBIAN);
     let src = r.p("../img");
-    dir_sysext(&src, "img", "ID=_any\n", &[("usr/bin/img", "i")]);
-    std::fs::create_dir_all(r.p("var/lib/extensions")).unwrap();
-    mkfs_squashfs(&src, &r.p("var/lib/extensions/img.raw"));
-    // A file changed within the racy window is hashed but not cached.
-    std::thread::sleep(
-        extmerge::gather::identity::RACY_WINDOW + std::time::Duration::from_millis(50),
-    );
+    dir_sysext(&src, "img", "ID=_any\n", &[("usr/bin/img", "one")]);
+    let img = r.p("var/lib/extensions/img.raw");
+    std::fs::create_dir_all(img.parent().unwrap()).unwrap();
+    mkfs_squashfs(&src, &img);
+    // Merged right after it was written: the identity waits for the file to settle, so the
+    // refresh right after skips.
     r.ok(&["merge", "--class=sysext"]);
-    // In the root (persistent across reboots), not in the initrd's /run.
-    let cache = r
-        .read("var/cache/extmerge/hash-cache-sysext.json")
-        .expect("hash cache in the root");
-    let v: Value = serde_json::from_str(&cache).unwrap();
-    assert_eq!(
-        v["entries"].as_object().map(|m| m.len()),
-        Some(1),
-        "{cache}"
+    let state: Value =
+        serde_json::from_str(&r.read("usr/.systemd-sysext/extmerge-state.json").unwrap()).unwrap();
+    let id = &state["state"]["images"][0]["identity"];
+    assert_eq!(id["type"], "fileStat", "{state}");
+    let cache = r.read("var/cache/extmerge/hash-cache-sysext.json");
+    assert!(
+        cache.as_deref().is_none_or(|c| !c.contains("img")),
+        "an image is never hashed: {cache:?}"
     );
+    let (code, log) = refresh(&r, &["--class=sysext"]);
+    assert_eq!(code, 77, "{log}");
+
+    // An edit in place that keeps the size and puts the old mtime back still changes the
+    // ctime: the refresh re-merges.
+    let meta = std::fs::metadata(&img).unwrap();
+    let mtime = meta.modified().unwrap();
+    let mut bytes = std::fs::read(&img).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0xff;
+    std::fs::write(&img, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), meta.len());
+    let (code, log) = refresh(&r, &["--class=sysext"]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("extension 'img' content changed"), "{log}");
     r.finish();
 }
 

@@ -63,6 +63,15 @@ pub enum Strong {
     Sha256(String),
     /// Merkle digest of a directory tree (path, type, mode, owner, size, content or link target).
     TreeDigest(String),
+    /// An image file's `dev:ino:size:mtime:ctime:btime` (ns): a write changes the ctime (which
+    /// only a clock change can set back), a copy put in its place the inode.
+    FileStat(String),
+    /// A block device's `rdev:size` and the sha256 of its first 64 KiB (the file system's
+    /// superblock, which every write session and every re-format changes).
+    DeviceHead(String),
+    /// Changed within the last clock ticks: indistinguishable from a change in the same tick, so
+    /// it never compares equal and the next refresh looks again.
+    Unsettled(String),
 }
 
 /// Cache of file hashes (raw images, and the files of directory extensions) keyed by (dev,
@@ -123,12 +132,15 @@ impl HashCache {
     pub fn load(root: &crate::kernel::root::Root, path: &Path) -> HashCache {
         match root.read_optional(path, crate::limits::HASH_CACHE) {
             Ok(Some(b)) => serde_json::from_slice(&b).unwrap_or_else(|e| {
-                tracing::debug!("ignoring the hash cache {}: {e}", root.show(path).display());
+                tracing::warn!(
+                    "Ignoring the hash cache {} (it is rebuilt): {e}",
+                    root.show(path).display()
+                );
                 HashCache::default()
             }),
             Ok(None) => HashCache::default(),
             Err(e) => {
-                tracing::debug!("ignoring the hash cache: {e:#}");
+                tracing::warn!("Ignoring the hash cache (it is rebuilt): {e:#}");
                 HashCache::default()
             }
         }

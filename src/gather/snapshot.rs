@@ -16,7 +16,7 @@ use crate::gather::identity::{self, HashCache, Strong};
 use crate::gather::{certs, facts, host};
 use crate::image::protect;
 use crate::image::ImageFile;
-use crate::kernel::root::{proc_fd_path, Found, Root};
+use crate::kernel::root::{Found, Root};
 use crate::ondisk::bytes::hex;
 use crate::settings::ClassSettings;
 use anyhow::Result;
@@ -163,14 +163,7 @@ fn strong_identity(h: &Handle, roothash: Option<&str>, cache: &mut HashCache) ->
     // The magic links reach exactly the opened inodes: what is identified is what is mounted.
     match h {
         Handle::Dir(f) => identity::strong_id(&f.proc_path(), ImageKind::Directory, cache),
-        Handle::Image(img) => {
-            let kind = if img.is_block() {
-                ImageKind::Block
-            } else {
-                ImageKind::Raw
-            };
-            identity::strong_id(&proc_fd_path(img.file.as_fd()), kind, cache)
-        }
+        Handle::Image(img) => crate::gather::image_identity::of(img),
     }
 }
 

@@ -17,12 +17,23 @@ pub fn enter_private_namespace() -> Result<()> {
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
         .map_err(io::Error::from)
         .context("unshare(CLONE_NEWNS) for a private mount namespace (needs CAP_SYS_ADMIN)")?;
-    rustix::mount::mount_change(
+    match rustix::mount::mount_change(
         "/",
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
-    )
-    .map_err(io::Error::from)
-    .context("making / recursively private in the new mount namespace")
+    ) {
+        Ok(()) => Ok(()),
+        // In a chroot whose directory is not a mount point, "/" names no mount to change.
+        Err(rustix::io::Errno::INVAL)
+            if !super::mounts::is_mount_point(std::path::Path::new("/")).unwrap_or(true) =>
+        {
+            anyhow::bail!(
+                "cannot keep extmerge's mounts private: / is not a mount point (running in a chroot? \
+                 make the chroot's directory a mount point first, e.g. mount --bind DIR DIR)"
+            )
+        }
+        Err(e) => Err(io::Error::from(e))
+            .context("making / recursively private in the new mount namespace"),
+    }
 }
 
 /// Run `f` on a new thread with its own private mount namespace and return its result.

@@ -124,6 +124,14 @@ fn build(
     let mut cache = HashCache::load(&root, &cache_path);
     let snap = snapshot::take(&root, caller, base, s, &mut cache)?;
     failpoint::hit("snapshot-taken")?;
+    // systemd fails the merge when the host has no usable os-release (EINVAL): nothing could be
+    // judged, and merging nothing would look like "no suitable extensions".
+    if let (Err(e), false, false) = (&snap.base.host, s.force, snap.sources.is_empty()) {
+        bail!(
+            "cannot judge any {} without the host's os-release: {e}",
+            s.class
+        );
+    }
     // The cache is only an optimisation: failing to save it (even by failpoint) is a warning.
     if let Err(e) = cache
         .save_if_changed(&root, &cache_path)
@@ -306,10 +314,12 @@ pub fn refresh_class(s: &ClassSettings) -> Result<Outcome> {
 /// fails the run before anything is touched.
 pub fn assign_required(classes: &[ClassSettings]) -> Result<Vec<ClassSettings>> {
     let mut out = classes.to_vec();
-    let wanted: Vec<String> = classes
-        .iter()
-        .flat_map(|s| s.require_any.iter().cloned())
-        .collect();
+    let mut wanted: Vec<String> = Vec::new();
+    for n in classes.iter().flat_map(|s| &s.require_any) {
+        if !wanted.contains(n) {
+            wanted.push(n.clone());
+        }
+    }
     if wanted.is_empty() {
         return Ok(out);
     }
