@@ -2,6 +2,7 @@
 //! mutable-mode plans, conflicts, state comparison. No file-system, mount or process calls here
 //! (a test greps for them).
 
+pub mod arch;
 pub mod conflicts;
 pub mod mountopts;
 pub mod mutable;

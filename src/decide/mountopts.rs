@@ -1,9 +1,90 @@
 //! Mount option words as systemd's `mount_option_mangle()` treats them: libmount's Linux flag
 //! words become MS_* flags, everything else stays overlay data.
 
-use rustix::mount::MountFlags;
+use std::ops::BitOr;
 
-// Linux MS_* bits that have no rustix MountFlags constant.
+/// Per-mount flags as `mount(2)`'s MS_* bits (the kernel ABI, `<linux/mount.h>`), as plain data:
+/// the kernel layer turns them into mount attributes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MountFlags(u32);
+
+impl MountFlags {
+    /// `MS_RDONLY`.
+    pub const RDONLY: MountFlags = MountFlags(1);
+    /// `MS_NOSUID`.
+    pub const NOSUID: MountFlags = MountFlags(2);
+    /// `MS_NODEV`.
+    pub const NODEV: MountFlags = MountFlags(4);
+    /// `MS_NOEXEC`.
+    pub const NOEXEC: MountFlags = MountFlags(8);
+    /// `MS_SYNCHRONOUS`.
+    pub const SYNCHRONOUS: MountFlags = MountFlags(16);
+    /// `MS_MANDLOCK`.
+    pub const PERMIT_MANDATORY_FILE_LOCKING: MountFlags = MountFlags(64);
+    /// `MS_DIRSYNC`.
+    pub const DIRSYNC: MountFlags = MountFlags(128);
+    /// `MS_NOSYMFOLLOW`.
+    pub const NOSYMFOLLOW: MountFlags = MountFlags(256);
+    /// `MS_NOATIME`.
+    pub const NOATIME: MountFlags = MountFlags(1024);
+    /// `MS_NODIRATIME`.
+    pub const NODIRATIME: MountFlags = MountFlags(2048);
+    /// `MS_BIND`.
+    pub const BIND: MountFlags = MountFlags(4096);
+    /// `MS_REC`.
+    pub const REC: MountFlags = MountFlags(16384);
+    /// `MS_SILENT`.
+    pub const SILENT: MountFlags = MountFlags(32768);
+    /// `MS_RELATIME`.
+    pub const RELATIME: MountFlags = MountFlags(1 << 21);
+    /// `MS_STRICTATIME`.
+    pub const STRICTATIME: MountFlags = MountFlags(1 << 24);
+    /// `MS_LAZYTIME`.
+    pub const LAZYTIME: MountFlags = MountFlags(1 << 25);
+
+    /// No flag.
+    pub const fn empty() -> MountFlags {
+        MountFlags(0)
+    }
+
+    /// The raw bits.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Flags from raw bits, unknown ones kept.
+    pub const fn from_bits_retain(bits: u32) -> MountFlags {
+        MountFlags(bits)
+    }
+
+    /// Whether every flag of `other` is set.
+    pub const fn contains(self, other: MountFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Set or clear the flags of `other`.
+    pub fn set(&mut self, other: MountFlags, on: bool) {
+        if on {
+            self.0 |= other.0;
+        } else {
+            self.0 &= !other.0;
+        }
+    }
+
+    /// Clear the flags of `other`.
+    pub fn remove(&mut self, other: MountFlags) {
+        self.set(other, false);
+    }
+}
+
+impl BitOr for MountFlags {
+    type Output = MountFlags;
+    fn bitor(self, o: MountFlags) -> MountFlags {
+        MountFlags(self.0 | o.0)
+    }
+}
+
+// Linux MS_* bits that have no MountFlags constant (only their words are recognised).
 const MS_REMOUNT: u32 = 32;
 const MS_UNBINDABLE: u32 = 1 << 17;
 const MS_PRIVATE: u32 = 1 << 18;

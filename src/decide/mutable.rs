@@ -1,7 +1,7 @@
 //! Mutable modes: whether and where a merged hierarchy accepts writes.
 
+use crate::decide::mountopts::MountFlags;
 use crate::decide::mountopts::{apply_flag_words, is_mount_flag_word, split_options};
-use rustix::mount::MountFlags;
 use serde::Serialize;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
@@ -223,14 +223,12 @@ pub enum PlanError {
 
 impl PlanError {
     /// The errno systemd-sysext fails with in the same situation.
-    pub fn errno(&self) -> rustix::io::Errno {
+    pub fn errno(&self) -> &'static str {
         match self {
-            PlanError::ModeMismatch { .. } | PlanError::InvalidOptions { .. } => {
-                rustix::io::Errno::INVAL
-            }
-            PlanError::ReadOnlyUpper { .. } => rustix::io::Errno::ROFS,
-            PlanError::CrossDevice { .. } => rustix::io::Errno::XDEV,
-            PlanError::Loop { .. } => rustix::io::Errno::LOOP,
+            PlanError::ModeMismatch { .. } | PlanError::InvalidOptions { .. } => "EINVAL",
+            PlanError::ReadOnlyUpper { .. } => "EROFS",
+            PlanError::CrossDevice { .. } => "EXDEV",
+            PlanError::Loop { .. } => "ELOOP",
         }
     }
 }

@@ -37,42 +37,6 @@ impl Scope {
     }
 }
 
-/// systemd's `uname_architecture()` map, all per-CPU sections of architecture.c merged.
-#[rustfmt::skip]
-const ARCH_MAP: &[(&str, &str)] = &[
-    ("aarch64", "arm64"), ("aarch64_be", "arm64-be"),
-    ("armv8l", "arm"), ("armv7ml", "arm"), ("armv7l", "arm"), ("armv6l", "arm"), ("armv5tl", "arm"),
-    ("armv5tel", "arm"), ("armv5tejl", "arm"), ("armv4tl", "arm"), ("armv4l", "arm"),
-    ("armv8b", "arm-be"), ("armv7mb", "arm-be"), ("armv7b", "arm-be"), ("armv6b", "arm-be"),
-    ("armv5tejb", "arm-be"), ("armv5teb", "arm-be"), ("armv5tb", "arm-be"), ("armv4tb", "arm-be"), ("armv4b", "arm-be"),
-    ("alpha", "alpha"), ("arc", "arc"), ("arceb", "arc-be"), ("crisv32", "cris"),
-    ("x86_64", "x86-64"), ("i686", "x86"), ("i586", "x86"), ("i486", "x86"), ("i386", "x86"),
-    ("ia64", "ia64"), ("parisc64", "parisc64"), ("parisc", "parisc"), ("loongarch64", "loongarch64"),
-    ("m68k", "m68k"), ("mips64", "mips64"), ("mips", "mips"), ("nios2", "nios2"),
-    ("ppc64le", "ppc64-le"), ("ppc64", "ppc64"), ("ppcle", "ppc-le"), ("ppc", "ppc"),
-    ("riscv64", "riscv64"), ("riscv32", "riscv32"),
-    // systemd maps the bare name by the pointer size it was built for.
-    ("riscv", if cfg!(target_pointer_width = "32") { "riscv32" } else { "riscv64" }),
-    ("s390x", "s390x"), ("s390", "s390"),
-    ("sh5", "sh64"), ("sh4a", "sh"), ("sh4", "sh"), ("sh3", "sh"), ("sh2a", "sh"), ("sh2", "sh"),
-    ("sparc64", "sparc64"), ("sparc", "sparc"), ("tilegx", "tilegx"),
-];
-
-/// systemd architecture name for a uname machine string (`x86_64` is `x86-64`); None if unknown.
-pub fn architecture_from_machine(machine: &str) -> Option<&'static str> {
-    ARCH_MAP
-        .iter()
-        .find(|(m, _)| *m == machine)
-        .map(|(_, a)| *a)
-}
-
-/// The running kernel's architecture in systemd's spelling, or the raw machine string if unknown.
-pub fn uname_architecture() -> String {
-    let uts = rustix::system::uname();
-    let machine = uts.machine().to_string_lossy();
-    architecture_from_machine(&machine).map_or_else(|| machine.to_string(), str::to_owned)
-}
-
 /// Identity of the OS tree extensions are merged onto.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HostInfo {

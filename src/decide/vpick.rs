@@ -60,45 +60,7 @@ pub const ARCHITECTURES: &[&str] = &[
 /// systemd's `UINT_MAX` stand-in for "no tries counter", which it compares as a number.
 const TRIES_UNSET: u64 = u32::MAX as u64;
 
-/// The architecture this binary runs as, in systemd's naming (`native_architecture()`).
-pub fn native_architecture() -> &'static str {
-    let little = cfg!(target_endian = "little");
-    match std::env::consts::ARCH {
-        "x86_64" => "x86-64",
-        "x86" => "x86",
-        "aarch64" if little => "arm64",
-        "aarch64" => "arm64-be",
-        "arm" if little => "arm",
-        "arm" => "arm-be",
-        "powerpc64" if little => "ppc64-le",
-        "powerpc64" => "ppc64",
-        "powerpc" => "ppc",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        "riscv32" => "riscv32",
-        "loongarch64" => "loongarch64",
-        "mips64" | "mips64r6" if little => "mips64-le",
-        "mips64" | "mips64r6" => "mips64",
-        "mips" | "mips32r6" if little => "mips-le",
-        "mips" | "mips32r6" => "mips",
-        "sparc64" => "sparc64",
-        "sparc" => "sparc",
-        "m68k" => "m68k",
-        other => other,
-    }
-}
-
-/// systemd's `ARCHITECTURE_SECONDARY` for a native architecture (src/basic/architecture.h).
-pub fn secondary_architecture(native: &str) -> Option<&'static str> {
-    match native {
-        "x86-64" => Some("x86"),
-        "arm64" => Some("arm"),
-        "ppc64" => Some("ppc"),
-        "ppc64-le" => Some("ppc-le"),
-        "s390x" => Some("s390"),
-        _ => None,
-    }
-}
+pub use crate::decide::arch::{native as native_architecture, secondary as secondary_architecture};
 
 /// Whether an entry's architecture is eligible when no architecture is asked for: native,
 /// secondary, or none at all.

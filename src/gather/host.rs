@@ -1,8 +1,9 @@
 //! The identity of the OS tree extensions are merged onto: its os-release, its scope (initrd or
 //! system) and the architecture, read through the root handle.
 
-use crate::decide::release::{uname_architecture, HostInfo, ReleaseData, Scope};
+use crate::decide::release::{HostInfo, ReleaseData, Scope};
 use crate::gather::release::read_env;
+use crate::kernel::features::uname_architecture;
 use crate::kernel::root::Root;
 use crate::limits;
 use anyhow::{anyhow, bail, Context, Result};

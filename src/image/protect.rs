@@ -117,7 +117,7 @@ fn verity_source(img: &ImageFile, probed: Probed) -> Result<Option<VeritySource<
                 .transpose()?;
             let layout = ddi::select_for_roothash(
                 &d,
-                ddi::native_arch(),
+                crate::decide::arch::native(),
                 rh.as_ref().map(|(d, b)| (*d, b.as_slice())),
             )?;
             let Some(v) = &layout.verity else {
@@ -302,7 +302,7 @@ fn open_plain_ddi(
     flags: MountFlags,
 ) -> Result<Protected, OpenError> {
     let d = parse_ddi(img)?;
-    let layout = ddi::select(&d, ddi::native_arch())?;
+    let layout = ddi::select(&d, crate::decide::arch::native())?;
     allowed(policy, layout.designator, Protection::Unprotected)?;
     let fstype = fstype_at(img, layout.data.offset)?;
     let lo = LoopDevice::attach_as(

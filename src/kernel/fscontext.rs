@@ -132,21 +132,9 @@ pub fn mount_detached(source: &Path, fstype: FsType, flags: MountFlags) -> Resul
 }
 
 /// `(major, minor)` from a kernel release string like `6.12.0-foo` or `5.8`.
-fn parse_release(release: &str) -> Option<(u32, u32)> {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?.parse().ok()?;
-    Some((major, minor))
-}
-
 /// True when the running kernel can mount erofs straight from a regular file (>= 6.12).
-///
-/// This is a version gate only: the feature also needs `CONFIG_EROFS_FS_BACKED_BY_FILE`,
-/// so callers must still fall back to a loop device when the mount fails.
 pub fn erofs_file_backed_supported() -> bool {
-    let uname = rustix::system::uname();
-    let release = uname.release().to_string_lossy();
-    parse_release(&release).is_some_and(|v| v >= (6, 12))
+    crate::kernel::features::erofs_file_backed()
 }
 
 #[cfg(test)]
@@ -162,19 +150,5 @@ mod tests {
             "warning: ext4: warning here"
         );
         assert_eq!(super::humanize_log_line("plain"), "plain");
-    }
-
-    use super::parse_release;
-
-    #[test]
-    fn image_parse_kernel_release() {
-        assert_eq!(parse_release("6.18.44-fc-v782"), Some((6, 18)));
-        assert_eq!(parse_release("6.12.0"), Some((6, 12)));
-        assert_eq!(parse_release("5.8"), Some((5, 8)));
-        assert_eq!(parse_release("6.12-rc1"), Some((6, 12)));
-        assert_eq!(parse_release("6"), None);
-        assert_eq!(parse_release(""), None);
-        assert_eq!(parse_release("linux"), None);
-        assert_eq!(parse_release("6.x"), None);
     }
 }

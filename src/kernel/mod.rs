@@ -3,6 +3,7 @@
 
 #[cfg(feature = "verity")]
 pub mod dmverity;
+pub mod features;
 pub mod fscontext;
 pub mod lock;
 pub mod loopdev;

@@ -14,7 +14,6 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use rustix::fs::{AtFlags, Mode, OFlags, StatVfsMountFlags, StatxAttributes, StatxFlags, CWD};
@@ -86,13 +85,7 @@ pub fn attach_beneath(fd: impl AsFd, target: &Path) -> Result<(), AttachError> {
 
 /// Whether the kernel knows `MOVE_MOUNT_BENEATH` (probed once, cached).
 pub fn beneath_supported() -> bool {
-    static SUPPORTED: OnceLock<bool> = OnceLock::new();
-    *SUPPORTED.get_or_init(|| {
-        // move_mount rejects unknown flags with EINVAL before it looks at any path; with
-        // the flag known, the empty paths (no *_EMPTY_PATH) fail the lookup with ENOENT.
-        let r = rustix::mount::move_mount(CWD, "", CWD, "", MoveMountFlags::MOVE_MOUNT_BENEATH);
-        r != Err(Errno::INVAL)
-    })
+    crate::kernel::features::beneath_supported()
 }
 
 /// Lazily unmount the top mount at `path` (`umount2(MNT_DETACH|UMOUNT_NOFOLLOW)`).

@@ -25,8 +25,9 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::decide::mountopts::MountFlags;
+use crate::kernel::features;
 use anyhow::{bail, Context, Result};
 use rustix::fs::{Mode, OFlags, SeekFrom};
 use rustix::io::Errno;
@@ -159,13 +160,13 @@ pub fn validate(spec: &OverlaySpec) -> Result<()> {
 /// quotes the kernel's messages.
 pub fn build_detached(spec: &OverlaySpec) -> Result<OwnedFd> {
     validate(spec)?;
-    if !spec.force_legacy_lowerdir && lowerdir_plus_usable() {
+    if !spec.force_legacy_lowerdir && features::overlay_lowerdir_plus() {
         match build(spec, LowerMode::Append)? {
             Some(fd) => return Ok(fd),
             None => {
                 // Kernel 6.5–6.7: new-API overlay without `lowerdir+`. Remember it so later
                 // builds go straight to the legacy string.
-                LOWERDIR_PLUS_MISSING.store(true, Ordering::Relaxed);
+                features::overlay_lowerdir_plus_missing();
                 tracing::debug!("kernel lacks overlay lowerdir+, using a single lowerdir=");
             }
         }
@@ -187,12 +188,6 @@ enum LowerMode {
     Legacy,
 }
 
-/// Set once overlayfs has rejected `lowerdir+` as unknown, so later builds skip the try.
-static LOWERDIR_PLUS_MISSING: AtomicBool = AtomicBool::new(false);
-
-/// Set once overlayfs has refused a layer given as an fd (before Linux 6.13).
-static FD_LAYERS_MISSING: AtomicBool = AtomicBool::new(false);
-
 /// The fd number of a `/proc/thread-self/fd/N` (or `/proc/self/fd/N`) path.
 fn magic_fd(value: &OsStr) -> Option<std::os::fd::RawFd> {
     let s = value.to_str()?;
@@ -200,28 +195,6 @@ fn magic_fd(value: &OsStr) -> Option<std::os::fd::RawFd> {
         .or_else(|| s.strip_prefix("/proc/self/fd/"))?
         .parse()
         .ok()
-}
-
-/// Whether trying `lowerdir+` makes sense on this kernel.
-fn lowerdir_plus_usable() -> bool {
-    if LOWERDIR_PLUS_MISSING.load(Ordering::Relaxed) {
-        return false;
-    }
-    // Before 6.5 overlayfs used the VFS "legacy" fs_context, which accepts any key at
-    // fsconfig time and only fails at CMD_CREATE, so the "Unknown parameter" detection
-    // below would never trigger there. A backport of lowerdir+ to < 6.5 is not plausible
-    // (it needs the 6.5 parameter parser), so the version check is safe.
-    kernel_version().is_none_or(|v| v >= (6, 5))
-}
-
-/// (major, minor) of the running kernel, from uname's release string.
-fn kernel_version() -> Option<(u32, u32)> {
-    let uts = rustix::system::uname();
-    let release = uts.release().to_str().ok()?;
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?.parse().ok()?;
-    Some((major, minor))
 }
 
 /// One build attempt; `Ok(None)` means "`lowerdir+` is unknown, retry with the legacy string".
@@ -272,8 +245,7 @@ fn build(spec: &OverlaySpec, mode: LowerMode) -> Result<Option<OwnedFd>> {
             })?;
         }
     }
-    let (attrs, fs_options) = apply_mount_flag_words(&spec.options, spec.attrs);
-    for opt in fs_options {
+    for opt in &spec.options {
         match split_option(opt) {
             ("", _) => {} // tolerate "a,,b" style empty entries
             (key, None) => ctx.set_flag(key)?,
@@ -282,7 +254,7 @@ fn build(spec: &OverlaySpec, mode: LowerMode) -> Result<Option<OwnedFd>> {
     }
     rustix::mount::fsconfig_create(&ctx.fd)
         .map_err(|errno| ctx.error("fsconfig CMD_CREATE", errno, ctx.messages()))?;
-    let mnt = rustix::mount::fsmount(&ctx.fd, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+    let mnt = rustix::mount::fsmount(&ctx.fd, FsMountFlags::FSMOUNT_CLOEXEC, spec.attrs)
         .map_err(|errno| ctx.error("fsmount", errno, ctx.messages()))?;
     // Non-fatal notes (e.g. "w overlay: …") would otherwise be lost with the context fd.
     for msg in ctx.messages() {
@@ -339,62 +311,33 @@ fn fd_path(path: &Path, keep: &mut Vec<OwnedFd>) -> Result<OsString> {
     Ok(value)
 }
 
-/// Move per-mount flag words (`noatime`, `nodev`, `ro`, …) from `options` into `attrs`.
-///
-/// Like systemd's `mount_option_mangle`: these are VFS mount attributes, which overlayfs's
-/// fsconfig parser rejects as "Unknown parameter"; everything else is returned unchanged.
-pub fn apply_mount_flag_words(
-    options: &[String],
-    mut attrs: MountAttrFlags,
-) -> (MountAttrFlags, Vec<&str>) {
-    let mut rest = Vec::new();
-    for opt in options {
-        let (set, clear) = match opt.as_str() {
-            "ro" => (MountAttrFlags::MOUNT_ATTR_RDONLY, MountAttrFlags::empty()),
-            "rw" => (MountAttrFlags::empty(), MountAttrFlags::MOUNT_ATTR_RDONLY),
-            "nodev" => (MountAttrFlags::MOUNT_ATTR_NODEV, MountAttrFlags::empty()),
-            "dev" => (MountAttrFlags::empty(), MountAttrFlags::MOUNT_ATTR_NODEV),
-            "nosuid" => (MountAttrFlags::MOUNT_ATTR_NOSUID, MountAttrFlags::empty()),
-            "suid" => (MountAttrFlags::empty(), MountAttrFlags::MOUNT_ATTR_NOSUID),
-            "noexec" => (MountAttrFlags::MOUNT_ATTR_NOEXEC, MountAttrFlags::empty()),
-            "exec" => (MountAttrFlags::empty(), MountAttrFlags::MOUNT_ATTR_NOEXEC),
-            "nosymfollow" => (
-                MountAttrFlags::MOUNT_ATTR_NOSYMFOLLOW,
-                MountAttrFlags::empty(),
-            ),
-            "symfollow" => (
-                MountAttrFlags::empty(),
-                MountAttrFlags::MOUNT_ATTR_NOSYMFOLLOW,
-            ),
-            "nodiratime" => (
-                MountAttrFlags::MOUNT_ATTR_NODIRATIME,
-                MountAttrFlags::empty(),
-            ),
-            "diratime" => (
-                MountAttrFlags::empty(),
-                MountAttrFlags::MOUNT_ATTR_NODIRATIME,
-            ),
-            // The atime modes are an enum inside MOUNT_ATTR__ATIME (RELATIME is 0).
-            "noatime" => (
-                MountAttrFlags::MOUNT_ATTR_NOATIME,
-                MountAttrFlags::MOUNT_ATTR__ATIME,
-            ),
-            "relatime" => (
-                MountAttrFlags::MOUNT_ATTR_RELATIME,
-                MountAttrFlags::MOUNT_ATTR__ATIME,
-            ),
-            "strictatime" => (
-                MountAttrFlags::MOUNT_ATTR_STRICTATIME,
-                MountAttrFlags::MOUNT_ATTR__ATIME,
-            ),
-            other => {
-                rest.push(other);
-                continue;
-            }
-        };
-        attrs = (attrs - clear) | set;
+/// The mount attributes for per-mount flags decided as `mount(2)` MS_* bits.
+pub fn mount_attrs(flags: MountFlags, noatime: bool) -> MountAttrFlags {
+    let mut a = MountAttrFlags::empty();
+    for (f, attr) in [
+        (MountFlags::RDONLY, MountAttrFlags::MOUNT_ATTR_RDONLY),
+        (MountFlags::NOSUID, MountAttrFlags::MOUNT_ATTR_NOSUID),
+        (MountFlags::NODEV, MountAttrFlags::MOUNT_ATTR_NODEV),
+        (MountFlags::NOEXEC, MountAttrFlags::MOUNT_ATTR_NOEXEC),
+        (
+            MountFlags::NODIRATIME,
+            MountAttrFlags::MOUNT_ATTR_NODIRATIME,
+        ),
+        (
+            MountFlags::NOSYMFOLLOW,
+            MountAttrFlags::MOUNT_ATTR_NOSYMFOLLOW,
+        ),
+    ] {
+        if flags.contains(f) {
+            a |= attr;
+        }
     }
-    (attrs, rest)
+    if noatime || flags.contains(MountFlags::NOATIME) {
+        a |= MountAttrFlags::MOUNT_ATTR_NOATIME;
+    } else if flags.contains(MountFlags::STRICTATIME) {
+        a |= MountAttrFlags::MOUNT_ATTR_STRICTATIME;
+    }
+    a
 }
 
 /// Split `key=value` at the first `=`; a bare `key` is a flag.
@@ -436,7 +379,7 @@ impl FsContext {
     /// records the layer's real path, which the mount table shows; before 6.13 the magic link is
     /// the value (the kernel follows it to exactly that directory) and the table shows it as is.
     fn set_layer(&self, key: &str, value: &OsStr) -> Result<(), Errno> {
-        if let Some(fd) = magic_fd(value).filter(|_| !FD_LAYERS_MISSING.load(Ordering::Relaxed)) {
+        if let Some(fd) = magic_fd(value).filter(|_| features::overlay_fd_layers()) {
             // SAFETY: the caller keeps the fd behind its magic link open until the overlay is
             // created (that is what makes the link resolvable at all).
             let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
@@ -445,7 +388,7 @@ impl FsContext {
                 Err(Errno::INVAL) => {
                     // "Bad value": this overlayfs takes only strings; drop its log line.
                     let _ = self.messages();
-                    FD_LAYERS_MISSING.store(true, Ordering::Relaxed);
+                    features::overlay_fd_layers_missing();
                 }
                 Err(e) => return Err(e),
             }
@@ -583,21 +526,13 @@ mod tests {
     }
 
     #[test]
-    fn mount_flag_words_become_attrs() {
-        let opts: Vec<String> = ["noatime", "redirect_dir=on", "nodev", "rw", "metacopy=off"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let (attrs, rest) = apply_mount_flag_words(&opts, MountAttrFlags::MOUNT_ATTR_RDONLY);
-        assert_eq!(
-            attrs,
-            MountAttrFlags::MOUNT_ATTR_NOATIME | MountAttrFlags::MOUNT_ATTR_NODEV
+    fn attrs_translate_legacy_flags() {
+        let a = mount_attrs(
+            MountFlags::RDONLY | MountFlags::NODEV | MountFlags::NOEXEC,
+            true,
         );
-        assert_eq!(rest, vec!["redirect_dir=on", "metacopy=off"]);
-    }
-
-    #[test]
-    fn kernel_version_parses() {
-        assert!(kernel_version().is_some_and(|v| v >= (3, 0)));
+        assert!(a.contains(MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV));
+        assert!(a.contains(MountAttrFlags::MOUNT_ATTR_NOEXEC | MountAttrFlags::MOUNT_ATTR_NOATIME));
+        assert!(!a.contains(MountAttrFlags::MOUNT_ATTR_NOSUID));
     }
 }

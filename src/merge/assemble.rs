@@ -4,6 +4,7 @@
 //! `/proc/thread-self/fd/N` magic link: nothing is looked up by name at mount time.
 
 use crate::class::ImageClass;
+use crate::decide::mountopts::MountFlags;
 use crate::decide::mutable::{self, HierarchyPlan, Layer, UpperDir};
 use crate::decide::reject::Reject;
 use crate::decide::state::{Origin, OriginId, StateFile, STATE_FILE};
@@ -16,7 +17,6 @@ use crate::meta::{self, MetaContents};
 use crate::settings::ClassSettings;
 use anyhow::{anyhow, Context, Result};
 use rustix::fs::FileType;
-use rustix::mount::{MountAttrFlags, MountFlags};
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -54,34 +54,6 @@ pub fn workspace() -> Result<PathBuf> {
     mkdir_p(&ws, 0o700)?;
     mounts::mount_tmpfs(&ws, 0o700)?;
     Ok(ws)
-}
-
-fn to_attrs(flags: MountFlags, noatime: bool) -> MountAttrFlags {
-    let mut a = MountAttrFlags::empty();
-    for (f, attr) in [
-        (MountFlags::RDONLY, MountAttrFlags::MOUNT_ATTR_RDONLY),
-        (MountFlags::NOSUID, MountAttrFlags::MOUNT_ATTR_NOSUID),
-        (MountFlags::NODEV, MountAttrFlags::MOUNT_ATTR_NODEV),
-        (MountFlags::NOEXEC, MountAttrFlags::MOUNT_ATTR_NOEXEC),
-        (
-            MountFlags::NODIRATIME,
-            MountAttrFlags::MOUNT_ATTR_NODIRATIME,
-        ),
-        (
-            MountFlags::NOSYMFOLLOW,
-            MountAttrFlags::MOUNT_ATTR_NOSYMFOLLOW,
-        ),
-    ] {
-        if flags.contains(f) {
-            a |= attr;
-        }
-    }
-    if noatime || flags.contains(MountFlags::NOATIME) {
-        a |= MountAttrFlags::MOUNT_ATTR_NOATIME;
-    } else if flags.contains(MountFlags::STRICTATIME) {
-        a |= MountAttrFlags::MOUNT_ATTR_STRICTATIME;
-    }
-    a
 }
 
 /// The class's default overlay flags (systemd's image_class_info table).
@@ -312,7 +284,7 @@ fn build_hierarchy(
         upperdir: upper,
         workdir: work,
         options: plan.options.clone(),
-        attrs: to_attrs(flags, plan.noatime),
+        attrs: overlay::mount_attrs(flags, plan.noatime),
         force_legacy_lowerdir: false,
     };
     let fd = overlay::build_detached(&spec)
@@ -505,17 +477,6 @@ mod tests {
         );
         assert!(class_default_flags(ImageClass::Confext)
             .contains(MountFlags::NOEXEC | MountFlags::NOSUID));
-    }
-
-    #[test]
-    fn attrs_translate_legacy_flags() {
-        let a = to_attrs(
-            MountFlags::RDONLY | MountFlags::NODEV | MountFlags::NOEXEC,
-            true,
-        );
-        assert!(a.contains(MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV));
-        assert!(a.contains(MountAttrFlags::MOUNT_ATTR_NOEXEC | MountAttrFlags::MOUNT_ATTR_NOATIME));
-        assert!(!a.contains(MountAttrFlags::MOUNT_ATTR_NOSUID));
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn next_host(root: &Path, file: &Path) -> Result<(HostInfo, String)> {
     let host = HostInfo::from_release(
         &data,
         crate::gather::host::host_scope(&Root::open(root)?)?,
-        &release::uname_architecture(),
+        &crate::kernel::features::uname_architecture(),
         file,
     )
     .map_err(|e| anyhow!(e))?;

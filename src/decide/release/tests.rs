@@ -331,17 +331,21 @@ fn architecture_table() {
         ("ia64", "ia64"), ("parisc64", "parisc64"), ("parisc", "parisc"), ("sh4", "sh"), ("sparc64", "sparc64"),
     ];
     for (machine, arch) in cases {
-        assert_eq!(architecture_from_machine(machine), Some(arch), "{machine}");
+        assert_eq!(
+            crate::decide::arch::from_machine(machine),
+            Some(arch),
+            "{machine}"
+        );
     }
     assert_eq!(
         (
-            architecture_from_machine("x86-64"),
-            architecture_from_machine("vax")
+            crate::decide::arch::from_machine("x86-64"),
+            crate::decide::arch::from_machine("vax")
         ),
         (None, None)
     );
     if cfg!(target_arch = "x86_64") {
-        assert_eq!(uname_architecture(), "x86-64");
+        assert_eq!(crate::kernel::features::uname_architecture(), "x86-64");
     }
 }
 
