@@ -314,7 +314,8 @@ fn mutable_overlay_writes_land_in_upper() {
     spec.upperdir = Some(upper.clone());
     spec.workdir = Some(work);
     spec.attrs = MountAttrFlags::MOUNT_ATTR_NODEV;
-    spec.options = vec!["redirect_dir=on".into(), "noatime".into()];
+    spec.options = vec!["redirect_dir=on".into()];
+    spec.attrs |= MountAttrFlags::MOUNT_ATTR_NOATIME;
     let fd = overlay::build_detached(&spec).expect("build");
     mounts::attach(&fd, &target).expect("attach");
     fs::write(target.join("etc/new"), "written").expect("write new");

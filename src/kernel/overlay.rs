@@ -28,10 +28,11 @@ use std::path::{Path, PathBuf};
 
 use crate::decide::mountopts::MountFlags;
 use crate::kernel::features;
+use crate::kernel::fscontext::FsContext;
 use anyhow::{bail, Context, Result};
-use rustix::fs::{Mode, OFlags, SeekFrom};
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
-use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
+use rustix::mount::MountAttrFlags;
 
 /// overlayfs's `OVL_MAX_STACK`: the most lower layers one overlay may have.
 pub const MAX_LOWER_LAYERS: usize = 500;
@@ -146,6 +147,9 @@ pub fn validate(spec: &OverlaySpec) -> Result<()> {
         if RESERVED_KEYS.contains(&key) {
             bail!("{what}: option {opt:?} is set from the spec's fields, not as an extra option");
         }
+        if crate::decide::mountopts::is_mount_flag_word(key) {
+            bail!("{what}: {opt:?} is a per-mount flag: it belongs in the spec's attrs");
+        }
         if value.is_some_and(|v| v.len() > FSCONFIG_VALUE_MAX) {
             bail!("{what}: value of option {key:?} is longer than {FSCONFIG_VALUE_MAX} bytes");
         }
@@ -197,6 +201,28 @@ fn magic_fd(value: &OsStr) -> Option<std::os::fd::RawFd> {
         .ok()
 }
 
+/// Set a layer key. A `/proc/thread-self/fd/N` value (a directory resolved inside the root) is
+/// handed over as the fd itself where overlayfs takes fds (Linux 6.13): the kernel then records
+/// the layer's real path, which the mount table shows; before 6.13 the magic link is the value
+/// (the kernel follows it to exactly that directory) and the table shows it as is.
+fn set_layer(ctx: &FsContext, key: &str, value: &OsStr) -> Result<(), Errno> {
+    if let Some(fd) = magic_fd(value).filter(|_| features::overlay_fd_layers()) {
+        // SAFETY: the caller keeps the fd behind its magic link open until the overlay is
+        // created (that is what makes the link resolvable at all).
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        match ctx.set_fd(key, fd) {
+            Ok(()) => return Ok(()),
+            Err(Errno::INVAL) => {
+                // "Bad value": this overlayfs takes only strings; drop its log line.
+                let _ = ctx.messages();
+                features::overlay_fd_layers_missing();
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    ctx.try_set_string(key, value)
+}
+
 /// One build attempt; `Ok(None)` means "`lowerdir+` is unknown, retry with the legacy string".
 fn build(spec: &OverlaySpec, mode: LowerMode) -> Result<Option<OwnedFd>> {
     let ctx = FsContext::open("overlay", describe(spec))?;
@@ -211,7 +237,7 @@ fn build(spec: &OverlaySpec, mode: LowerMode) -> Result<Option<OwnedFd>> {
             let n = spec.lowerdirs.len();
             for (i, layer) in spec.lowerdirs.iter().enumerate() {
                 let value = path_value(layer, &mut keep)?;
-                match ctx.set_layer("lowerdir+", &value) {
+                match set_layer(&ctx, "lowerdir+", &value) {
                     Ok(()) => {}
                     Err(errno) => {
                         let msgs = ctx.messages();
@@ -226,7 +252,7 @@ fn build(spec: &OverlaySpec, mode: LowerMode) -> Result<Option<OwnedFd>> {
                             layer.display(),
                             i + 1
                         );
-                        return Err(ctx.error(&step, errno, msgs));
+                        return Err(ctx.error_with(&step, errno, msgs));
                     }
                 }
             }
@@ -239,9 +265,9 @@ fn build(spec: &OverlaySpec, mode: LowerMode) -> Result<Option<OwnedFd>> {
     if let (Some(upper), Some(work)) = (&spec.upperdir, &spec.workdir) {
         for (key, dir) in [("upperdir", upper), ("workdir", work)] {
             let value = path_value(dir, &mut keep)?;
-            ctx.set_layer(key, &value).map_err(|errno| {
+            set_layer(&ctx, key, &value).map_err(|errno| {
                 let step = format!("fsconfig {key}={}", dir.display());
-                ctx.error(&step, errno, ctx.messages())
+                ctx.error(&step, errno)
             })?;
         }
     }
@@ -252,14 +278,7 @@ fn build(spec: &OverlaySpec, mode: LowerMode) -> Result<Option<OwnedFd>> {
             (key, Some(value)) => ctx.set_string(key, OsStr::new(value))?,
         }
     }
-    rustix::mount::fsconfig_create(&ctx.fd)
-        .map_err(|errno| ctx.error("fsconfig CMD_CREATE", errno, ctx.messages()))?;
-    let mnt = rustix::mount::fsmount(&ctx.fd, FsMountFlags::FSMOUNT_CLOEXEC, spec.attrs)
-        .map_err(|errno| ctx.error("fsmount", errno, ctx.messages()))?;
-    // Non-fatal notes (e.g. "w overlay: …") would otherwise be lost with the context fd.
-    for msg in ctx.messages() {
-        tracing::debug!(overlay = %ctx.what, "kernel: {msg}");
-    }
+    let mnt = ctx.mount(spec.attrs)?;
     drop(keep);
     Ok(Some(mnt))
 }
@@ -357,138 +376,6 @@ fn describe(spec: &OverlaySpec) -> String {
     }
 }
 
-/// An fs-context fd plus a kernel-log cursor, for error messages with the kernel's words.
-struct FsContext {
-    fd: OwnedFd,
-    kmsg: KmsgCursor,
-    what: String,
-}
-
-impl FsContext {
-    fn open(fstype: &str, what: String) -> Result<Self> {
-        // The cursor is positioned before the first syscall so it only sees our messages.
-        let kmsg = KmsgCursor::new();
-        let fd = rustix::mount::fsopen(fstype, FsOpenFlags::FSOPEN_CLOEXEC)
-            .map_err(io::Error::from)
-            .with_context(|| format!("{what}: fsopen(\"{fstype}\") (needs CAP_SYS_ADMIN)"))?;
-        Ok(FsContext { fd, kmsg, what })
-    }
-
-    /// Set a layer key. A `/proc/thread-self/fd/N` value (a directory resolved inside the root)
-    /// is handed over as the fd itself where overlayfs takes fds (Linux 6.13): the kernel then
-    /// records the layer's real path, which the mount table shows; before 6.13 the magic link is
-    /// the value (the kernel follows it to exactly that directory) and the table shows it as is.
-    fn set_layer(&self, key: &str, value: &OsStr) -> Result<(), Errno> {
-        if let Some(fd) = magic_fd(value).filter(|_| features::overlay_fd_layers()) {
-            // SAFETY: the caller keeps the fd behind its magic link open until the overlay is
-            // created (that is what makes the link resolvable at all).
-            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            match rustix::mount::fsconfig_set_fd(&self.fd, key, fd) {
-                Ok(()) => return Ok(()),
-                Err(Errno::INVAL) => {
-                    // "Bad value": this overlayfs takes only strings; drop its log line.
-                    let _ = self.messages();
-                    features::overlay_fd_layers_missing();
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        rustix::mount::fsconfig_set_string(&self.fd, key, value)
-    }
-
-    fn set_string(&self, key: &str, value: &OsStr) -> Result<()> {
-        rustix::mount::fsconfig_set_string(&self.fd, key, value).map_err(|errno| {
-            let step = format!("fsconfig {key}={}", value.to_string_lossy());
-            self.error(&step, errno, self.messages())
-        })
-    }
-
-    fn set_flag(&self, key: &str) -> Result<()> {
-        rustix::mount::fsconfig_set_flag(&self.fd, key)
-            .map_err(|errno| self.error(&format!("fsconfig {key}"), errno, self.messages()))
-    }
-
-    /// Drain the fs-context log: one message per read() until ENODATA.
-    fn messages(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut buf = [0u8; 1024];
-        // The log holds at most 8 entries; the bound only guards against a kernel bug.
-        for _ in 0..64 {
-            match rustix::io::read(&self.fd, &mut buf) {
-                Ok(n) if n > 0 => {
-                    out.push(String::from_utf8_lossy(&buf[..n]).trim_end().to_string())
-                }
-                _ => break,
-            }
-        }
-        out
-    }
-
-    fn error(&self, step: &str, errno: Errno, mut msgs: Vec<String>) -> anyhow::Error {
-        msgs.extend(self.kmsg.overlay_lines());
-        let kernel = if msgs.is_empty() {
-            "the kernel logged no reason".to_string()
-        } else {
-            let lines: Vec<String> = msgs
-                .iter()
-                .map(|m| crate::kernel::fscontext::humanize_log_line(m))
-                .collect();
-            format!("kernel: {}", lines.join("; "))
-        };
-        anyhow::anyhow!(
-            "{}: {step} failed: {}; {kernel}",
-            self.what,
-            io::Error::from(errno)
-        )
-    }
-}
-
-/// A read position at the end of `/dev/kmsg`, to pick up overlayfs `pr_err` lines.
-struct KmsgCursor(Option<OwnedFd>);
-
-impl KmsgCursor {
-    fn new() -> Self {
-        // Best effort: without /dev/kmsg (or CAP_SYSLOG under dmesg_restrict) errors
-        // simply carry less detail.
-        let fd = rustix::fs::open(
-            "/dev/kmsg",
-            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()
-        .filter(|fd| rustix::fs::seek(fd, SeekFrom::End(0)).is_ok());
-        KmsgCursor(fd)
-    }
-
-    /// New kernel-log records since the cursor was made that come from overlayfs.
-    fn overlay_lines(&self) -> Vec<String> {
-        let Some(fd) = &self.0 else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 8192];
-        for _ in 0..256 {
-            match rustix::io::read(fd, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    // Record format: "prio,seq,usec,flags;message\n continuation…".
-                    let record = String::from_utf8_lossy(&buf[..n]);
-                    let first = record.lines().next().unwrap_or_default();
-                    if let Some((_, msg)) = first.split_once(';') {
-                        if msg.starts_with("overlayfs:") || msg.starts_with("overlay:") {
-                            out.push(msg.trim_end().to_string());
-                        }
-                    }
-                }
-                // EPIPE: records were overwritten under us; the next read resynchronises.
-                Err(Errno::PIPE) => continue,
-                Err(_) => break,
-            }
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,6 +405,8 @@ mod tests {
         spec.options = vec!["lowerdir=/x".into()];
         assert!(validate(&spec).is_err());
         spec.options = vec!["redirect_dir=on".into(), "noatime".into()];
+        assert!(validate(&spec).is_err());
+        spec.options = vec!["redirect_dir=on".into()];
         assert!(validate(&spec).is_ok());
         spec.lowerdirs = vec![PathBuf::from("relative"), PathBuf::from("/b")];
         assert!(validate(&spec).is_err());
