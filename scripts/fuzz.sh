@@ -84,6 +84,61 @@ real_gpt() {
         die "sfdisk could not write the GPT seed (install fdisk: scripts/install-deps.sh)"
 }
 
+# Little-endian bytes of VALUE (WIDTH bytes) as printf %b escapes.
+lebytes() {
+    local v=$1 n=$2 out='' i
+    for ((i = 0; i < n; i++)); do out+=$(printf '\\x%02x' $(((v >> (8 * i)) & 255))); done
+    printf '%s' "$out"
+}
+
+# patch_le FILE OFFSET VALUE WIDTH: overwrite a little-endian field in place.
+patch_le() { printf '%b' "$(lebytes "$3" "$4")" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }
+
+# GPT seeds derived from the sfdisk one (512-byte sectors: header at 512, entries at 1024).
+# Their CRCs go stale; the gpt_ddi target also parses each input with repaired CRCs.
+gpt_variants() {
+    local dir=$1 base=$1/seed-gpt h=512 e=1024
+    cp "$base" "$dir/seed-gpt-oversized-array" # 1024 entries of 2 KiB: 2 MiB, over the cap
+    patch_le "$dir/seed-gpt-oversized-array" $((h + 80)) 1024 4
+    patch_le "$dir/seed-gpt-oversized-array" $((h + 84)) 2048 4
+    cp "$base" "$dir/seed-gpt-entry-size-384" # a multiple of 128 but not 128 x 2^n
+    patch_le "$dir/seed-gpt-entry-size-384" $((h + 84)) 384 4
+    cp "$base" "$dir/seed-gpt-entry-size-100"
+    patch_le "$dir/seed-gpt-entry-size-100" $((h + 84)) 100 4
+    cp "$base" "$dir/seed-gpt-1025-entries"
+    patch_le "$dir/seed-gpt-1025-entries" $((h + 80)) 1025 4
+    cp "$base" "$dir/seed-gpt-array-beyond-eof" # entry array at LBA 1000 of a 128-LBA file
+    patch_le "$dir/seed-gpt-array-beyond-eof" $((h + 72)) 1000 8
+    cp "$base" "$dir/seed-gpt-partition-beyond-eof" # root partition ends at LBA 1000000
+    patch_le "$dir/seed-gpt-partition-beyond-eof" $((e + 40)) 1000000 8
+    # The same table with 4096-byte sectors: header at 4096, entries at LBA 2 (8192), the
+    # two partitions moved to LBAs 6-9 and 10-11 of the 16 the file has.
+    local s4=$dir/seed-gpt-4096
+    truncate -s 64K "$s4"
+    dd if="$base" of="$s4" bs=1 skip=$h seek=4096 count=92 conv=notrunc status=none
+    dd if="$base" of="$s4" bs=1 skip=$e seek=8192 count=16384 conv=notrunc status=none
+    patch_le "$s4" $((8192 + 32)) 6 8
+    patch_le "$s4" $((8192 + 40)) 9 8
+    patch_le "$s4" $((8192 + 128 + 32)) 10 8
+    patch_le "$s4" $((8192 + 128 + 40)) 11 8
+}
+
+# A real PKCS#7 signature over the fuzz target's root hash and its DER certificate, NUL between.
+signature_seed() {
+    local out=$1 tmp
+    command -v openssl >/dev/null 2>&1 || return 0
+    tmp=$(mktemp -d)
+    printf '%s' aea69771e07dcdaf5667b114ee6caaed6d2df19518a4c6e1672c868a39128be7 >"$tmp/rh"
+    if openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/key" -out "$tmp/crt" \
+        -subj /CN=fuzz -days 1 >/dev/null 2>&1 &&
+        openssl smime -sign -binary -noattr -outform der -in "$tmp/rh" -inkey "$tmp/key" \
+            -signer "$tmp/crt" -out "$tmp/sig" >/dev/null 2>&1 &&
+        openssl x509 -in "$tmp/crt" -outform der -out "$tmp/der" >/dev/null 2>&1; then
+        { cat "$tmp/sig"; printf '\0'; cat "$tmp/der"; } >"$out"
+    fi
+    rm -rf "$tmp"
+}
+
 # Seed inputs, written only into an empty corpus (fuzz/corpus is not tracked by git).
 seed() {
     local t=$1 dir="$FUZZ_DIR/corpus/$1"
@@ -121,6 +176,7 @@ seed() {
             truncate -s 64K "$dir/seed-oversized-array"
             gpt_head "$dir/seed-max-entry-size" 65536 2 1024 4294967295
             truncate -s 64K "$dir/seed-max-entry-size"
+            gpt_variants "$dir"
             ;;
         gpt_ddi_sparse)
             # Entry arrays of 128 MiB, 2 TiB and 4 TiB inside sparse images large enough to hold
@@ -137,6 +193,39 @@ seed() {
         verity_metadata)
             printf 'verity\0\0\1\0\0\0\1\0\0\0sha256' >"$dir/seed-sb"
             printf '%s' '{"rootHash":"00112233445566778899aabbccddeeff","signature":"MAA="}' >"$dir/seed-sig"
+            ;;
+        superblock)
+            # Byte 0 picks where the rest lands in a zeroed head (index into the target's
+            # OFFSETS: 0, 512, 1024, 2048, 4096, 0x10000, 0x10100).
+            local u='\x01\x23\x45\x67\x89\xab\xcd\xef\x01\x23\x45\x67\x89\xab\xcd\xef'
+            { printf '\x02'; head -c 56 /dev/zero; printf '\x53\xef'; head -c 46 /dev/zero
+              printf '%b' "$u"; printf 'var-ext4'; } >"$dir/seed-ext4"
+            { printf '\x05'; head -c 32 /dev/zero; printf '%b' "$u"; head -c 16 /dev/zero
+              printf '_BHRfS_M'; head -c 227 /dev/zero; printf 'var-btrfs'; } >"$dir/seed-btrfs"
+            { printf '\x00XFSB'; head -c 28 /dev/zero; printf '%b' "$u"; head -c 60 /dev/zero
+              printf 'var-xfs'; } >"$dir/seed-xfs"
+            { printf '\x02\xe2\xe1\xf5\xe0'; head -c 8 /dev/zero; printf '\x0c'; head -c 23 /dev/zero
+              printf '\x10\x00\x00\x00'; head -c 8 /dev/zero; printf '%b' "$u"; printf 'ro'; } >"$dir/seed-erofs"
+            { printf '\x00hsqs'; head -c 36 /dev/zero; printf '\x00\x10\x00\x00\x00\x00\x00\x00'; } >"$dir/seed-squashfs"
+            printf '\x01EFI PART\x00\x00\x01\x00' >"$dir/seed-gpt"
+            ;;
+        mountinfo)
+            printf '%s\n' '22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw' \
+                '23 22 0:5 / /dev rw,nosuid - devtmpfs devtmpfs rw,size=10k' \
+                '24 22 0:6 /a\040b /mnt/x\040y rw master:2 - tmpfs tmpfs rw' \
+                '25 24 0:7 / /mnt/x\040y/sub ro - overlay overlay ro,lowerdir=/a:/b' >"$dir/seed-table"
+            ;;
+        cescape)
+            printf 'a\tb\\c\n\001\377"x\047' >"$dir/seed-bytes"
+            printf '%s' '\x41\101\u00e4\U0001F600\s\q\000' >"$dir/seed-escapes"
+            ;;
+        version)
+            printf '%s\n' 'v1.10~rc1' 'v1.9^1' >"$dir/seed-pair"
+            printf '%s\n' '225.0-1.fc40' '225-2.fc40' >"$dir/seed-rpm"
+            ;;
+        signature)
+            signature_seed "$dir/seed-pkcs7"
+            printf '%s\n' '-----BEGIN CERTIFICATE-----' 'MAA=' '-----END CERTIFICATE-----' >"$dir/seed-pem"
             ;;
     esac
 }

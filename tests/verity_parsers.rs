@@ -9,6 +9,8 @@ use std::process::Command;
 
 use extmerge::image::ddi::{self, Designator, PartitionRole};
 use extmerge::image::sidecar;
+use extmerge::ondisk::bytes::format_uuid;
+use extmerge::ondisk::gpt::crc32;
 use extmerge::ondisk::signature;
 use extmerge::ondisk::verity::{self, CorruptBlock, VeritySuperblock};
 use tempfile::TempDir;
@@ -186,7 +188,7 @@ fn superblock_matches_veritysetup_dump() {
             .arg(format!("--hash-offset={offset}"))
             .arg(&fx.hash));
         let sb = superblock_of(&fx.hash, offset);
-        assert_eq!(ddi::format_uuid(&sb.uuid), field(&dump, "UUID"), "{args:?}");
+        assert_eq!(format_uuid(&sb.uuid), field(&dump, "UUID"), "{args:?}");
         assert_eq!(sb.hash_type.to_string(), field(&dump, "Hash type"));
         assert_eq!(sb.data_blocks.to_string(), field(&dump, "Data blocks"));
         assert_eq!(
@@ -201,7 +203,7 @@ fn superblock_matches_veritysetup_dump() {
         let salt = if sb.salt.is_empty() {
             "-".to_string()
         } else {
-            verity::to_hex(&sb.salt)
+            extmerge::ondisk::bytes::hex(&sb.salt)
         };
         assert_eq!(salt, field(&dump, "Salt"));
         let g = verity::geometry(&sb, offset).unwrap();
@@ -210,6 +212,13 @@ fn superblock_matches_veritysetup_dump() {
             field(&dump, "Hash blocks"),
             "{args:?}"
         );
+
+        // The bounded reader agrees, and the tree ends where veritysetup's file ends.
+        let (hash_len, data_len) = (file_len(&fx.hash), file_len(&fx.data));
+        let (sb2, g2) =
+            verity::read_superblock(&mut file_reader(&fx.hash, 0), offset, hash_len, data_len)
+                .unwrap_or_else(|e| panic!("{args:?}: {e:#}"));
+        assert_eq!((&sb2, g2.hash_end), (&sb, hash_len), "{args:?}");
 
         let rh = verity::parse_roothash(&fx.roothash).unwrap();
         verity::check_top_hash(&mut file_reader(&fx.hash, 0), &sb, offset, &rh)
@@ -223,6 +232,46 @@ fn superblock_matches_veritysetup_dump() {
         )
         .unwrap();
     }
+}
+
+fn file_len(path: &Path) -> u64 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .len()
+}
+
+/// A tree from veritysetup whose hash or data file was cut short is refused from the lengths
+/// alone, with the sizes, before any tree block is read.
+#[test]
+fn truncated_hash_or_data_is_refused_by_declared_sizes() {
+    let fx = veritysetup_format(700_000, &[]);
+    let (hash_len, data_len) = (file_len(&fx.hash), file_len(&fx.data));
+    // 700000 bytes hold 170 whole 4 KiB blocks; veritysetup covers exactly those.
+    let (sb, g) =
+        verity::read_superblock(&mut file_reader(&fx.hash, 0), 0, hash_len, data_len).unwrap();
+    assert_eq!((sb.data_blocks, g.hash_end), (170, hash_len));
+    let err = |hash: u64, data: u64| {
+        let mut read = file_reader(&fx.hash, 0);
+        format!(
+            "{:#}",
+            verity::read_superblock(&mut read, 0, hash, data).unwrap_err()
+        )
+    };
+    assert_eq!(
+        err(hash_len, 170 * 4096 - 1),
+        "verity superblock declares 170 data blocks of 4096 bytes (696320 bytes), but the data is only 696319 bytes: refusing"
+    );
+    assert_eq!(
+        err(hash_len - 1, data_len),
+        format!(
+            "verity hash tree needs {hash_len} bytes for 2 levels, but the hash device is only {} bytes: refusing",
+            hash_len - 1
+        )
+    );
+    assert_eq!(
+        err(511, data_len),
+        "the verity hash tree is 511 bytes, too short to hold its 512-byte superblock at byte 0 (truncated?)"
+    );
 }
 
 #[test]
@@ -646,7 +695,7 @@ fn check_repart_ddi(sector: u32, key_kind: &str) {
     for (ours, theirs) in parsed.partitions.iter().zip(&ddi.parts) {
         assert_eq!(ours.type_name(), theirs.ty);
         assert_eq!(ours.label, theirs.label);
-        assert_eq!(ddi::format_uuid(&ours.part_uuid), theirs.uuid);
+        assert_eq!(format_uuid(&ours.part_uuid), theirs.uuid);
         assert_eq!(
             (ours.offset, ours.size),
             (theirs.offset, theirs.raw_size),
@@ -670,9 +719,14 @@ fn check_repart_ddi(sector: u32, key_kind: &str) {
 
     // root hash: partition UUIDs == signature JSON == repart's report
     let guessed = ddi::guess_roothash(&layout).unwrap();
-    let mut sig_bytes = vec![0u8; sig_part.size as usize];
-    file_reader(&ddi.image, sig_part.offset)(0, &mut sig_bytes).unwrap();
-    let (json_hash, sig) = signature::parse_verity_sig(&sig_bytes).unwrap();
+    let image_len = file_len(&ddi.image);
+    let (json_hash, sig) = signature::read_verity_sig(
+        &mut file_reader(&ddi.image, 0),
+        sig_part.offset,
+        sig_part.size,
+        image_len,
+    )
+    .unwrap();
     assert_eq!(guessed, json_hash);
     assert_eq!(guessed, ddi.parts[0].roothash);
 
@@ -686,8 +740,16 @@ fn check_repart_ddi(sector: u32, key_kind: &str) {
     }
     let dump = run(Command::new("veritysetup").arg("dump").arg(&hash_file));
     let sb = superblock_of(&hash_file, 0);
+    let (bounded, _) = verity::read_superblock(
+        &mut file_reader(&ddi.image, verity_part.offset),
+        0,
+        verity_part.size,
+        layout.data.size,
+    )
+    .unwrap();
+    assert_eq!(bounded, sb);
     assert_eq!(sb.data_blocks.to_string(), field(&dump, "Data blocks"));
-    assert_eq!(ddi::format_uuid(&sb.uuid), field(&dump, "UUID"));
+    assert_eq!(format_uuid(&sb.uuid), field(&dump, "UUID"));
     run(Command::new("veritysetup")
         .arg("verify")
         .arg(&data_file)
@@ -722,6 +784,24 @@ fn check_repart_ddi(sector: u32, key_kind: &str) {
     assert_eq!(
         e.downcast_ref::<CorruptBlock>(),
         Some(&CorruptBlock::Data { index: block })
+    );
+
+    // The same image with a header (CRC made valid) declaring 2048 entries: refused, by name.
+    let h = u64::from(sector);
+    let mut header = vec![0u8; 92];
+    file_reader(&ddi.image, h)(0, &mut header).unwrap();
+    header[80..84].copy_from_slice(&2048u32.to_le_bytes());
+    header[16..20].fill(0);
+    let crc = crc32(&header);
+    header[16..20].copy_from_slice(&crc.to_le_bytes());
+    let f = fs::OpenOptions::new().write(true).open(&ddi.image).unwrap();
+    f.write_all_at(&header, h).unwrap();
+    assert_eq!(
+        format!("{:#}", ddi::parse_ddi_file(&ddi.image).unwrap_err()),
+        format!(
+            "reading the partition table of {}: GPT header declares 2048 partition entries: refusing (1 to 1024 are accepted)",
+            ddi.image.display()
+        )
     );
 }
 

@@ -1,7 +1,8 @@
-//! GPT parsing for Discoverable Disk Images (DDIs), the way systemd's `dissect_image()`
-//! (`src/shared/dissect-image.c`) and `gpt_probe()` (`src/shared/gpt.c`) read them, for
-//! the partitions an extension needs: root/usr data, their `-verity` hash partitions and
-//! `-verity-sig` signature partitions, on x86-64 and arm64.
+//! Discoverable Disk Images (DDIs) the way systemd's `dissect_image()`
+//! (`src/shared/dissect-image.c`) reads them, for the partitions an extension needs:
+//! root/usr data, their `-verity` hash partitions and `-verity-sig` signature partitions, on
+//! x86-64 and arm64. The GPT itself (header, entry array, CRCs, bounds) is read by
+//! [`crate::ondisk::gpt`]; this module adds partition roles, the layout checks and selection.
 //!
 //! Pure: everything is read through a closure, so tests and fuzzers need no device.
 
@@ -14,23 +15,15 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
+use crate::ondisk::bytes::{hex, ReadAt};
+use crate::ondisk::gpt;
 use crate::ondisk::version::strverscmp_improved;
 
-/// `SD_GPT_FLAG_NO_AUTO`: the partition is not to be used automatically.
-pub const GPT_FLAG_NO_AUTO: u64 = 1 << 63;
-/// `SD_GPT_FLAG_READ_ONLY`.
-pub const GPT_FLAG_READ_ONLY: u64 = 1 << 60;
-
-/// Sector sizes probed for the GPT header, as `gpt_probe()` does (512…4096, powers of two).
-const SECTOR_SIZES: [u32; 4] = [512, 1024, 2048, 4096];
-/// `gpt_probe()` reads two sectors of the largest size it probes.
-const PROBE_BYTES: usize = 2 * 4096;
-/// Size of the GPT header fields defined by UEFI 2.x (`sizeof(GptHeader)` in systemd).
-const GPT_HEADER_SIZE: usize = 92;
-/// Smallest partition entry (`sizeof(GptPartitionEntry)`).
-const GPT_ENTRY_MIN: u32 = 128;
-/// `gpt_probe()` refuses more entries than this.
-const GPT_MAX_ENTRIES: u32 = 1024;
+pub use crate::ondisk::bytes::format_uuid;
+pub use crate::ondisk::gpt::{
+    crc32, probe_sector_size, FLAG_NO_AUTO as GPT_FLAG_NO_AUTO,
+    FLAG_READ_ONLY as GPT_FLAG_READ_ONLY,
+};
 
 /// Which file system a partition belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -195,202 +188,47 @@ pub fn native_arch() -> &'static str {
     }
 }
 
-/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` of a UUID in printed byte order.
-pub fn format_uuid(u: &[u8; 16]) -> String {
-    let h = to_hex(u);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// GPT stores the first three UUID fields little-endian; return printed order.
-fn guid_from_disk(b: &[u8]) -> [u8; 16] {
-    let mut u = [0u8; 16];
-    u.copy_from_slice(&b[..16]);
-    u[0..4].reverse();
-    u[4..6].reverse();
-    u[6..8].reverse();
-    u
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
-/// CRC-32 (IEEE 802.3, reflected), as GPT uses for its header and entry array.
-pub fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
-        }
-    }
-    !crc
-}
-
-/// `gpt_header_has_signature()`: magic, revision 1.0, sane header size, claims LBA 1.
-fn header_plausible(h: &[u8]) -> bool {
-    h.len() >= GPT_HEADER_SIZE
-        && &h[..8] == b"EFI PART"
-        && le32(h, 8) == 0x0001_0000
-        && (GPT_HEADER_SIZE as u32..=4096).contains(&le32(h, 12))
-        && le64(h, 24) == 1
-}
-
-/// The sector size whose LBA 1 holds a GPT header, from the first 8 KiB of an image.
-///
-/// `Ok(None)`: no GPT (or the image is shorter than 8 KiB, which `gpt_probe()` treats the same).
-/// Headers at several sector sizes are refused like systemd does (ENOTUNIQ).
-pub fn probe_sector_size(head: &[u8]) -> Result<Option<u32>> {
-    if head.len() < PROBE_BYTES {
-        return Ok(None);
-    }
-    let mut found = None;
-    for sz in SECTOR_SIZES {
-        if header_plausible(&head[sz as usize..]) {
-            if let Some(prev) = found {
-                bail!(
-                    "GPT headers found for both {prev} and {sz} byte sectors: ambiguous, refusing"
-                );
-            }
-            found = Some(sz);
-        }
-    }
-    Ok(found)
-}
-
 fn type_of(t: &[u8; 16]) -> Option<(Designator, PartitionRole, &'static str)> {
     all_types()
         .find(|(u, ..)| u == t)
         .map(|(_, d, r, a)| (d, r, a))
 }
 
-fn label_of(raw: &[u8]) -> String {
-    let units: Vec<u16> = raw
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .take_while(|&c| c != 0)
-        .collect();
-    String::from_utf16_lossy(&units)
-}
-
 /// Parse the GPT of an image of `size` bytes read through `read_at(offset, buf)`.
 ///
 /// Keeps root/usr data, verity and verity-sig partitions of x86-64 and arm64 (other types
 /// are ignored), skipping unused entries, `_empty` labels and `SD_GPT_FLAG_NO_AUTO`
-/// partitions, and refuses the layouts systemd refuses before mounting anything.
-pub fn parse_ddi(
-    read_at: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
-    size: u64,
-) -> Result<Ddi> {
-    if size < PROBE_BYTES as u64 {
-        bail!(
-            "no GPT partition table: the image is only {size} bytes (a GPT needs at least 8 KiB)"
-        );
-    }
-    let mut head = vec![0u8; PROBE_BYTES];
-    read_at(0, &mut head).context("reading the first 8 KiB for the GPT header")?;
-    let Some(sector) = probe_sector_size(&head)? else {
-        bail!("no GPT partition table: no valid 'EFI PART' header at byte 512, 1024, 2048 or 4096");
-    };
-    let start = sector as usize;
-    // header_plausible() bounded this to 92..=4096, so it stays inside the 8 KiB read.
-    let header_size = le32(&head, start + 12) as usize;
-    if header_size > start {
-        bail!("GPT header size {header_size} exceeds the {sector} byte sector");
-    }
-    let h = &head[start..start + header_size];
-    let mut hdr = h.to_vec();
-    let stored_crc = le32(&hdr, 16);
-    hdr[16..20].fill(0);
-    let crc = crc32(&hdr);
-    if crc != stored_crc {
-        bail!("GPT header checksum mismatch (stored {stored_crc:#010x}, computed {crc:#010x}): corrupt partition table");
-    }
-
-    let entries_lba = le64(h, 72);
-    let count = le32(h, 80);
-    let entry_size = le32(h, 84);
-    let entries_crc = le32(h, 88);
-    if count == 0 || count > GPT_MAX_ENTRIES || entry_size < GPT_ENTRY_MIN {
-        bail!("GPT header has an unsupported entry array ({count} entries of {entry_size} bytes)");
-    }
-    let array_len = u64::from(count) * u64::from(entry_size);
-    let array_off = entries_lba
-        .checked_mul(u64::from(sector))
-        .filter(|off| off.checked_add(array_len).is_some_and(|end| end <= size))
-        .with_context(|| {
-            format!("GPT entry array at LBA {entries_lba} lies outside the {size} byte image")
-        })?;
-    let mut array = vec![0u8; array_len as usize];
-    read_at(array_off, &mut array)
-        .with_context(|| format!("reading the GPT entry array at byte {array_off}"))?;
-    let crc = crc32(&array);
-    if crc != entries_crc {
-        bail!("GPT partition entry array checksum mismatch (stored {entries_crc:#010x}, computed {crc:#010x}): corrupt partition table");
-    }
-
+/// partitions, and refuses the layouts systemd refuses before mounting anything. The table
+/// is read by [`gpt::read_gpt`], which refuses oversized or misplaced entry arrays unread.
+pub fn parse_ddi(read_at: ReadAt<'_>, size: u64) -> Result<Ddi> {
+    let table = gpt::read_gpt(read_at, size, None)?;
+    let sector = table.header.sector_size;
     let mut ddi = Ddi {
         sector_size: sector,
         partitions: Vec::new(),
         generic: Vec::new(),
     };
-    for (index, e) in array.chunks_exact(entry_size as usize).enumerate() {
-        let type_uuid = guid_from_disk(&e[0..16]);
-        if type_uuid == [0u8; 16] {
-            continue; // unused entry
-        }
-        let label = label_of(&e[56..128]);
+    for e in table.partitions {
         // systemd-sysupdate marks free slots with this label.
-        if label == "_empty" {
+        if e.label == "_empty" || e.flags & GPT_FLAG_NO_AUTO != 0 {
             continue;
         }
-        let flags = le64(e, 48);
-        if flags & GPT_FLAG_NO_AUTO != 0 {
-            continue;
-        }
-        let known = type_of(&type_uuid);
-        if known.is_none() && type_uuid != GPT_LINUX_GENERIC {
+        let known = type_of(&e.type_uuid);
+        if known.is_none() && e.type_uuid != GPT_LINUX_GENERIC {
             continue; // ESP, swap, … : not for extensions, so not checked either
         }
-        let (first, last) = (le64(e, 32), le64(e, 40));
-        let nr = index + 1;
-        let sector64 = u64::from(sector);
-        let (offset, len) = match (first.checked_mul(sector64), last.checked_sub(first)) {
-            (Some(off), Some(n)) => (off, (n + 1).saturating_mul(sector64)),
-            _ => bail!("GPT partition {nr} ('{label}') has an invalid LBA range {first}..{last}"),
-        };
-        if offset.checked_add(len).is_none_or(|end| end > size) {
-            bail!("GPT partition {nr} ('{label}') ends beyond the image (bytes {offset}+{len} of {size})");
-        }
+        let (offset, len) = e.byte_range(sector, size)?;
         let mut part = DdiPartition {
             designator: Designator::Root,
             role: PartitionRole::Data,
             arch: "",
-            type_uuid,
-            part_uuid: guid_from_disk(&e[16..32]),
-            label,
+            type_uuid: e.type_uuid,
+            part_uuid: e.part_uuid,
+            label: e.label,
             offset,
             size: len,
             no_auto: false,
-            flags,
+            flags: e.flags,
         };
         if let Some((designator, role, arch)) = known {
             part.designator = designator;
@@ -600,12 +438,14 @@ pub fn guess_roothash(layout: &VerityLayout) -> Option<String> {
     let mut rh = Vec::with_capacity(32);
     rh.extend_from_slice(&layout.data.part_uuid);
     rh.extend_from_slice(&verity.part_uuid);
-    Some(to_hex(&rh))
+    Some(hex(&rh))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ondisk::bytes::slice_reader;
+    use crate::ondisk::gpt::testing::{disk, write_header, Entry, Layout};
 
     struct P {
         ty: [u8; 16],
@@ -634,44 +474,26 @@ mod tests {
         }
     }
 
-    /// A minimal GPT image: header at LBA 1, 128 entries of 128 bytes at LBA 2.
+    /// A 256 KiB GPT image: header at LBA 1, 128 entries of 128 bytes at LBA 2.
     fn build(sector: usize, parts: &[P]) -> Vec<u8> {
-        let total = 64 * 4096 / sector;
-        let mut img = vec![0u8; total * sector];
-        let mut entries = vec![0u8; 128 * 128];
-        for (i, part) in parts.iter().enumerate() {
-            let e = &mut entries[i * 128..(i + 1) * 128];
-            e[0..16].copy_from_slice(&guid_from_disk(&part.ty));
-            e[16..32].copy_from_slice(&guid_from_disk(&uuid(part.id)));
-            e[32..40].copy_from_slice(&part.first.to_le_bytes());
-            e[40..48].copy_from_slice(&part.last.to_le_bytes());
-            e[48..56].copy_from_slice(&part.flags.to_le_bytes());
-            for (j, u) in part.label.encode_utf16().enumerate() {
-                e[56 + 2 * j..58 + 2 * j].copy_from_slice(&u.to_le_bytes());
-            }
-        }
-        let h = &mut img[sector..sector + 92];
-        h[0..8].copy_from_slice(b"EFI PART");
-        h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
-        h[12..16].copy_from_slice(&92u32.to_le_bytes());
-        h[24..32].copy_from_slice(&1u64.to_le_bytes());
-        h[72..80].copy_from_slice(&2u64.to_le_bytes());
-        h[80..84].copy_from_slice(&128u32.to_le_bytes());
-        h[84..88].copy_from_slice(&128u32.to_le_bytes());
-        h[88..92].copy_from_slice(&crc32(&entries).to_le_bytes());
-        let crc = crc32(h);
-        h[16..20].copy_from_slice(&crc.to_le_bytes());
-        img[2 * sector..2 * sector + entries.len()].copy_from_slice(&entries);
-        img
+        let entries: Vec<Entry> = parts
+            .iter()
+            .enumerate()
+            .map(|(slot, p)| Entry {
+                slot,
+                type_uuid: p.ty,
+                part_uuid: uuid(p.id),
+                first_lba: p.first,
+                last_lba: p.last,
+                flags: p.flags,
+                label: p.label.to_string(),
+            })
+            .collect();
+        disk(&Layout::new(sector), &entries)
     }
 
     fn parse(img: &[u8]) -> Result<Ddi> {
-        let mut read = |off: u64, buf: &mut [u8]| {
-            let off = off as usize;
-            buf.copy_from_slice(&img[off..off + buf.len()]);
-            Ok(())
-        };
-        parse_ddi(&mut read, img.len() as u64)
+        parse_ddi(&mut slice_reader(img), img.len() as u64)
     }
 
     use Designator::*;
@@ -683,11 +505,6 @@ mod tests {
             p(Root, Verity, arch, 0x22, first + 8, "root-verity"),
             p(Root, VeritySig, arch, 0x33, first + 16, "sig"),
         ]
-    }
-
-    #[test]
-    fn crc32_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
     }
 
     #[test]
@@ -720,6 +537,29 @@ mod tests {
         assert!(e.contains("no GPT"), "{e}");
         let e = parse(&[0u8; 100]).unwrap_err().to_string();
         assert!(e.contains("no GPT"), "{e}");
+    }
+
+    /// What the owner of a hostile image sees: the image and the reason; the 4 MiB array the
+    /// header declares is neither allocated nor read.
+    #[test]
+    fn oversized_entry_array_error_names_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.raw");
+        let mut img = build(512, &sysext("x86-64", 6));
+        let l = Layout {
+            count: 1024,
+            entry_size: 4096,
+            ..Layout::new(512)
+        };
+        write_header(&mut img, &l);
+        std::fs::write(&path, &img).unwrap();
+        assert_eq!(
+            format!("{:#}", parse_ddi_file(&path).unwrap_err()),
+            format!(
+                "reading the partition table of {}: GPT header declares an entry array of 1024 × 4096 = 4194304 bytes: refusing (at most 1048576 bytes)",
+                path.display()
+            )
+        );
     }
 
     #[test]
@@ -783,7 +623,10 @@ mod tests {
         ))
         .unwrap_err()
         .to_string();
-        assert!(e.contains("beyond the image"), "{e}");
+        assert_eq!(
+            e,
+            "GPT partition 2 (\"r\") ends beyond the end of the disk (bytes 1024000+4096 of 262144): refusing"
+        );
     }
 
     #[test]
@@ -823,7 +666,7 @@ mod tests {
         ];
         let ddi = parse(&build(512, &parts)).unwrap();
         let l = select(&ddi, "x86-64").unwrap();
-        let expect = format!("{}{}", to_hex(&uuid(0xbb)), to_hex(&uuid(0xdd)));
+        let expect = format!("{}{}", hex(&uuid(0xbb)), hex(&uuid(0xdd)));
         assert_eq!(guess_roothash(&l), Some(expect));
         let mut rh = uuid(0xaa).to_vec();
         rh.extend_from_slice(&uuid(0xcc));

@@ -1,4 +1,21 @@
-//! Small byte helpers shared by the format readers.
+//! Small byte helpers shared by the format readers, and the `read_at` seam they read through.
+
+/// Block reader: fill the buffer from this byte offset of a device, partition or file
+/// (`FileExt::read_exact_at` semantics: a short read is an error).
+pub type ReadAt<'a> = &'a mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>;
+
+/// A `read_at` over bytes in memory (tests and fuzzers): reads past the end fail like a
+/// file's `read_exact_at` does (`UnexpectedEof`).
+pub fn slice_reader(data: &[u8]) -> impl FnMut(u64, &mut [u8]) -> std::io::Result<()> + '_ {
+    move |off, buf| {
+        let src = usize::try_from(off)
+            .ok()
+            .and_then(|start| data.get(start..start.checked_add(buf.len())?))
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
 
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
@@ -9,6 +26,19 @@ pub fn hex(bytes: &[u8]) -> String {
         s.push(DIGITS[usize::from(b & 0xf)] as char);
     }
     s
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` of a UUID whose bytes are in printed order.
+pub fn format_uuid(u: &[u8; 16]) -> String {
+    let h = hex(u);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Little-endian u16 at `off`, `None` past the end.
@@ -45,5 +75,19 @@ mod tests {
         assert_eq!(le64(&b, 0), Some(0x0807_0605_0403_0201));
         assert_eq!(le32(&b, 5), None);
         assert_eq!(le64(&b, usize::MAX), None);
+    }
+
+    #[test]
+    fn uuid_text_and_slice_reader() {
+        let u: [u8; 16] = core::array::from_fn(|i| i as u8 * 0x11);
+        assert_eq!(format_uuid(&u), "00112233-4455-6677-8899-aabbccddeeff");
+        let data = [1u8, 2, 3, 4];
+        let mut read = slice_reader(&data);
+        let mut buf = [0u8; 2];
+        read(2, &mut buf).unwrap();
+        assert_eq!(buf, [3, 4]);
+        let e = read(3, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(read(u64::MAX, &mut buf).is_err());
     }
 }

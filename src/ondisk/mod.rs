@@ -4,6 +4,7 @@
 pub mod bytes;
 pub mod cescape;
 pub mod envfile;
+pub mod gpt;
 pub mod mountinfo;
 pub mod signature;
 pub mod superblock;

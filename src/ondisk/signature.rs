@@ -19,7 +19,8 @@ use x509_cert::der::{Decode, Encode};
 use x509_cert::Certificate;
 
 use crate::chase;
-use crate::ondisk::verity::{parse_roothash, to_hex};
+use crate::ondisk::bytes::{hex as to_hex, ReadAt};
+use crate::ondisk::verity::parse_roothash;
 
 /// systemd refuses signature partitions larger than this (`acquire_sig_for_roothash()`).
 pub const MAX_SIG_PARTITION: usize = 4 * 1024 * 1024;
@@ -77,6 +78,28 @@ pub fn parse_verity_sig(bytes: &[u8]) -> Result<(String, Vec<u8>)> {
         bail!("verity signature JSON has an empty 'signature'");
     }
     Ok((to_hex(&roothash), sig))
+}
+
+/// Read a `*-verity-sig` partition of `size` bytes at byte `offset` of a disk of `disk_size`
+/// bytes and [`parse_verity_sig`] it. One over systemd's 4 MiB or ending beyond the disk is
+/// refused before anything is allocated or read.
+pub fn read_verity_sig(
+    read_at: ReadAt<'_>,
+    offset: u64,
+    size: u64,
+    disk_size: u64,
+) -> Result<(String, Vec<u8>)> {
+    if size > MAX_SIG_PARTITION as u64 {
+        bail!("verity signature partition is {size} bytes, more than the 4 MiB systemd accepts: refusing");
+    }
+    if offset.checked_add(size).is_none_or(|end| end > disk_size) {
+        bail!("verity signature partition (bytes {offset}+{size}) ends beyond the end of the disk ({disk_size} bytes): refusing");
+    }
+    // Bounded by MAX_SIG_PARTITION above.
+    let mut buf = vec![0u8; size as usize];
+    read_at(offset, &mut buf)
+        .with_context(|| format!("reading the verity signature partition at byte {offset}"))?;
+    parse_verity_sig(&buf)
 }
 
 /// Standard base64, whitespace ignored (systemd's `unbase64mem()` skips it), padding optional.
@@ -453,6 +476,39 @@ mod tests {
         assert!(err(br#"{"rootHash":"abc","signature":"AQ=="}"#).contains("odd number"));
         assert!(err(br#"{"rootHash":1,"signature":"AQ=="}"#).contains("not a string"));
         assert!(err(&vec![b' '; MAX_SIG_PARTITION + 1]).contains("larger than 4 MiB"));
+    }
+
+    /// The partition size is checked before the buffer exists: the reader fails the test if called.
+    #[test]
+    fn signature_partition_size_is_bounded_before_reading() {
+        let json = format!(r#"{{"rootHash":"{RH}","signature":"AQID"}}"#);
+        let mut disk = vec![0u8; 8192];
+        disk[4096..4096 + json.len()].copy_from_slice(json.as_bytes());
+        let mut read = crate::ondisk::bytes::slice_reader(&disk);
+        assert_eq!(
+            read_verity_sig(&mut read, 4096, 4096, 8192).unwrap(),
+            (RH.to_string(), vec![1, 2, 3])
+        );
+        let mut never = |_: u64, _: &mut [u8]| -> std::io::Result<()> {
+            panic!("nothing may be read for a refused signature partition")
+        };
+        let mut e = |o, s, d| {
+            read_verity_sig(&mut never, o, s, d)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            e(0, 4 * 1024 * 1024 + 1, u64::MAX),
+            "verity signature partition is 4194305 bytes, more than the 4 MiB systemd accepts: refusing"
+        );
+        assert_eq!(
+            e(8192, 4096, 8192),
+            "verity signature partition (bytes 8192+4096) ends beyond the end of the disk (8192 bytes): refusing"
+        );
+        assert_eq!(
+            e(u64::MAX, 1, u64::MAX),
+            format!("verity signature partition (bytes {}+1) ends beyond the end of the disk ({} bytes): refusing", u64::MAX, u64::MAX)
+        );
     }
 
     #[test]

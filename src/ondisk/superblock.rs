@@ -1,4 +1,6 @@
-//! Image format detection by superblock magic (never by file name).
+//! The one superblock prober: image format by magic (never by file name), and the label,
+//! UUID and declared size the same head bytes carry. Images (`image/`) use the type and the
+//! declared size; `/var` lookups (`initrd::var::device`) use the type, label and UUID.
 //!
 //! Twenty lines of offsets are simpler and more predictable than a blkid binding; the
 //! table is in `reference/peers-crates-kernel.md` §B5.
@@ -7,11 +9,16 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use rustix::fs::{FileType, Mode, OFlags};
+
+use super::bytes::{format_uuid, le16, le32, le64};
+use super::gpt;
 
 /// Bytes needed to see every magic we know (btrfs ends at 0x10048).
 pub const PROBE_LEN: usize = 0x10048;
+/// Bytes needed to see every field [`probe`] reads (the btrfs label ends at 0x1022b).
+pub const HEAD_LEN: usize = 0x1022b;
 
 const SQUASHFS_MAGIC: &[u8; 4] = b"hsqs";
 const EROFS_SUPER_OFFSET: usize = 1024;
@@ -19,7 +26,7 @@ const EROFS_MAGIC: u32 = 0xE0F5_E1E2;
 const EXT_SUPER_OFFSET: usize = 1024;
 const EXT_MAGIC_OFFSET: usize = EXT_SUPER_OFFSET + 0x38;
 const EXT_MAGIC: u16 = 0xEF53;
-const BTRFS_MAGIC_OFFSET: usize = 0x10040;
+const BTRFS_SUPER_OFFSET: usize = 0x10000;
 const BTRFS_MAGIC: &[u8; 8] = b"_BHRfS_M";
 const GPT_MAGIC: &[u8; 8] = b"EFI PART";
 
@@ -65,16 +72,83 @@ pub enum Probed {
     Filesystem(FsType),
     /// A GPT partition table (a DDI), with the sector size its header was found at.
     Gpt {
-        /// Logical sector size, 512 or 4096.
+        /// Logical sector size: 512, 1024, 2048 or 4096.
         sector_size: u32,
     },
     /// No known signature (or too few bytes to tell).
     Unknown,
 }
 
+/// Everything the head of a device or image says about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Superblock {
+    /// File system, partition table or nothing known.
+    pub kind: Probed,
+    /// Volume label (ext4, btrfs, xfs, erofs), `None` when unset.
+    pub label: Option<String>,
+    /// File system UUID in printed byte order (ext4, btrfs, xfs, erofs), `None` when all zero.
+    pub uuid: Option<[u8; 16]>,
+    /// Bytes the file system says it occupies ([`declared_size`]), `None` when unknown.
+    pub declared_size: Option<u64>,
+}
+
+impl Superblock {
+    /// The UUID as blkid prints it (lowercase, dashed).
+    pub fn uuid_text(&self) -> Option<String> {
+        self.uuid.as_ref().map(format_uuid)
+    }
+}
+
 /// Bytes `[at, at + N)` of `head`, or `None` when `head` is too short.
 fn field<const N: usize>(head: &[u8], at: usize) -> Option<[u8; N]> {
     head.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+/// NUL-padded on-disk label to text (invalid UTF-8 replaced); empty means unset.
+fn label_at(head: &[u8], at: usize, len: usize) -> Option<String> {
+    let raw = head.get(at..at.checked_add(len)?)?;
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    (end > 0).then(|| String::from_utf8_lossy(&raw[..end]).into_owned())
+}
+
+fn uuid_at(head: &[u8], at: usize) -> Option<[u8; 16]> {
+    field::<16>(head, at).filter(|u| *u != [0; 16])
+}
+
+/// Where a file system keeps its label (offset, length) and UUID (offset).
+fn label_and_uuid(head: &[u8], fstype: FsType) -> (Option<String>, Option<[u8; 16]>) {
+    let (label, uuid) = match fstype {
+        // struct ext4_super_block at 1024: s_uuid +0x68, s_volume_name[16] +0x78.
+        FsType::Ext4 => ((EXT_SUPER_OFFSET + 0x78, 16), EXT_SUPER_OFFSET + 0x68),
+        // struct btrfs_super_block at 64 KiB: fsid +0x20, label[256] +0x12b.
+        FsType::Btrfs => ((BTRFS_SUPER_OFFSET + 0x12b, 256), BTRFS_SUPER_OFFSET + 0x20),
+        // struct xfs_dsb at 0: sb_uuid +32, sb_fname[12] +108.
+        FsType::Xfs => ((108, 12), 32),
+        // struct erofs_super_block at 1024: uuid[16] +48, volume_name[16] +64.
+        FsType::Erofs => ((EROFS_SUPER_OFFSET + 64, 16), EROFS_SUPER_OFFSET + 48),
+        // squashfs has neither.
+        FsType::Squashfs => return (None, None),
+    };
+    (label_at(head, label.0, label.1), uuid_at(head, uuid))
+}
+
+/// Probe the head of a device or image (ideally [`HEAD_LEN`] bytes; fewer are fine, fields
+/// out of reach are `None`): its type by magic, label, UUID and declared size.
+pub fn probe(head: &[u8]) -> Superblock {
+    let kind = probe_bytes(head);
+    let (label, uuid, declared_size) = match kind {
+        Probed::Filesystem(fs) => {
+            let (label, uuid) = label_and_uuid(head, fs);
+            (label, uuid, declared_size(head, fs))
+        }
+        Probed::Gpt { .. } | Probed::Unknown => (None, None, None),
+    };
+    Superblock {
+        kind,
+        label,
+        uuid,
+        declared_size,
+    }
 }
 
 /// Decide by superblock magic only (never by file name); short input yields `Unknown`.
@@ -86,21 +160,22 @@ pub fn probe_bytes(head: &[u8]) -> Probed {
     if field::<4>(head, 0).as_ref() == Some(SQUASHFS_MAGIC) {
         return Probed::Filesystem(FsType::Squashfs);
     }
-    if field::<4>(head, EROFS_SUPER_OFFSET).map(u32::from_le_bytes) == Some(EROFS_MAGIC) {
+    if le32(head, EROFS_SUPER_OFFSET) == Some(EROFS_MAGIC) {
         return Probed::Filesystem(FsType::Erofs);
     }
-    if field::<2>(head, EXT_MAGIC_OFFSET).map(u16::from_le_bytes) == Some(EXT_MAGIC) {
+    if le16(head, EXT_MAGIC_OFFSET) == Some(EXT_MAGIC) {
         return Probed::Filesystem(FsType::Ext4);
     }
-    if field::<8>(head, BTRFS_MAGIC_OFFSET).as_ref() == Some(BTRFS_MAGIC) {
+    if field::<8>(head, BTRFS_SUPER_OFFSET + 0x40).as_ref() == Some(BTRFS_MAGIC) {
         return Probed::Filesystem(FsType::Btrfs);
     }
     // struct xfs_dsb: sb_magicnum (be32 "XFSB") at 0.
     if field::<4>(head, 0).as_ref() == Some(b"XFSB") {
         return Probed::Filesystem(FsType::Xfs);
     }
-    // The GPT header lives in LBA 1, whose byte offset depends on the sector size.
-    for sector_size in [512u32, 4096] {
+    // The GPT header lives in LBA 1, whose byte offset depends on the sector size. Magic
+    // only: a damaged header is still reported as GPT, so the GPT reader says what is wrong.
+    for sector_size in gpt::SECTOR_SIZES {
         if field::<8>(head, sector_size as usize).as_ref() == Some(GPT_MAGIC) {
             return Probed::Gpt { sector_size };
         }
@@ -116,26 +191,22 @@ pub fn probe_bytes(head: &[u8]) -> Probed {
 pub fn declared_size(head: &[u8], fstype: FsType) -> Option<u64> {
     match fstype {
         // struct squashfs_super_block: bytes_used (le64) at 40.
-        FsType::Squashfs => field::<8>(head, 40).map(u64::from_le_bytes),
+        FsType::Squashfs => le64(head, 40),
         // struct erofs_super_block: blkszbits (u8) at 12, blocks (le32) at 36.
         FsType::Erofs => {
             // erofs block sizes are 512 B to a page; anything above 2^32 is a corrupt field.
             let bits = *head.get(EROFS_SUPER_OFFSET + 12).filter(|b| **b <= 32)?;
-            let blocks = field::<4>(head, EROFS_SUPER_OFFSET + 36).map(u32::from_le_bytes)?;
+            let blocks = le32(head, EROFS_SUPER_OFFSET + 36)?;
             Some(u64::from(blocks) << bits)
         }
         // ext4 refuses a short device itself, but only says EINVAL ("bad geometry" goes to
         // the kernel log): s_blocks_count_lo (le32) at 4, s_log_block_size (le32) at 24, and
         // with the 64bit incompat feature (0x80 in le32 at 0x60) s_blocks_count_hi at 0x150.
         FsType::Ext4 => {
-            let le32 = |at: usize| field::<4>(head, EXT_SUPER_OFFSET + at).map(u32::from_le_bytes);
-            let log = le32(24).filter(|l| *l <= 16)?;
-            let hi = if le32(0x60)? & 0x80 != 0 {
-                le32(0x150)?
-            } else {
-                0
-            };
-            let blocks = (u64::from(hi) << 32) | u64::from(le32(4)?);
+            let sb = |at: usize| le32(head, EXT_SUPER_OFFSET + at);
+            let log = sb(24).filter(|l| *l <= 16)?;
+            let hi = if sb(0x60)? & 0x80 != 0 { sb(0x150)? } else { 0 };
+            let blocks = (u64::from(hi) << 32) | u64::from(sb(4)?);
             blocks.checked_mul(1024u64 << log)
         }
         // btrfs and xfs refuse a short device with a clear kernel message of their own.
@@ -143,7 +214,19 @@ pub fn declared_size(head: &[u8], fstype: FsType) -> Option<u64> {
     }
 }
 
-/// Read up to [`PROBE_LEN`] bytes from the start of `path` (regular file or block device).
+/// Refuse a file system image shorter than its superblock says (see [`declared_size`]);
+/// `name` is the image as the error should name it, `available` the bytes it has.
+pub fn check_declared_size(head: &[u8], fstype: FsType, available: u64, name: &str) -> Result<()> {
+    match declared_size(head, fstype) {
+        Some(need) if need > available => bail!(
+            "{name} is truncated: its {fstype} superblock says the file system takes {need} bytes, but the file has only {available}"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Read up to [`HEAD_LEN`] bytes from the start of `path` (regular file or block device);
+/// anything else (a FIFO, a directory) is refused without blocking.
 pub fn read_head(path: &Path) -> Result<Vec<u8>> {
     // O_NONBLOCK so that a FIFO planted in an extension directory cannot hang us in
     // open(); it is rejected by the type check right after.
@@ -152,25 +235,25 @@ pub fn read_head(path: &Path) -> Result<Vec<u8>> {
         OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
         Mode::empty(),
     )
-    .with_context(|| format!("opening image {}", path.display()))?;
+    .with_context(|| format!("opening {}", path.display()))?;
     let stat = rustix::fs::fstat(&fd).with_context(|| format!("stat of {}", path.display()))?;
     match FileType::from_raw_mode(stat.st_mode) {
         FileType::RegularFile | FileType::BlockDevice => {}
-        other => anyhow::bail!(
+        other => bail!(
             "{} is not a regular file or block device (it is {:?})",
             path.display(),
             other
         ),
     }
-    let mut head = Vec::with_capacity(PROBE_LEN);
+    let mut head = Vec::with_capacity(HEAD_LEN);
     File::from(fd)
-        .take(PROBE_LEN as u64)
+        .take(HEAD_LEN as u64)
         .read_to_end(&mut head)
         .with_context(|| format!("reading the first bytes of {}", path.display()))?;
     Ok(head)
 }
 
-/// Read the first 0x10048 bytes (fewer for short files) of `path` and probe them.
+/// Read the first [`HEAD_LEN`] bytes (fewer for short files) of `path` and probe their type.
 pub fn probe_path(path: &Path) -> Result<Probed> {
     Ok(probe_bytes(&read_head(path)?))
 }
@@ -218,6 +301,84 @@ mod tests {
         assert_eq!(FsType::Xfs.kernel_name(), "xfs");
         assert_eq!(declared_size(&head, FsType::Xfs), None);
         assert_eq!(probe_bytes(b"XFS"), Probed::Unknown);
+    }
+
+    fn at(len: usize, fields: &[(usize, &[u8])]) -> Vec<u8> {
+        let mut head = vec![0u8; len];
+        for (off, bytes) in fields {
+            head[*off..off + bytes.len()].copy_from_slice(bytes);
+        }
+        head
+    }
+
+    /// Label and UUID of each file system that has them, from the same head as the type.
+    #[test]
+    fn labels_and_uuids_from_the_same_head() {
+        let u: [u8; 16] = core::array::from_fn(|i| 0xa0 + i as u8);
+        let text = "a0a1a2a3-a4a5-a6a7-a8a9-aaabacadaeaf";
+        let ext = at(
+            HEAD_LEN,
+            &[(0x438, &[0x53, 0xef]), (0x468, &u), (0x478, b"var-ext4")],
+        );
+        let btrfs = at(
+            HEAD_LEN,
+            &[
+                (0x10040, BTRFS_MAGIC),
+                (0x10020, &u),
+                (0x1012b, b"var-btrfs"),
+            ],
+        );
+        let xfs = at(4096, &[(0, b"XFSB"), (32, &u), (108, b"var-xfs")]);
+        let erofs = at(
+            4096,
+            &[
+                (1024, &EROFS_MAGIC.to_le_bytes()),
+                (1072, &u),
+                (1088, b"ro"),
+            ],
+        );
+        for (head, fs, label) in [
+            (&ext, FsType::Ext4, "var-ext4"),
+            (&btrfs, FsType::Btrfs, "var-btrfs"),
+            (&xfs, FsType::Xfs, "var-xfs"),
+            (&erofs, FsType::Erofs, "ro"),
+        ] {
+            let sb = probe(head);
+            assert_eq!(sb.kind, Probed::Filesystem(fs));
+            assert_eq!(sb.label.as_deref(), Some(label), "{fs}");
+            assert_eq!(sb.uuid_text().as_deref(), Some(text), "{fs}");
+        }
+        // A label field cut off by a short head is unknown, not a panic.
+        assert_eq!(probe(&btrfs[..0x10100]).label, None);
+        let sq = probe(&at(
+            96,
+            &[(0, SQUASHFS_MAGIC), (40, &4096u64.to_le_bytes())],
+        ));
+        assert_eq!(
+            sq,
+            Superblock {
+                kind: Probed::Filesystem(FsType::Squashfs),
+                label: None,
+                uuid: None,
+                declared_size: Some(4096),
+            }
+        );
+        let gpt = probe(&at(8192, &[(2048, GPT_MAGIC)]));
+        assert_eq!(gpt.kind, Probed::Gpt { sector_size: 2048 });
+        assert_eq!(probe(&[]).kind, Probed::Unknown);
+    }
+
+    #[test]
+    fn truncated_images_are_refused_with_the_sizes() {
+        let sq = at(96, &[(0, SQUASHFS_MAGIC), (40, &20381u64.to_le_bytes())]);
+        check_declared_size(&sq, FsType::Squashfs, 20381, "a.raw").unwrap();
+        let e = check_declared_size(&sq, FsType::Squashfs, 8192, "a.raw").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a.raw is truncated: its squashfs superblock says the file system takes 20381 bytes, but the file has only 8192"
+        );
+        // An unknown declared size is not a refusal.
+        check_declared_size(&sq[..40], FsType::Squashfs, 0, "a.raw").unwrap();
     }
 
     #[test]

@@ -11,6 +11,9 @@ use std::fmt;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
 
+pub use super::bytes::{hex as to_hex, ReadAt};
+use super::bytes::{le16, le32, le64};
+
 /// Size of the on-disk superblock (`struct verity_sb`).
 pub const SUPERBLOCK_SIZE: usize = 512;
 const MAGIC: &[u8; 8] = b"verity\0\0";
@@ -18,9 +21,6 @@ const MAGIC: &[u8; 8] = b"verity\0\0";
 const MAX_SALT: usize = 256;
 /// `VERITY_MAX_LEVELS` in cryptsetup.
 const MAX_LEVELS: usize = 63;
-
-/// Block reader: fill the buffer from this byte offset of a device, partition or file.
-pub type ReadAt<'a> = &'a mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>;
 
 /// The fields of cryptsetup's verity superblock (all little-endian on disk).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,10 +41,6 @@ pub struct VeritySuperblock {
     pub salt: Vec<u8>,
     /// UUID of the hash device, in printed byte order.
     pub uuid: [u8; 16],
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 /// `VERITY_BLOCK_SIZE_OK()`: a power of two from 512 bytes to 512 KiB.
@@ -70,11 +66,13 @@ pub fn parse_superblock(bytes: &[u8]) -> Result<VeritySuperblock> {
             &bytes[..8]
         );
     }
-    let version = le32(bytes, 8);
+    // The length check above keeps every fixed offset below in range.
+    let u32_at = |at| le32(bytes, at).unwrap_or(0);
+    let version = u32_at(8);
     if version != 1 {
         bail!("unsupported verity superblock version {version} (only 1 exists)");
     }
-    let hash_type = le32(bytes, 12);
+    let hash_type = u32_at(12);
     if hash_type > 1 {
         bail!("unsupported verity hash type {hash_type} (0 = Chrome OS, 1 = normal)");
     }
@@ -95,15 +93,13 @@ pub fn parse_superblock(bytes: &[u8]) -> Result<VeritySuperblock> {
             )
         })?
         .to_string();
-    let data_block_size = le32(bytes, 64);
-    let hash_block_size = le32(bytes, 68);
+    let data_block_size = u32_at(64);
+    let hash_block_size = u32_at(68);
     if !block_size_ok(data_block_size) || !block_size_ok(hash_block_size) {
         bail!("unsupported verity block sizes (data {data_block_size}, hash {hash_block_size}): must be powers of two from 512 to 524288");
     }
-    let mut db = [0u8; 8];
-    db.copy_from_slice(&bytes[72..80]);
-    let data_blocks = u64::from_le_bytes(db);
-    let salt_size = usize::from(u16::from_le_bytes([bytes[80], bytes[81]]));
+    let data_blocks = le64(bytes, 72).unwrap_or(0);
+    let salt_size = usize::from(le16(bytes, 80).unwrap_or(0));
     if salt_size > MAX_SALT {
         bail!("verity superblock corrupted: salt size {salt_size} exceeds {MAX_SALT}");
     }
@@ -179,6 +175,8 @@ pub struct TreeGeometry {
     pub level_start: Vec<u64>,
     /// Number of hash blocks in each level (same indexing).
     pub level_blocks: Vec<u64>,
+    /// Bytes of the hash device the superblock and the tree occupy, from its start.
+    pub hash_end: u64,
 }
 
 impl TreeGeometry {
@@ -231,9 +229,14 @@ pub fn geometry(sb: &VeritySuperblock, hash_area_offset: u64) -> Result<TreeGeom
             .checked_add(n)
             .context("verity hash area overflows")?;
     }
-    position
-        .checked_mul(hbs)
-        .context("verity hash area overflows")?;
+    // Without hash levels only the superblock is there (a one-block tree is its root hash).
+    let hash_end = if levels == 0 {
+        hash_area_offset + SUPERBLOCK_SIZE as u64
+    } else {
+        position
+            .checked_mul(hbs)
+            .context("verity hash area overflows")?
+    };
     let digest_stride = if sb.hash_type == 1 {
         digest_size.next_power_of_two()
     } else {
@@ -245,7 +248,62 @@ pub fn geometry(sb: &VeritySuperblock, hash_area_offset: u64) -> Result<TreeGeom
         hashes_per_block: 1 << bits,
         level_start,
         level_blocks,
+        hash_end,
     })
+}
+
+/// Refuse a tree whose declared sizes do not fit the devices: `data_blocks × data_block_size`
+/// must fit in `data_size`, the superblock and every hash level in `hash_size`. The kernel
+/// refuses such a table too, but only after a loop device and dm target were set up; checked
+/// here, nothing beyond the superblock is read for a lying one.
+pub fn check_extents(
+    sb: &VeritySuperblock,
+    g: &TreeGeometry,
+    data_size: u64,
+    hash_size: u64,
+) -> Result<()> {
+    let (n, dbs) = (sb.data_blocks, sb.data_block_size);
+    match n.checked_mul(u64::from(dbs)) {
+        Some(need) if need <= data_size => {}
+        Some(need) => bail!("verity superblock declares {n} data blocks of {dbs} bytes ({need} bytes), but the data is only {data_size} bytes: refusing"),
+        None => bail!("verity superblock declares {n} data blocks of {dbs} bytes, more than 2^64 bytes: refusing"),
+    }
+    if g.hash_end > hash_size {
+        bail!(
+            "verity hash tree needs {} bytes for {} levels, but the hash device is only {hash_size} bytes: refusing",
+            g.hash_end,
+            g.levels()
+        );
+    }
+    Ok(())
+}
+
+/// Read the superblock at `hash_area_offset` of a hash device of `hash_size` bytes, compute
+/// its tree and [`check_extents`] against a data device of `data_size` bytes. A hash device
+/// too short for the superblock is refused before anything is read.
+pub fn read_superblock(
+    read_hash_at: ReadAt<'_>,
+    hash_area_offset: u64,
+    hash_size: u64,
+    data_size: u64,
+) -> Result<(VeritySuperblock, TreeGeometry)> {
+    if hash_area_offset
+        .checked_add(SUPERBLOCK_SIZE as u64)
+        .is_none_or(|end| end > hash_size)
+    {
+        bail!("the verity hash tree is {hash_size} bytes, too short to hold its {SUPERBLOCK_SIZE}-byte superblock at byte {hash_area_offset} (truncated?)");
+    }
+    let mut raw = [0u8; SUPERBLOCK_SIZE];
+    read(
+        read_hash_at,
+        hash_area_offset,
+        &mut raw,
+        "the verity superblock",
+    )?;
+    let sb = parse_superblock(&raw)?;
+    let g = geometry(&sb, hash_area_offset)?;
+    check_extents(&sb, &g, data_size, hash_size)?;
+    Ok((sb, g))
 }
 
 /// `H(salt ‖ block)` for hash type 1, `H(block ‖ salt)` for type 0 (`verify_hash_block()`).
@@ -255,11 +313,6 @@ fn hash_block(alg: HashAlg, sb: &VeritySuperblock, block: &[u8]) -> Vec<u8> {
     } else {
         alg.hash(&[block, &sb.salt])
     }
-}
-
-/// Lowercase hex of some bytes.
-pub fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Parse a root hash as systemd does (`unhexmem()` + the 16-byte minimum of `verity_settings_load()`).
@@ -498,16 +551,7 @@ mod tests {
         (dev, root)
     }
 
-    fn reader(buf: &[u8]) -> impl FnMut(u64, &mut [u8]) -> std::io::Result<()> + '_ {
-        move |off, out| {
-            let off = off as usize;
-            let src = buf
-                .get(off..off + out.len())
-                .ok_or(std::io::ErrorKind::UnexpectedEof)?;
-            out.copy_from_slice(src);
-            Ok(())
-        }
-    }
+    use crate::ondisk::bytes::slice_reader as reader;
 
     #[test]
     fn roothash_text() {
@@ -641,6 +685,65 @@ mod tests {
             };
             assert_eq!(e.downcast_ref::<CorruptBlock>(), Some(&expect), "{alg}");
         }
+    }
+
+    /// Lengths the superblock declares are checked against the devices before any tree block
+    /// is read: the reader below fails the test if asked for more than the superblock.
+    #[test]
+    fn declared_sizes_beyond_the_devices_are_refused() {
+        let s = sb(146, 1, "sha256", 4096, 4096);
+        let data = vec![7u8; 146 * 4096];
+        let (dev, _) = build_tree(&s, &data);
+        let hash_len = dev.len() as u64;
+        assert_eq!(
+            hash_len,
+            4 * 4096,
+            "superblock block + 1 top + 2 level-0 hash blocks"
+        );
+        let (got, g) = read_superblock(&mut reader(&dev), 0, hash_len, data.len() as u64).unwrap();
+        assert_eq!((got, g.hash_end), (s.clone(), hash_len));
+
+        let mut reads = Vec::new();
+        let mut only_sb = |off: u64, buf: &mut [u8]| {
+            reads.push((off, buf.len()));
+            reader(&dev)(off, buf)
+        };
+        let err = |r: Result<(VeritySuperblock, TreeGeometry)>| r.unwrap_err().to_string();
+        assert_eq!(
+            err(read_superblock(&mut only_sb, 0, hash_len, 146 * 4096 - 1)),
+            "verity superblock declares 146 data blocks of 4096 bytes (598016 bytes), but the data is only 598015 bytes: refusing"
+        );
+        assert_eq!(
+            err(read_superblock(&mut only_sb, 0, hash_len - 1, 1 << 30)),
+            "verity hash tree needs 16384 bytes for 2 levels, but the hash device is only 16383 bytes: refusing"
+        );
+        assert_eq!(
+            err(read_superblock(&mut only_sb, 0, 100, 1 << 30)),
+            "the verity hash tree is 100 bytes, too short to hold its 512-byte superblock at byte 0 (truncated?)"
+        );
+        assert_eq!(
+            err(read_superblock(&mut only_sb, u64::MAX - 10, u64::MAX, 0)),
+            format!("the verity hash tree is {} bytes, too short to hold its 512-byte superblock at byte {} (truncated?)", u64::MAX, u64::MAX - 10)
+        );
+        assert_eq!(
+            reads,
+            vec![(0, 512), (0, 512)],
+            "only the superblock was read"
+        );
+
+        let mut huge = encode(&s);
+        huge[72..80].copy_from_slice(&(1u64 << 53).to_le_bytes());
+        let sb_huge = parse_superblock(&huge).unwrap();
+        let g = geometry(&sb_huge, 0).unwrap();
+        assert_eq!(
+            check_extents(&sb_huge, &g, u64::MAX, u64::MAX).unwrap_err().to_string(),
+            "verity superblock declares 9007199254740992 data blocks of 4096 bytes, more than 2^64 bytes: refusing"
+        );
+        // A one-block tree has no hash blocks: the superblock alone is enough.
+        let one = sb(1, 1, "sha256", 4096, 4096);
+        let g = geometry(&one, 0).unwrap();
+        assert_eq!(g.hash_end, 512);
+        check_extents(&one, &g, 4096, 512).unwrap();
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Finding the block device a `/var` spec names: udev's `/dev/disk/by-*` links when they
-//! exist, else a scan of `/sys/class/block` that reads ext4/xfs/btrfs superblocks and GPT
-//! entries itself (so it works before, or without, udev). Polls with a bounded deadline.
+//! exist, else a scan of `/sys/class/block` that reads ext4/xfs/btrfs superblocks
+//! ([`crate::ondisk::superblock`]) and GPT entries ([`crate::ondisk::gpt`]) itself (so it
+//! works before, or without, udev). Polls with a bounded deadline.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,10 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::spec::What;
-use crate::image::ddi::{crc32, format_uuid};
+use crate::ondisk::bytes::format_uuid;
+use crate::ondisk::gpt::{self, Gpt};
+use crate::ondisk::superblock::{self, FsType, Probed};
 
-/// Bytes that cover every superblock field we read (btrfs label: 0x1012b + 256).
-pub const SB_PROBE_LEN: usize = 0x1022b;
+/// Bytes that cover every superblock field we read (the btrfs label ends at 0x1022b).
+pub const SB_PROBE_LEN: usize = superblock::HEAD_LEN;
 /// First and longest pause between two looks; short first, since devices often appear fast.
 const POLL_FIRST: Duration = Duration::from_millis(20);
 const POLL_MAX: Duration = Duration::from_millis(250);
@@ -33,57 +36,25 @@ pub struct FsInfo {
     pub uuid: Option<String>,
 }
 
-fn bytes_at<const N: usize>(head: &[u8], at: usize) -> Option<[u8; N]> {
-    head.get(at..at + N)?.try_into().ok()
-}
-
-/// NUL-padded on-disk label to text; empty means unset.
-fn label_text(raw: &[u8]) -> Option<String> {
-    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    (end > 0).then(|| String::from_utf8_lossy(&raw[..end]).into_owned())
-}
-
-fn uuid_text(raw: [u8; 16]) -> Option<String> {
-    (raw != [0; 16]).then(|| format_uuid(&raw))
-}
-
 /// Recognise ext2/3/4, btrfs or xfs from the first [`SB_PROBE_LEN`] bytes of a device.
+///
+/// The read-only image formats the prober also knows (squashfs, erofs) are not candidates:
+/// `/var` is mounted writable.
 pub fn probe_superblock(head: &[u8]) -> Option<FsInfo> {
-    // ext*: superblock at 1024, s_magic +0x38, s_uuid +0x68, s_volume_name[16] +0x78.
-    if bytes_at::<2>(head, 0x438) == Some(0xEF53u16.to_le_bytes()) {
-        return Some(FsInfo {
-            fstype: "ext4",
-            label: label_text(head.get(0x478..0x488)?),
-            uuid: uuid_text(bytes_at(head, 0x468)?),
-        });
-    }
-    // btrfs: superblock at 64 KiB, fsid +0x20, magic +0x40, label[256] +0x12b.
-    if bytes_at::<8>(head, 0x10040).as_ref() == Some(b"_BHRfS_M") {
-        return Some(FsInfo {
-            fstype: "btrfs",
-            label: label_text(head.get(0x1012b..0x1022b)?),
-            uuid: uuid_text(bytes_at(head, 0x10020)?),
-        });
-    }
-    // xfs: superblock at 0, sb_magicnum "XFSB", sb_uuid +32, sb_fname[12] +108.
-    if head.starts_with(b"XFSB") {
-        return Some(FsInfo {
-            fstype: "xfs",
-            label: label_text(head.get(108..120)?),
-            uuid: uuid_text(bytes_at(head, 32)?),
-        });
-    }
-    None
+    let sb = superblock::probe(head);
+    let Probed::Filesystem(fs @ (FsType::Ext4 | FsType::Btrfs | FsType::Xfs)) = sb.kind else {
+        return None;
+    };
+    Some(FsInfo {
+        fstype: fs.kernel_name(),
+        uuid: sb.uuid_text(),
+        label: sb.label,
+    })
 }
 
 /// Read the superblock area of a file or block device and probe it.
 pub fn probe_path(path: &Path) -> Result<Option<FsInfo>> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut head = Vec::with_capacity(SB_PROBE_LEN);
-    file.take(SB_PROBE_LEN as u64)
-        .read_to_end(&mut head)
-        .with_context(|| format!("reading the superblock area of {}", path.display()))?;
-    Ok(probe_superblock(&head))
+    Ok(probe_superblock(&superblock::read_head(path)?))
 }
 
 /// One GPT partition entry: what PARTUUID= and PARTLABEL= match.
@@ -95,62 +66,26 @@ pub struct GptEntry {
     pub partlabel: String,
 }
 
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+/// The tags of partition `number` (1-based, sysfs `partition`); `None` when the number is
+/// out of range or the entry unused.
+pub(super) fn entry_tags(table: &Gpt, number: u32) -> Option<GptEntry> {
+    let p = table.partitions.iter().find(|p| p.number == number)?;
+    Some(GptEntry {
+        partuuid: format_uuid(&p.part_uuid),
+        partlabel: p.label.clone(),
+    })
 }
 
-/// Entry `number` (1-based, sysfs `partition`) of the primary GPT, read through `read_at`.
-///
-/// `Ok(None)`: no valid GPT header (bad magic or CRC), the number is out of range or the
-/// entry is unused. The kernel may have used the backup GPT then; we do not.
-pub fn gpt_entry(
-    read_at: &mut dyn FnMut(u64, &mut [u8]) -> io::Result<()>,
-    sector_size: u64,
-    number: u32,
-) -> io::Result<Option<GptEntry>> {
-    let mut header = vec![0u8; 512];
-    read_at(sector_size, &mut header)?;
-    let header_size = le32(&header, 12) as usize;
-    if &header[..8] != b"EFI PART" || !(92..=512).contains(&header_size) {
-        return Ok(None);
-    }
-    let mut check = header[..header_size].to_vec();
-    check[16..20].fill(0);
-    if crc32(&check) != le32(&header, 16) {
-        return Ok(None);
-    }
-    let entries_lba = u64::from_le_bytes(header[72..80].try_into().unwrap_or_default());
-    let count = le32(&header, 80);
-    let entry_size = u64::from(le32(&header, 84));
-    if number == 0 || number > count || entry_size < 128 {
-        return Ok(None);
-    }
-    let offset = entries_lba
-        .checked_mul(sector_size)
-        .and_then(|o| o.checked_add(u64::from(number - 1).checked_mul(entry_size)?));
-    let Some(offset) = offset else {
-        return Ok(None);
-    };
-    let mut entry = vec![0u8; 128];
-    read_at(offset, &mut entry)?;
-    if entry[..16] == [0; 16] {
-        return Ok(None);
-    }
-    // GUIDs store their first three fields little-endian.
-    let mut guid = [0u8; 16];
-    guid.copy_from_slice(&entry[16..32]);
-    guid[0..4].reverse();
-    guid[4..6].reverse();
-    guid[6..8].reverse();
-    let units: Vec<u16> = entry[56..128]
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .take_while(|&c| c != 0)
-        .collect();
-    Ok(Some(GptEntry {
-        partuuid: format_uuid(&guid),
-        partlabel: String::from_utf16_lossy(&units),
-    }))
+/// The primary GPT of a whole disk, read once per scan for all its partitions.
+fn read_disk_gpt(disk: &Path, sector_size: u32) -> Result<Gpt> {
+    let mut file = File::open(disk).with_context(|| format!("opening {}", disk.display()))?;
+    // metadata().len() is 0 for block devices; seeking to the end works for both.
+    let size = file
+        .seek(SeekFrom::End(0))
+        .with_context(|| format!("finding the size of {}", disk.display()))?;
+    let mut read_at = |off: u64, buf: &mut [u8]| file.read_exact_at(buf, off);
+    gpt::read_gpt(&mut read_at, size, Some(sector_size))
+        .with_context(|| format!("GPT of {}", disk.display()))
 }
 
 /// udev's `encode_devnode_name()`: the name of a `/dev/disk/by-*` link for a tag value.
@@ -229,7 +164,7 @@ struct SysBlock {
     /// Device node, checked to be the right block device.
     node: PathBuf,
     /// For a partition: its number and the node and logical sector size of its disk.
-    partition: Option<(u32, PathBuf, u64)>,
+    partition: Option<(u32, PathBuf, u32)>,
 }
 
 fn uevent_field(uevent: &str, key: &str) -> Option<String> {
@@ -293,7 +228,8 @@ fn list_block_devices() -> Vec<SysBlock> {
 fn scan_sysfs(what: &What) -> (Vec<PathBuf>, Vec<String>) {
     let mut matches = Vec::new();
     let mut seen = Vec::new();
-    let mut gpt_cache: HashMap<(PathBuf, u32), Option<GptEntry>> = HashMap::new();
+    // One read of each disk's table per look, however many of its partitions are listed.
+    let mut tables: HashMap<PathBuf, Result<Gpt, String>> = HashMap::new();
     for dev in list_block_devices() {
         let found = match what {
             What::Label(_) | What::Uuid(_) => match probe_path(&dev.node) {
@@ -325,11 +261,11 @@ fn scan_sysfs(what: &What) -> (Vec<PathBuf>, Vec<String>) {
                     seen.push(format!("{} (not a partition)", dev.name));
                     continue;
                 };
-                let entry = gpt_cache
-                    .entry((disk.clone(), *number))
-                    .or_insert_with(|| read_gpt_entry(disk, *sector, *number));
-                match entry {
-                    Some(e) => {
+                let table = tables
+                    .entry(disk.clone())
+                    .or_insert_with(|| read_disk_gpt(disk, *sector).map_err(|e| format!("{e:#}")));
+                match table.as_ref().map(|t| entry_tags(t, *number)) {
+                    Ok(Some(e)) => {
                         seen.push(format!(
                             "{} (PARTUUID={} PARTLABEL={:?})",
                             dev.name, e.partuuid, e.partlabel
@@ -340,8 +276,12 @@ fn scan_sysfs(what: &What) -> (Vec<PathBuf>, Vec<String>) {
                             _ => false,
                         }
                     }
-                    None => {
-                        seen.push(format!("{} (no GPT entry)", dev.name));
+                    Ok(None) => {
+                        seen.push(format!("{} (no GPT entry {number})", dev.name));
+                        false
+                    }
+                    Err(e) => {
+                        seen.push(format!("{} (no GPT entry: {e})", dev.name));
                         false
                     }
                 }
@@ -353,12 +293,6 @@ fn scan_sysfs(what: &What) -> (Vec<PathBuf>, Vec<String>) {
         }
     }
     (matches, seen)
-}
-
-fn read_gpt_entry(disk: &Path, sector: u64, number: u32) -> Option<GptEntry> {
-    let file = File::open(disk).ok()?;
-    let mut read_at = |off: u64, buf: &mut [u8]| file.read_exact_at(buf, off);
-    gpt_entry(&mut read_at, sector, number).ok().flatten()
 }
 
 /// One attempt: `Ok(Some(node))` when found, `Ok(None)` (with what was seen) to retry.

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use rustix::mount::MountAttrFlags;
 
-use super::device::{encode_devnode_name, gpt_entry, GptEntry};
+use super::device::{encode_devnode_name, entry_tags, GptEntry};
 use super::spec::{simplify, split_fields};
 use super::*;
-use crate::image::ddi::crc32;
 use crate::initrd::cmdline::parse;
+use crate::ondisk::bytes::slice_reader;
+use crate::ondisk::gpt::read_gpt;
+use crate::ondisk::gpt::testing::{disk, write_header, Entry, Layout};
 
 fn spec(cmdline: &str, in_initrd: bool) -> Result<Option<VarSpec>, String> {
     spec_from_cmdline(&parse(cmdline), in_initrd)
@@ -363,62 +365,77 @@ fn xfs_and_unknown_superblocks() {
     assert_eq!(probe_superblock(&[]), None);
 }
 
-/// A minimal GPT (primary header + entry array) with one used entry in slot `slot`.
-fn gpt_image(sector: usize, slot: usize, unique_on_disk: [u8; 16], name: &str) -> Vec<u8> {
-    let mut img = vec![0u8; sector * 40];
-    let entries_lba = 2usize;
-    let entry_at = entries_lba * sector + slot * 128;
-    img[entry_at..entry_at + 16].copy_from_slice(&[0xAA; 16]); // any non-zero type
-    img[entry_at + 16..entry_at + 32].copy_from_slice(&unique_on_disk);
-    for (i, unit) in name.encode_utf16().enumerate() {
-        img[entry_at + 56 + 2 * i..entry_at + 58 + 2 * i].copy_from_slice(&unit.to_le_bytes());
-    }
-    let entries_crc = crc32(&img[entries_lba * sector..entries_lba * sector + 128 * 128]);
-    let h = sector;
-    img[h..h + 8].copy_from_slice(b"EFI PART");
-    img[h + 8..h + 12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
-    img[h + 12..h + 16].copy_from_slice(&92u32.to_le_bytes());
-    img[h + 24..h + 32].copy_from_slice(&1u64.to_le_bytes());
-    img[h + 72..h + 80].copy_from_slice(&(entries_lba as u64).to_le_bytes());
-    img[h + 80..h + 84].copy_from_slice(&128u32.to_le_bytes());
-    img[h + 84..h + 88].copy_from_slice(&128u32.to_le_bytes());
-    img[h + 88..h + 92].copy_from_slice(&entries_crc.to_le_bytes());
-    let crc = crc32(&img[h..h + 92]);
-    img[h + 16..h + 20].copy_from_slice(&crc.to_le_bytes());
-    img
+/// A 256 KiB disk with a primary GPT and one used entry in slot `slot`.
+fn gpt_image(sector: usize, slot: usize, part_uuid: [u8; 16], name: &str) -> Vec<u8> {
+    let entry = Entry {
+        slot,
+        type_uuid: [0xAA; 16], // any non-zero type
+        part_uuid,
+        first_lba: 40,
+        last_lba: 47,
+        flags: 0,
+        label: name.to_string(),
+    };
+    disk(&Layout::new(sector), &[entry])
 }
 
-fn entry_of(img: &[u8], sector: u64, number: u32) -> Option<GptEntry> {
-    let mut read_at = |off: u64, buf: &mut [u8]| -> std::io::Result<()> {
-        let off = off as usize;
-        let src = img
-            .get(off..off + buf.len())
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
-        buf.copy_from_slice(src);
-        Ok(())
-    };
-    gpt_entry(&mut read_at, sector, number).unwrap_or_else(|e| panic!("{e}"))
+fn entry_of(img: &[u8], sector: u32, number: u32) -> Result<Option<GptEntry>, String> {
+    // The header at the disk's logical sector size, as the /var scan reads it.
+    read_gpt(&mut slice_reader(img), img.len() as u64, Some(sector))
+        .map(|t| entry_tags(&t, number))
+        .map_err(|e| format!("{e:#}"))
 }
 
 #[test]
 fn gpt_partuuid_and_partlabel() {
-    // On disk 00112233-4455-6677-8899-aabbccddeeff is stored with the first three fields swapped.
-    let on_disk = [
-        0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee,
-        0xff,
-    ];
+    let uuid: [u8; 16] = core::array::from_fn(|i| i as u8 * 0x11);
     for sector in [512usize, 4096] {
-        let img = gpt_image(sector, 2, on_disk, "var-dätä");
+        let s = sector as u32;
+        let img = gpt_image(sector, 2, uuid, "var-dätä");
         let expected = GptEntry {
             partuuid: "00112233-4455-6677-8899-aabbccddeeff".into(),
             partlabel: "var-dätä".into(),
         };
-        assert_eq!(entry_of(&img, sector as u64, 3), Some(expected), "{sector}");
-        assert_eq!(entry_of(&img, sector as u64, 1), None, "unused entry");
-        assert_eq!(entry_of(&img, sector as u64, 0), None, "numbers start at 1");
-        assert_eq!(entry_of(&img, sector as u64, 129), None, "beyond the array");
+        assert_eq!(entry_of(&img, s, 3), Ok(Some(expected)), "{sector}");
+        assert_eq!(entry_of(&img, s, 1), Ok(None), "unused entry");
+        assert_eq!(entry_of(&img, s, 0), Ok(None), "numbers start at 1");
+        assert_eq!(entry_of(&img, s, 129), Ok(None), "beyond the array");
         let mut broken = img.clone();
         broken[sector + 40] ^= 1;
-        assert_eq!(entry_of(&broken, sector as u64, 3), None, "header CRC");
+        let e = entry_of(&broken, s, 3).unwrap_err();
+        assert!(e.starts_with("GPT header checksum mismatch"), "{e}");
+        // The header at the disk's logical sector size only: no probing of other sizes.
+        let other = if sector == 512 { 4096 } else { 512 };
+        assert_eq!(
+            entry_of(&img, other, 3),
+            Err(format!(
+                "no GPT partition table: no valid 'EFI PART' header at byte {other}"
+            ))
+        );
     }
+}
+
+/// A /var disk whose header declares an oversized or misplaced array is refused with the
+/// reason, the array unread, instead of being scanned for PARTUUID=.
+#[test]
+fn gpt_with_oversized_entry_array_is_refused() {
+    let mut img = gpt_image(512, 0, [1; 16], "var");
+    let l = Layout {
+        count: 1024,
+        entry_size: 1 << 16,
+        ..Layout::new(512)
+    };
+    write_header(&mut img, &l);
+    let mut reads = Vec::new();
+    let mut inner = slice_reader(&img);
+    let mut read = |off: u64, buf: &mut [u8]| {
+        reads.push(off);
+        inner(off, buf)
+    };
+    let e = read_gpt(&mut read, img.len() as u64, Some(512)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "GPT header declares an entry array of 1024 × 65536 = 67108864 bytes: refusing (at most 1048576 bytes)"
+    );
+    assert_eq!(reads, vec![512], "only the header was read");
 }
