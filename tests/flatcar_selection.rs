@@ -2,8 +2,8 @@
 //! apply, checked through the resulting symlinks. Mirrors kola `cl.sysext.boot` cases a) and b),
 //! `sysext.custom-oem` and `sysext.disable-docker` (flatcar/mantle `kola/tests/sysext`).
 
-use extmerge::chase::chase;
 use extmerge::initrd::flatcar::{apply, gather, missing_error, plan, Action};
+use extmerge::kernel::root::Root;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -46,16 +46,20 @@ fn flatcar_root() -> tempfile::TempDir {
     t
 }
 
+fn open(root: &Path) -> Root {
+    Root::open(root).unwrap()
+}
+
 /// One initrd run: gather, plan, apply; fails the test on a missing image.
 fn run(root: &Path) -> Vec<String> {
-    let actions = plan(&gather(root).unwrap());
+    let actions = plan(&gather(&open(root)).unwrap());
     assert_eq!(missing_error(&actions), None);
-    apply(root, &actions).unwrap()
+    apply(&open(root), &actions).unwrap()
 }
 
 fn assert_settled(root: &Path) {
     assert_eq!(
-        plan(&gather(root).unwrap()),
+        plan(&gather(&open(root)).unwrap()),
         vec![],
         "a second boot must change nothing"
     );
@@ -195,16 +199,17 @@ fn kola_sysext_custom_oem_link_resolves_inside_the_root() {
 
     let target = readlink(r, "/etc/extensions/oem-test.raw");
     assert_eq!(target, format!("/oem/sysext/oem-test-{V}.raw"));
-    let resolved = chase(
-        &r.canonicalize().unwrap(),
-        Path::new("/etc/extensions/oem-test.raw"),
-    )
-    .unwrap();
+    let resolved = open(r)
+        .resolve(Path::new("/etc/extensions/oem-test.raw"))
+        .unwrap();
     assert_eq!(
         resolved.in_root,
         PathBuf::from(format!("/oem-part/sysext/oem-test-{V}.raw"))
     );
-    assert_eq!(fs::read_to_string(resolved.host).unwrap(), V);
+    assert_eq!(
+        fs::read_to_string(at(r, &format!("/oem-part/sysext/oem-test-{V}.raw"))).unwrap(),
+        V
+    );
     assert_settled(r);
 }
 
@@ -296,7 +301,7 @@ fn disabled_extension_link_is_removed_and_vendor_default_honoured() {
 fn missing_images_are_one_clear_error_and_nothing_is_downloaded() {
     let t = flatcar_root();
     let r = t.path();
-    let actions = plan(&gather(r).unwrap());
+    let actions = plan(&gather(&open(r)).unwrap());
     let msg = missing_error(&actions).expect("both images are missing");
     assert!(
         msg.contains(&format!(
@@ -314,7 +319,7 @@ fn missing_images_are_one_clear_error_and_nothing_is_downloaded() {
         "https://update.release.flatcar-linux.net/amd64-usr/{V}/flatcar-myext.gz"
     )));
     // apply does what it can and reports no line for the missing images.
-    let log = apply(r, &actions).unwrap();
+    let log = apply(&open(r), &actions).unwrap();
     assert!(log.is_empty(), "{log:?}");
     assert!(!at(r, "etc/extensions").exists());
     assert!(actions.iter().all(|a| matches!(a, Action::Missing { .. })));
@@ -323,9 +328,140 @@ fn missing_images_are_one_clear_error_and_nothing_is_downloaded() {
 #[test]
 fn gather_fails_clearly_without_os_release() {
     let t = tempfile::tempdir().unwrap();
-    let err = gather(t.path()).unwrap_err();
+    let err = gather(&open(t.path())).unwrap_err();
     assert!(
         format!("{err:#}").contains("/usr/lib/os-release"),
         "{err:#}"
+    );
+}
+
+/// Every entry below `dir`: path, type and content or link text (never followed).
+fn snapshot(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("-> {}", fs::read_link(&p).unwrap().display())
+            } else if m.is_dir() {
+                todo.push(p.clone());
+                "dir".to_string()
+            } else {
+                fs::read_to_string(&p).unwrap()
+            };
+            out.push((p, what));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `/etc/extensions`, `/etc/flatcar` and `/oem` as links out of the root (absolute and `..`):
+/// the selection reads and writes the same paths inside the root, and the sentinel tree outside
+/// with those names stays exactly as it was.
+#[test]
+fn links_out_of_the_root_are_resolved_inside_it() {
+    let outside = tempfile::tempdir().unwrap();
+    let o = outside.path();
+    write(o, "/flatcar/enabled-sysext.conf", "evil\n");
+    write(o, &format!("/flatcar/sysext/flatcar-evil-{V}.raw"), "evil");
+    write(o, "/extensions/flatcar-zfs.raw", "sentinel");
+    write(o, "/oem/oem-release", "ID=evil\n");
+    write(o, "/oem/sysext/active-oem-evil", "");
+    write(o, &format!("/oem/sysext/oem-evil-{V}.raw"), "evil");
+    let before = snapshot(o);
+
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path();
+    write(
+        r,
+        "/usr/lib/os-release",
+        &format!("ID=flatcar\nVERSION={V}\n"),
+    );
+    let inside = |rel: &str| format!("{}/{rel}", o.display());
+    // The same outside paths, inside the root: what the links really name.
+    write(r, &inside("flatcar/enabled-sysext.conf"), "zfs\n");
+    write(
+        r,
+        &inside(&format!("flatcar/sysext/flatcar-zfs-{V}.raw")),
+        "zfs",
+    );
+    link(r, "/etc/extensions", &inside("extensions"));
+    let dotdot = format!("../../../../../../../..{}", inside("flatcar"));
+    link(r, "/etc/flatcar", &dotdot);
+    link(r, "/oem", &inside("oem"));
+
+    let actions = plan(&gather(&open(r)).unwrap());
+    assert_eq!(
+        actions,
+        vec![Action::Link {
+            link: "/etc/extensions/flatcar-zfs.raw".into(),
+            target: format!("/etc/flatcar/sysext/flatcar-zfs-{V}.raw").into(),
+        }],
+        "only the in-root enabled-sysext.conf counts, and there is no in-root OEM"
+    );
+    apply(&open(r), &actions).unwrap();
+    assert_eq!(
+        readlink(r, &inside("extensions/flatcar-zfs.raw")),
+        format!("/etc/flatcar/sysext/flatcar-zfs-{V}.raw")
+    );
+    assert_eq!(snapshot(o), before, "the tree outside the root changed");
+    assert_settled(r);
+}
+
+/// A bad line in enabled-sysext.conf is skipped with its file, line number and reason; every
+/// other line is applied.
+#[test]
+fn one_bad_line_in_enabled_sysext_conf_is_skipped_and_the_rest_applied() {
+    let t = flatcar_root();
+    let r = t.path();
+    fs::remove_file(at(r, "/oem/sysext/active-oem-test")).unwrap();
+    let conf = at(r, "/etc/flatcar/enabled-sysext.conf");
+    fs::write(&conf, b"myext\nbad\xffname\nsub/dir other\n").unwrap();
+    for name in ["myext", "other"] {
+        write(
+            r,
+            &format!("/etc/flatcar/sysext/flatcar-{name}-{V}.raw"),
+            name,
+        );
+    }
+    let actions = plan(&gather(&open(r)).unwrap());
+    let bad: Vec<String> = actions
+        .iter()
+        .filter(|a| matches!(a, Action::BadLine { .. }))
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(
+        bad,
+        [
+            "ignore /etc/flatcar/enabled-sysext.conf line 2: not valid UTF-8",
+            "ignore /etc/flatcar/enabled-sysext.conf line 3: \"sub/dir\" contains '/'",
+        ]
+    );
+    let log = apply(&open(r), &actions).unwrap();
+    assert_eq!(log.len(), 2, "{log:?}");
+    for name in ["myext", "other"] {
+        assert_eq!(
+            readlink(r, &format!("/etc/extensions/flatcar-{name}.raw")),
+            format!("/etc/flatcar/sysext/flatcar-{name}-{V}.raw")
+        );
+    }
+}
+
+#[test]
+fn an_oversized_enabled_sysext_conf_is_an_error_naming_it_and_the_cap() {
+    let t = flatcar_root();
+    let r = t.path();
+    let conf = at(r, "/etc/flatcar/enabled-sysext.conf");
+    fs::write(&conf, "myext\n".repeat(200_000)).unwrap();
+    let err = gather(&open(r)).unwrap_err();
+    assert_eq!(
+        format!("{err:#}"),
+        format!(
+            "reading {}: larger than the 1048576 bytes allowed",
+            conf.display()
+        )
     );
 }

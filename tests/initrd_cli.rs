@@ -368,3 +368,199 @@ fn mount_var_then_merge_uses_the_extensions_on_that_var() {
     drop(dev);
     leaks.assert_clean();
 }
+
+/// Every entry below `dir`: path, type and content or link text (never followed).
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("-> {}", fs::read_link(&p).unwrap().display())
+            } else if m.is_dir() {
+                todo.push(p.clone());
+                "dir".to_string()
+            } else {
+                format!("{:?}", fs::read(&p).unwrap())
+            };
+            out.push((p, what));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `/etc/extensions` and `/etc/flatcar` linking out of the root: `flatcar-select` works on the
+/// same paths inside the root; the sentinel tree outside is unchanged.
+#[test]
+fn flatcar_select_never_touches_anything_outside_the_root() {
+    common::require_root();
+    let outside = tempfile::tempdir().unwrap();
+    let o = outside.path();
+    write_files(
+        o,
+        &[
+            ("extensions/flatcar-zfs.raw", "sentinel"),
+            ("flatcar/enabled-sysext.conf", "evil\n"),
+            ("flatcar/sysext/flatcar-evil-4000.0.0.raw", "evil"),
+        ],
+    );
+    let before = snapshot(o);
+    let t = flatcar_root();
+    let r = t.path();
+    fs::remove_dir_all(r.join("etc/extensions")).unwrap();
+    std::os::unix::fs::symlink(o.join("extensions"), r.join("etc/extensions")).unwrap();
+    let o = o.strip_prefix("/").unwrap();
+    let o_rel = o.display().to_string();
+    let dotdot = format!("../../../../../../../../{o_rel}/flatcar");
+    fs::rename(r.join("etc/flatcar"), r.join("real-flatcar")).unwrap();
+    write_files(r, &[(&format!("{o_rel}/.keep"), "")]);
+    fs::rename(r.join("real-flatcar"), r.join(o).join("flatcar")).unwrap();
+    std::os::unix::fs::symlink(&dotdot, r.join("etc/flatcar")).unwrap();
+
+    let out = extmerge(&["flatcar-select", &root_arg(r)], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        fs::read_link(r.join(o).join("extensions/flatcar-zfs.raw")).unwrap(),
+        Path::new("/etc/flatcar/sysext/flatcar-zfs-4000.0.0.raw")
+    );
+    assert!(!text(&out).contains("evil"), "{}", text(&out));
+    assert_eq!(
+        snapshot(outside.path()),
+        before,
+        "the tree outside the root changed"
+    );
+}
+
+/// A bad line in enabled-sysext.conf is a warning naming file, line and reason; the good lines
+/// are applied and the selection succeeds.
+#[test]
+fn flatcar_select_warns_about_a_bad_line_and_applies_the_rest() {
+    common::require_root();
+    let t = flatcar_root();
+    let r = t.path();
+    fs::write(
+        r.join("etc/flatcar/enabled-sysext.conf"),
+        b"zfs\n../escape\n\xc3\x28\n",
+    )
+    .unwrap();
+    let o = extmerge(&["flatcar-select", &root_arg(r)], "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("ignore /etc/")).collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(
+        warnings[0].contains(
+            "Flatcar selection: ignore /etc/flatcar/enabled-sysext.conf line 2: \"../escape\" contains '/'."
+        ),
+        "{err}"
+    );
+    assert!(
+        warnings[1].contains(
+            "Flatcar selection: ignore /etc/flatcar/enabled-sysext.conf line 3: not valid UTF-8."
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_link(r.join("etc/extensions/flatcar-zfs.raw")).unwrap(),
+        Path::new("/etc/flatcar/sysext/flatcar-zfs-4000.0.0.raw")
+    );
+}
+
+/// An oversized configuration file fails the class with an error naming it and the cap.
+#[test]
+fn an_oversized_configuration_file_is_a_clear_error() {
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path();
+    let big = format!("[SysExt]\nMutable=yes\n{}", "#".repeat(1 << 20));
+    write_files(
+        r,
+        &[
+            ("usr/lib/os-release", "ID=debian\nVERSION_ID=13\n"),
+            ("usr/lib/systemd/sysext.conf.d/10-big.conf", &big),
+        ],
+    );
+    let o = extmerge(&["--class=sysext", "list", &root_arg(r)], "");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let want = format!(
+        "reading the sysext configuration: reading {}: larger than the 1048576 bytes allowed",
+        r.join("usr/lib/systemd/sysext.conf.d/10-big.conf")
+            .display()
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&want),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A `$SYSTEMD_PROC_CMDLINE` larger than the cap is reported with the cap, never parsed.
+#[test]
+fn an_oversized_kernel_command_line_is_reported_with_the_cap() {
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path();
+    let huge = format!("{} rd.extmerge=0", "x".repeat(1 << 16));
+    let o = extmerge(&["flatcar-select", "--dry-run", &root_arg(r)], &huge);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "$SYSTEMD_PROC_CMDLINE: 65550 bytes, larger than the 65536 bytes allowed for a kernel command line"
+        ),
+        "{}",
+        text(&o)
+    );
+}
+
+/// `mount-var` with `<root>/var` linking to a directory outside the root: mounted on the same
+/// path inside the root; the outside directory is neither mounted on nor changed. A `var` that
+/// resolves to the root itself is refused before any device is looked for.
+#[test]
+fn mount_var_through_a_link_out_of_the_root_stays_inside() {
+    enter_private_mount_ns();
+    let t = tempfile::tempdir().unwrap();
+    let leaks = LeakCheck::new(t.path());
+    let sentinel = t.path().join("outside/var");
+    write_files(&sentinel, &[("keep", "sentinel\n")]);
+    let before = snapshot(&t.path().join("outside"));
+    let r = t.path().join("root");
+    fs::create_dir_all(&r).unwrap();
+    let src = t.path().join("src");
+    write_files(&src, &[("lib/extensions/marker", "on var\n")]);
+    let img = t.path().join("var.img");
+    mkfs_ext4(&src, &img, 16);
+    let dev = WritableLoop::attach(&img);
+    let cmdline = format!("systemd.mount-extra={}:/var:ext4", dev.dev.display());
+
+    std::os::unix::fs::symlink("/", r.join("var")).unwrap();
+    let o = extmerge(&["mount-var", &root_arg(&r)], &cmdline);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!(
+            "{} resolves to the root directory {} itself; refusing to mount /var over it",
+            r.join("var").display(),
+            r.display()
+        )),
+        "{}",
+        text(&o)
+    );
+    fs::remove_file(r.join("var")).unwrap();
+
+    std::os::unix::fs::symlink(&sentinel, r.join("var")).unwrap();
+    let o = extmerge(&["mount-var", &root_arg(&r)], &cmdline);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let inside = r.join(sentinel.strip_prefix("/").unwrap());
+    assert_eq!(
+        fs::read_to_string(inside.join("lib/extensions/marker")).unwrap(),
+        "on var\n"
+    );
+    assert!(common::mountinfo_lines_containing(&format!(" {} ", sentinel.display())).is_empty());
+    assert_eq!(
+        common::mountinfo_lines_containing(&format!(" {} ", inside.display())).len(),
+        1
+    );
+    rustix::mount::unmount(&inside, rustix::mount::UnmountFlags::empty()).unwrap();
+    drop(dev);
+    assert_eq!(snapshot(&t.path().join("outside")), before);
+    leaks.assert_clean();
+}

@@ -252,3 +252,123 @@ fn a_device_that_never_appears_fails_after_the_timeout() {
     assert!(mountinfo_lines_containing(&format!(" {} ", root.display())).is_empty());
     leaks.assert_clean();
 }
+
+/// Every entry below `dir`: path, type and content or link text (never followed).
+fn snapshot(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let p = e.unwrap_or_else(|e| panic!("{e}")).path();
+            let m = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{e}"));
+            let what = if m.file_type().is_symlink() {
+                format!("-> {:?}", std::fs::read_link(&p).ok())
+            } else if m.is_dir() {
+                todo.push(p.clone());
+                "dir".to_string()
+            } else {
+                format!("{:?}", std::fs::read(&p).ok())
+            };
+            out.push((p, what));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `<root>/var` as an absolute link to a directory outside the root: the mount lands on the
+/// same path inside the root (created there), the directory outside is neither mounted on nor
+/// changed.
+#[test]
+fn a_var_link_out_of_the_root_is_mounted_inside_it() {
+    enter_private_mount_ns();
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let leaks = LeakCheck::new(tmp.path());
+    let (label, uuid) = unique("l");
+    let img = make_ext4(tmp.path(), &label, &uuid, 16);
+    let sentinel = tmp.path().join("outside/var");
+    write_files(&sentinel, &[("keep", "sentinel\n")]);
+    let before = snapshot(&tmp.path().join("outside"));
+    let root = tmp.path().join("sysroot");
+    std::fs::create_dir(&root).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    std::os::unix::fs::symlink(&sentinel, root.join("var")).unwrap_or_else(|e| panic!("{e}"));
+    {
+        let lo = WritableLoop::attach(&img);
+        let outcome = ensure_var(&root, Some(&spec_of(What::Path(lo.dev.clone()))), WAIT)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(matches!(outcome, VarOutcome::Mounted { .. }), "{outcome:?}");
+        let inside = root.join(sentinel.strip_prefix("/").unwrap_or(&sentinel));
+        mount_line(&inside);
+        assert!(
+            mountinfo_lines_containing(&format!(" {} ", sentinel.display())).is_empty(),
+            "mounted outside the root"
+        );
+        assert_eq!(
+            std::fs::read_to_string(inside.join("lib/extensions/hello"))
+                .unwrap_or_else(|e| panic!("{e}")),
+            "hello from /var\n"
+        );
+        // Run again: the link leads to the same mount point, already mounted.
+        let again = ensure_var(&root, Some(&spec_of(What::Path(lo.dev.clone()))), WAIT)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(matches!(again, VarOutcome::AlreadyMounted(_)), "{again:?}");
+        unmount(&inside, UnmountFlags::DETACH).unwrap_or_else(|e| panic!("unmounting: {e}"));
+    }
+    assert_eq!(snapshot(&tmp.path().join("outside")), before);
+    leaks.assert_clean();
+}
+
+/// A `var` that resolves to the root itself, or is not a directory, is refused before any
+/// device is looked for; nothing is mounted and the error names the path and the reason.
+#[test]
+fn a_var_that_is_the_root_or_a_file_is_refused() {
+    enter_private_mount_ns();
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let leaks = LeakCheck::new(tmp.path());
+    let root = tmp.path().join("sysroot");
+    write_files(&root, &[("etc/file", "x")]);
+    let var = root.join("var");
+    let never = spec_of(What::Label("never-there-xyz".into()));
+    let cases = [
+        (
+            "/",
+            format!(
+                "{} resolves to the root directory {} itself; refusing to mount /var over it",
+                var.display(),
+                root.display()
+            ),
+        ),
+        (
+            "../../../..",
+            format!(
+                "{} resolves to the root directory {} itself; refusing to mount /var over it",
+                var.display(),
+                root.display()
+            ),
+        ),
+        (
+            "/etc/file",
+            format!(
+                "preparing the mount point {}: {} exists and is not a directory",
+                var.display(),
+                root.join("etc/file").display()
+            ),
+        ),
+    ];
+    for (target, want) in cases {
+        let _ = std::fs::remove_file(&var);
+        std::os::unix::fs::symlink(target, &var).unwrap_or_else(|e| panic!("{e}"));
+        let started = Instant::now();
+        let err = ensure_var(&root, Some(&never), Duration::from_secs(30))
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_else(|| panic!("var -> {target} was mounted"));
+        assert_eq!(err, want, "var -> {target}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited for the device"
+        );
+    }
+    assert!(mountinfo_lines_containing(&format!(" {}", root.display())).is_empty());
+    leaks.assert_clean();
+}

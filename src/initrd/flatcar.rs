@@ -21,6 +21,7 @@
 //! unsafe migration entries are skipped with a reason; a missing `/usr/share/flatcar/oems/ID`
 //! while `migrate-oem-ID` exists is logged and the flag kept (the script fails the boot).
 
+use crate::kernel::root::Root;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -40,17 +41,75 @@ const CLOUDINIT_UNIT: &str = "/usr/lib/systemd/system/oem-cloudinit.service";
 const DEV_NULL: &str = "/dev/null";
 const RELEASE_SERVER: &str = "https://update.release.flatcar-linux.net";
 
-/// Parsed `enabled-sysext.conf` lines: names to enable, `-NAME` removals (comments #, blank lines ignored; whitespace trimmed).
+/// What one word of an `enabled-sysext.conf` line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfWord {
+    /// `NAME`: enable `flatcar-NAME`.
+    Enable(String),
+    /// `-NAME`: remove NAME (a vendor default, or an earlier /etc line).
+    Remove(String),
+}
+
+/// A line (or one word of it) of `enabled-sysext.conf` that is skipped, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadLine {
+    /// 1-based line number.
+    pub line: usize,
+    /// Why it is skipped.
+    pub reason: String,
+}
+
+/// Parse `enabled-sysext.conf`: the usable words with their line numbers, and the lines (or
+/// words) that are skipped. Comments (`#` to the end of the line) and blank lines are ignored,
+/// whitespace separates names (the script's `for NAME in $(…)`).
+///
+/// One bad line is one bad line: bytes that are not UTF-8 or a name that cannot be part of a
+/// file name skip that line or word only; every other line still counts.
+pub fn parse_enabled_lines(text: &[u8]) -> (Vec<(usize, ConfWord)>, Vec<BadLine>) {
+    let (mut words, mut bad) = (Vec::new(), Vec::new());
+    let mut lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+    if text.ends_with(b"\n") || text.is_empty() {
+        lines.pop();
+    }
+    for (idx, raw) in lines.into_iter().enumerate() {
+        let line = idx + 1;
+        let Ok(raw) = std::str::from_utf8(raw) else {
+            let reason = "not valid UTF-8".to_owned();
+            bad.push(BadLine { line, reason });
+            continue;
+        };
+        // `grep -o '^[^#]*'`: a comment may follow a name on the same line.
+        let body = raw.split('#').next().unwrap_or_default().trim();
+        let (names, remove) = match body.strip_prefix('-') {
+            Some(rest) => (rest, true),
+            None => (body, false),
+        };
+        if remove && names.trim().is_empty() {
+            let reason = "'-' without a name removes nothing".to_owned();
+            bad.push(BadLine { line, reason });
+        }
+        for name in names.split_whitespace() {
+            if let Some(why) = bad_name(name) {
+                let reason = format!("{name:?} {why}");
+                bad.push(BadLine { line, reason });
+            } else if remove {
+                words.push((line, ConfWord::Remove(name.to_owned())));
+            } else {
+                words.push((line, ConfWord::Enable(name.to_owned())));
+            }
+        }
+    }
+    (words, bad)
+}
+
+/// Parsed `enabled-sysext.conf` lines: names to enable, `-NAME` removals (bad lines dropped,
+/// see [`parse_enabled_lines`]).
 pub fn parse_enabled(text: &str) -> (Vec<String>, Vec<String>) {
     let (mut names, mut removals) = (Vec::new(), Vec::new());
-    for line in text.lines() {
-        // `grep -o '^[^#]*'`: a comment may follow a name on the same line.
-        let body = line.split('#').next().unwrap_or_default().trim();
-        // `for NAME in $(…)` splits words, so one line may carry several names.
-        let words = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
-        match body.strip_prefix('-') {
-            Some(rest) => removals.extend(words(rest)),
-            None => names.extend(words(body)),
+    for (_, word) in parse_enabled_lines(text.as_bytes()).0 {
+        match word {
+            ConfWord::Enable(n) => names.push(n),
+            ConfWord::Remove(n) => removals.push(n),
         }
     }
     (names, removals)
@@ -62,15 +121,52 @@ pub fn parse_enabled(text: &str) -> (Vec<String>, Vec<String>) {
 /// names; duplicates collapse to the first. `-NAME` removals come only from /etc (the vendor
 /// file's `-` lines are dropped, not applied) and remove the name from both files.
 pub fn enabled_set(vendor: &str, user: &str) -> Vec<String> {
-    let (user_names, removals) = parse_enabled(user);
-    let (vendor_names, _) = parse_enabled(vendor);
+    enabled(vendor.as_bytes(), user.as_bytes()).0
+}
+
+/// [`enabled_set`] over the raw files, with one [`Action::BadLine`] per skipped line or word.
+pub fn enabled(vendor: &[u8], user: &[u8]) -> (Vec<String>, Vec<Action>) {
+    let (user_words, user_bad) = parse_enabled_lines(user);
+    let (vendor_words, vendor_bad) = parse_enabled_lines(vendor);
+    let mut skipped: Vec<Action> = Vec::new();
+    let mut bad_line = |file: &str, b: BadLine| {
+        skipped.push(Action::BadLine {
+            file: PathBuf::from(file),
+            line: b.line,
+            reason: b.reason,
+        })
+    };
+    user_bad.into_iter().for_each(|b| bad_line(USER_CONF, b));
+    vendor_bad
+        .into_iter()
+        .for_each(|b| bad_line(VENDOR_CONF, b));
+    let mut removals = Vec::new();
+    let mut names = Vec::new();
+    for (_, word) in user_words {
+        match word {
+            ConfWord::Enable(n) => names.push(n),
+            ConfWord::Remove(n) => removals.push(n),
+        }
+    }
+    for (line, word) in vendor_words {
+        match word {
+            ConfWord::Enable(n) => names.push(n),
+            ConfWord::Remove(n) => bad_line(
+                VENDOR_CONF,
+                BadLine {
+                    line,
+                    reason: format!("-{n}: removals only count in {USER_CONF}"),
+                },
+            ),
+        }
+    }
     let mut out: Vec<String> = Vec::new();
-    for name in user_names.into_iter().chain(vendor_names) {
+    for name in names {
         if !removals.contains(&name) && !out.contains(&name) {
             out.push(name);
         }
     }
-    out
+    (out, skipped)
 }
 
 /// The OEM ID as the script extracts it: `grep -m 1 -o "^ID=.*" | cut -d = -f 2` (no unquoting).
@@ -88,6 +184,9 @@ fn bad_name(name: &str) -> Option<&'static str> {
         Some("contains '/'")
     } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         Some("contains whitespace or control characters")
+    } else if name.contains(char::REPLACEMENT_CHARACTER) {
+        // What a lossy decoding left of bytes that are not UTF-8: it cannot name the real file.
+        Some("contains bytes that are not valid UTF-8")
     } else {
         None
     }
@@ -134,10 +233,10 @@ pub struct Inputs {
     pub version: String,
     /// `FLATCAR_BOARD=` of /usr/lib/os-release, for the download hint.
     pub board: Option<String>,
-    /// /usr/share/flatcar/enabled-sysext.conf ("" when absent).
-    pub vendor_conf: String,
-    /// /etc/flatcar/enabled-sysext.conf ("" when absent).
-    pub user_conf: String,
+    /// /usr/share/flatcar/enabled-sysext.conf, as read (empty when absent).
+    pub vendor_conf: Vec<u8>,
+    /// /etc/flatcar/enabled-sysext.conf, as read (empty when absent).
+    pub user_conf: Vec<u8>,
     /// `ID` of /oem/oem-release, see [`oem_id`].
     pub oem_id: Option<String>,
     /// /oem/sysext/active-oem-ID exists.
@@ -189,6 +288,12 @@ pub enum Action {
     },
     /// A decision not to touch something, with the reason (logged, changes nothing).
     Skip { name: String, reason: String },
+    /// A line (or word) of an `enabled-sysext.conf` that is skipped; the rest still applies.
+    BadLine {
+        file: PathBuf,
+        line: usize,
+        reason: String,
+    },
 }
 
 impl fmt::Display for Action {
@@ -214,6 +319,9 @@ impl fmt::Display for Action {
                 write!(f, "missing {name}: place it at {}", join_paths(expected))
             }
             Action::Skip { name, reason } => write!(f, "skip {name}: {reason}"),
+            Action::BadLine { file, line, reason } => {
+                write!(f, "ignore {} line {line}: {reason}", show(file))
+            }
         }
     }
 }
@@ -278,7 +386,8 @@ fn missing(inputs: &Inputs, out: &mut Vec<Action>, ext: &str, expected: Vec<Path
 pub fn plan(inputs: &Inputs) -> Vec<Action> {
     let mut out = Vec::new();
     plan_oem(inputs, &mut out);
-    let enabled = enabled_set(&inputs.vendor_conf, &inputs.user_conf);
+    let (enabled, skipped) = enabled(&inputs.vendor_conf, &inputs.user_conf);
+    out.extend(skipped);
     for name in &enabled {
         plan_flatcar(inputs, name, &mut out);
     }
@@ -378,6 +487,9 @@ fn deletable(entry: &str) -> Result<PathBuf, &'static str> {
     if !path.is_absolute() {
         return Err("not an absolute path");
     }
+    if entry.contains(char::REPLACEMENT_CHARACTER) {
+        return Err("contains bytes that are not valid UTF-8");
+    }
     let mut out = PathBuf::from("/");
     for c in path.components() {
         match c {
@@ -392,12 +504,9 @@ fn deletable(entry: &str) -> Result<PathBuf, &'static str> {
     Ok(out)
 }
 
+/// One enabled name (already checked by [`parse_enabled_lines`]).
 fn plan_flatcar(inputs: &Inputs, name: &str, out: &mut Vec<Action>) {
     let ext = format!("flatcar-{name}");
-    if let Some(why) = bad_name(name) {
-        let reason = format!("enabled-sysext.conf entry {name:?} {why}");
-        return out.push(Action::Skip { name: ext, reason });
-    }
     let (link, entry) = (ext_link(&ext), inputs.link(&ext));
     let target = flatcar_image(name, &inputs.version);
     if let Some(reason) = untouchable(&link, entry) {
@@ -468,13 +577,23 @@ pub fn missing_error(actions: &[Action]) -> Option<String> {
     })
 }
 
-/// True when `root` is a Flatcar tree (it has `/usr/share/flatcar`): the selection applies only there.
+/// True when `root` is a Flatcar tree (it has `/usr/share/flatcar`): the selection applies only
+/// there. False when the root cannot be opened; see [`is_flatcar`].
 pub fn is_flatcar_root(root: &Path) -> bool {
-    root.join("usr/share/flatcar").is_dir()
+    Root::open(root).is_ok_and(|r| is_flatcar(&r).unwrap_or(false))
+}
+
+/// Whether the tree has a `/usr/share/flatcar` directory, looked up inside the root.
+pub fn is_flatcar(root: &Root) -> anyhow::Result<bool> {
+    let p = Path::new("/usr/share/flatcar");
+    match root.resolve_optional(p) {
+        Ok(found) => Ok(found.is_some_and(|f| f.is_dir())),
+        Err(e) => Err(anyhow::Error::new(e)),
+    }
 }
 
 mod shell;
-pub use shell::{apply, gather, gather_for, image_version};
+pub use shell::{apply, gather, gather_for, gather_version, image_version};
 
 #[cfg(test)]
 mod tests;

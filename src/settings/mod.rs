@@ -2,226 +2,21 @@
 //! command line > environment > `<root>/{etc,run,usr/local/lib,usr/lib}/systemd/<class>.conf(.d)` > defaults.
 //! The image policy has no environment variable; hierarchies and overlay options only come from the environment.
 
+pub mod config;
 pub mod switches;
 
-use crate::chase;
+pub use config::{
+    config_files, load_config, parse_config_bytes, parse_config_text, ConfigValues, CONFIG_DIRS,
+};
+
 use crate::class::ImageClass;
 use crate::decide::conflicts::ConflictPolicy;
 use crate::decide::mutable::{parse_boolean, MutableMode};
+use crate::kernel::root::Root;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-
-/// Directories searched for configuration, highest priority first (systemd's CONF_PATHS).
-pub const CONFIG_DIRS: [&str; 4] = ["/etc", "/run", "/usr/local/lib", "/usr/lib"];
-
-/// Values a configuration file can set.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ConfigValues {
-    /// `Mutable=`
-    pub mutable: Option<MutableMode>,
-    /// `ImagePolicy=`
-    pub image_policy: Option<String>,
-    /// `CheckConflicts=` (extmerge's own key; systemd ignores it with a warning it never sees)
-    pub check_conflicts: Option<ConflictPolicy>,
-    /// `Require=` (extmerge's own key): extension names that must be merged, e.g. Flatcar's
-    /// `00-flatcar-default`. A list: assignments append, an empty one resets.
-    pub require: Vec<String>,
-    /// An empty `Require=` was seen in this text: earlier files' names are dropped.
-    pub require_reset: bool,
-}
-
-impl ConfigValues {
-    fn overlay(&mut self, later: ConfigValues) {
-        if later.mutable.is_some() {
-            self.mutable = later.mutable;
-        }
-        if later.check_conflicts.is_some() {
-            self.check_conflicts = later.check_conflicts;
-        }
-        if later.image_policy.is_some() {
-            self.image_policy = later.image_policy;
-        }
-        if later.require_reset {
-            self.require.clear();
-        }
-        for name in later.require {
-            if !self.require.contains(&name) {
-                self.require.push(name);
-            }
-        }
-    }
-}
-
-/// Parse one ini-style configuration text; only keys in `section` count. Returns warnings instead of failing,
-/// as systemd only warns about a bad configuration file.
-pub fn parse_config_text(text: &str, section: &str) -> (ConfigValues, Vec<String>) {
-    let mut values = ConfigValues::default();
-    let mut warnings = Vec::new();
-    let mut current: Option<String> = None;
-    let mut pending = String::new();
-    let mut start_line = 0usize;
-
-    for (idx, raw) in text.lines().enumerate() {
-        let lineno = idx + 1;
-        if pending.is_empty() {
-            start_line = lineno;
-        }
-        // A trailing backslash continues the logical line, as in systemd's config_parse().
-        if let Some(stripped) = raw.strip_suffix('\\') {
-            pending.push_str(stripped);
-            pending.push(' ');
-            continue;
-        }
-        pending.push_str(raw);
-        let line = std::mem::take(&mut pending);
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix('[') {
-            match rest.strip_suffix(']') {
-                Some(name) => current = Some(name.to_string()),
-                None => {
-                    warnings.push(format!(
-                        "line {start_line}: invalid section header '{line}'"
-                    ));
-                    current = None;
-                }
-            }
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            warnings.push(format!("line {start_line}: missing '=', ignoring '{line}'"));
-            continue;
-        };
-        let (key, value) = (key.trim(), value.trim());
-        match current.as_deref() {
-            Some(s) if s == section => {}
-            Some(_) => continue,
-            None => {
-                warnings.push(format!(
-                    "line {start_line}: assignment outside of a section, ignoring"
-                ));
-                continue;
-            }
-        }
-        match key {
-            "Mutable" => {
-                if value.is_empty() {
-                    values.mutable = None;
-                } else {
-                    match value.parse::<MutableMode>() {
-                        Ok(m) => values.mutable = Some(m),
-                        Err(e) => warnings.push(format!("line {start_line}: {e}, ignoring")),
-                    }
-                }
-            }
-            "CheckConflicts" => {
-                if value.is_empty() {
-                    values.check_conflicts = None;
-                } else {
-                    match value.parse::<ConflictPolicy>() {
-                        Ok(p) => values.check_conflicts = Some(p),
-                        Err(e) => warnings.push(format!("line {start_line}: {e}, ignoring")),
-                    }
-                }
-            }
-            "Require" => {
-                if value.is_empty() {
-                    values.require.clear();
-                    values.require_reset = true;
-                }
-                for name in value.split_whitespace() {
-                    if name.contains('/') || name.starts_with('.') {
-                        warnings.push(format!(
-                            "line {start_line}: Require={name} is not an extension name, ignoring"
-                        ));
-                    } else if !values.require.iter().any(|n| n == name) {
-                        values.require.push(name.to_string());
-                    }
-                }
-            }
-            "ImagePolicy" => {
-                values.image_policy = if value.is_empty() {
-                    None
-                } else {
-                    Some(value.to_string())
-                };
-            }
-            other => warnings.push(format!(
-                "line {start_line}: unknown key '{other}' in [{section}], ignoring"
-            )),
-        }
-    }
-    (values, warnings)
-}
-
-/// The configuration files that apply, in the order they are read: the first main file found, then drop-ins.
-///
-/// Drop-ins are collected from every directory; a name in a higher-priority directory hides the same name
-/// below it, and a drop-in that is empty or a link to `/dev/null` masks that name. They are read in file-name order.
-pub fn config_files(root: &Path, class: ImageClass) -> Vec<PathBuf> {
-    let base = class.config_base();
-    let mut files = Vec::new();
-    for dir in CONFIG_DIRS {
-        let p = Path::new(dir).join("systemd").join(format!("{base}.conf"));
-        if let Ok(r) = chase::chase(root, &p) {
-            if r.host.is_file() {
-                files.push(r.host);
-                break;
-            }
-        }
-    }
-    let mut dropins: BTreeMap<String, Option<PathBuf>> = BTreeMap::new();
-    for dir in CONFIG_DIRS {
-        let d = Path::new(dir)
-            .join("systemd")
-            .join(format!("{base}.conf.d"));
-        let Ok(resolved) = chase::chase(root, &d) else {
-            continue;
-        };
-        let Ok(entries) = std::fs::read_dir(&resolved.host) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.ends_with(".conf") || dropins.contains_key(&name) {
-                continue;
-            }
-            let masked = std::fs::read_link(entry.path())
-                .is_ok_and(|t| t == Path::new("/dev/null"))
-                || std::fs::metadata(entry.path()).is_ok_and(|m| m.len() == 0);
-            dropins.insert(name, if masked { None } else { Some(entry.path()) });
-        }
-    }
-    files.extend(dropins.into_values().flatten());
-    files
-}
-
-/// Read every applicable configuration file of a class inside `root`; later files override earlier ones.
-pub fn load_config(root: &Path, class: ImageClass) -> (ConfigValues, Vec<PathBuf>) {
-    let mut merged = ConfigValues::default();
-    let files = config_files(root, class);
-    for f in &files {
-        match std::fs::read_to_string(f) {
-            Ok(text) => {
-                let (v, warnings) = parse_config_text(&text, class.config_section());
-                for w in warnings {
-                    tracing::warn!("{}: {w}", f.display());
-                }
-                merged.overlay(v);
-            }
-            Err(e) => tracing::warn!(
-                "cannot read configuration file {}: {e}, ignoring",
-                f.display()
-            ),
-        }
-    }
-    (merged, files)
-}
 
 /// What the command line asked for, before precedence is applied.
 #[derive(Clone, Debug, Default)]
@@ -410,7 +205,9 @@ pub fn resolve(
         }
     });
 
-    let (config, config_files) = load_config(&root, class);
+    let handle = Root::open(&root)?;
+    let (config, config_files) = load_config(&handle, class)
+        .with_context(|| format!("reading the {class} configuration"))?;
     let (mutable, mutable_origin) = if let Some(m) = cli.mutable {
         (m, Origin::Cli)
     } else if let Some(m) = env_mutable {
@@ -514,107 +311,6 @@ mod tests {
             root: Some(root.to_path_buf()),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn parse_reads_only_its_section_and_warns_on_junk() {
-        let (v, w) = parse_config_text(
-            "# comment\n[SysExt]\nMutable=auto\nImagePolicy=root=signed+absent\n[ConfExt]\nMutable=yes\nBogus\n",
-            "SysExt",
-        );
-        assert_eq!(v.mutable, Some(MutableMode::Auto));
-        assert_eq!(v.image_policy.as_deref(), Some("root=signed+absent"));
-        assert_eq!(w.len(), 1, "{w:?}");
-        let (v, _) = parse_config_text("[ConfExt]\nMutable = yes \n", "ConfExt");
-        assert_eq!(v.mutable, Some(MutableMode::Yes));
-    }
-
-    #[test]
-    fn parse_invalid_mutable_is_a_warning_and_booleans_work() {
-        let (v, w) = parse_config_text("[SysExt]\nMutable=sometimes\n", "SysExt");
-        assert_eq!(v.mutable, None);
-        assert!(w[0].contains("sometimes"));
-        let (v, _) = parse_config_text("[SysExt]\nMutable=false\n", "SysExt");
-        assert_eq!(v.mutable, Some(MutableMode::No));
-    }
-
-    #[test]
-    fn parse_continuation_lines_and_unknown_keys() {
-        let (v, w) = parse_config_text(
-            "[SysExt]\nImagePolicy=root=verity\\\n+signed\nFoo=bar\n",
-            "SysExt",
-        );
-        assert_eq!(v.image_policy.as_deref(), Some("root=verity +signed"));
-        assert!(w.iter().any(|m| m.contains("unknown key 'Foo'")));
-    }
-
-    #[test]
-    fn first_main_file_wins_then_dropins_override_in_name_order() {
-        let t = tempfile::tempdir().unwrap();
-        let r = std::fs::canonicalize(t.path()).unwrap();
-        write(
-            &r,
-            "usr/lib/systemd/sysext.conf",
-            "[SysExt]\nMutable=yes\nImagePolicy=a\n",
-        );
-        write(&r, "etc/systemd/sysext.conf", "[SysExt]\nImagePolicy=b\n");
-        // /usr/lib main file is not read because /etc has one: Mutable stays unset.
-        let (v, files) = load_config(&r, ImageClass::Sysext);
-        assert_eq!(v.mutable, None);
-        assert_eq!(v.image_policy.as_deref(), Some("b"));
-        assert_eq!(files.len(), 1);
-
-        write(
-            &r,
-            "usr/lib/systemd/sysext.conf.d/10-a.conf",
-            "[SysExt]\nMutable=auto\n",
-        );
-        write(
-            &r,
-            "run/systemd/sysext.conf.d/20-b.conf",
-            "[SysExt]\nMutable=import\n",
-        );
-        write(
-            &r,
-            "etc/systemd/sysext.conf.d/10-a.conf",
-            "[SysExt]\nMutable=ephemeral\n",
-        );
-        let (v, files) = load_config(&r, ImageClass::Sysext);
-        // 10-a.conf from /etc hides the /usr/lib one; 20-b is read last.
-        assert_eq!(v.mutable, Some(MutableMode::Import));
-        assert_eq!(files.len(), 3);
-        assert!(files[1].ends_with("etc/systemd/sysext.conf.d/10-a.conf"));
-    }
-
-    #[test]
-    fn dropin_masked_by_dev_null_or_empty_file() {
-        let t = tempfile::tempdir().unwrap();
-        let r = std::fs::canonicalize(t.path()).unwrap();
-        write(
-            &r,
-            "usr/lib/systemd/confext.conf.d/50-x.conf",
-            "[ConfExt]\nMutable=yes\n",
-        );
-        std::fs::create_dir_all(r.join("etc/systemd/confext.conf.d")).unwrap();
-        std::os::unix::fs::symlink("/dev/null", r.join("etc/systemd/confext.conf.d/50-x.conf"))
-            .unwrap();
-        let (v, _) = load_config(&r, ImageClass::Confext);
-        assert_eq!(v.mutable, None);
-    }
-
-    #[test]
-    fn config_is_read_inside_root_through_symlinks() {
-        let t = tempfile::tempdir().unwrap();
-        let r = std::fs::canonicalize(t.path()).unwrap();
-        write(&r, "elsewhere/confext.conf", "[ConfExt]\nMutable=auto\n");
-        std::fs::create_dir_all(r.join("usr/lib/systemd")).unwrap();
-        std::os::unix::fs::symlink(
-            "/elsewhere/confext.conf",
-            r.join("usr/lib/systemd/confext.conf"),
-        )
-        .unwrap();
-        let (v, _) = load_config(&r, ImageClass::Confext);
-        assert_eq!(v.mutable, Some(MutableMode::Auto));
     }
 
     #[test]
@@ -788,6 +484,32 @@ mod tests {
         };
         let err = resolve(&c, ImageClass::Sysext, &env_of(&[])).unwrap_err();
         assert!(format!("{err:#}").contains("/nonexistent/extmerge-root"));
+    }
+
+    /// A configuration file that cannot be read fails the class: silently dropping it could
+    /// drop the `ImagePolicy=` it sets.
+    #[test]
+    fn an_oversized_config_file_fails_resolve_naming_file_and_cap() {
+        let t = tempfile::tempdir().unwrap();
+        let r = std::fs::canonicalize(t.path()).unwrap();
+        write(
+            &r,
+            "etc/systemd/confext.conf",
+            &format!(
+                "[ConfExt]\nImagePolicy=root=signed\n{}",
+                "#".repeat(1 << 20)
+            ),
+        );
+        let err = resolve(&cli(&r), ImageClass::Confext, &env_of(&[])).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "reading the confext configuration: reading {}: larger than the 1048576 bytes allowed",
+                r.join("etc/systemd/confext.conf").display()
+            )
+        );
+        // The other class reads other files.
+        assert!(resolve(&cli(&r), ImageClass::Sysext, &env_of(&[])).is_ok());
     }
 
     /// `Require=` is a list: assignments append across files and drop-ins, an empty one resets.

@@ -2,6 +2,7 @@
 
 use crate::class::ImageClass;
 use crate::initrd::cmdline::{self, Param};
+use crate::kernel::root::Root;
 use crate::settings::ClassSettings;
 use std::path::Path;
 
@@ -61,22 +62,45 @@ pub fn unit_for(class: ImageClass) -> &'static str {
     }
 }
 
-/// True when `<root>/etc/systemd/system/<unit>` is a mask (a link to /dev/null, or an empty
-/// file), looked up inside the root.
-pub fn unit_masked(root: &Path, unit: &str) -> bool {
+/// True when `/etc/systemd/system/<unit>` inside `root` is a mask (a link to /dev/null, or an
+/// empty file). Absent, dangling or anything else: not masked.
+pub fn unit_masked(root: &Root, unit: &str) -> anyhow::Result<bool> {
+    use anyhow::Context;
     use rustix::fs::FileType;
-    let Ok(root) = crate::kernel::root::Root::open(root) else {
-        return false;
-    };
     let p = Path::new("/etc/systemd/system").join(unit);
-    match root.resolve_nofollow(&p) {
-        Ok(f) if f.file_type() == FileType::Symlink => {
-            rustix::fs::readlinkat(&f.fd, "", Vec::new())
-                .is_ok_and(|t| t.as_bytes() == b"/dev/null")
+    let found = match root.resolve_nofollow(&p) {
+        Ok(f) => f,
+        Err(e) if e.is_not_found() => return Ok(false),
+        Err(e) => return Err(anyhow::Error::new(e)),
+    };
+    Ok(match found.file_type() {
+        FileType::Symlink => {
+            rustix::fs::readlinkat(&found.fd, "", Vec::new())
+                .map_err(std::io::Error::from)
+                .with_context(|| format!("reading link {}", root.show(&p).display()))?
+                .as_bytes()
+                == b"/dev/null"
         }
-        Ok(f) => f.file_type() == FileType::RegularFile && f.stat.st_size == 0,
-        Err(_) => false,
-    }
+        FileType::RegularFile => found.stat.st_size == 0,
+        _ => false,
+    })
+}
+
+/// Whether the class's unit is masked in the settings' root; an error is logged and counts as
+/// not masked (the merge then meets the same problem and reports it with its context).
+fn masked_in(s: &ClassSettings, unit: &str) -> bool {
+    let masked = Root::open(&s.root).and_then(|root| unit_masked(&root, unit));
+    masked.unwrap_or_else(|e| {
+        tracing::warn!("Cannot tell whether {unit} is masked: {e:#}; assuming it is not.");
+        false
+    })
+}
+
+/// The kernel command line option that turns off the initrd steps that are not about one
+/// class (`mount-var`, `flatcar-select`): `rd.extmerge=0`, honoured when systemd started us.
+pub fn initrd_step_disabled(kernel_cmdline: &str, in_initrd: bool) -> Option<&'static str> {
+    let params = cmdline::parse(kernel_cmdline);
+    (invoked_by_systemd() && all_disabled(&params, in_initrd)).then_some("rd.extmerge=0")
 }
 
 /// The classes a verb acts on after the operator's switches: when systemd started us, a kernel
@@ -109,7 +133,7 @@ pub fn select(
                 return true;
             }
             let unit = unit_for(s.class);
-            if !unit_masked(&s.root, unit) {
+            if !masked_in(s, unit) {
                 return true;
             }
             if !s.require_any.is_empty() || !s.require.is_empty() {
@@ -192,12 +216,17 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let d = t.path().join("etc/systemd/system");
         std::fs::create_dir_all(&d).unwrap();
-        assert!(!unit_masked(t.path(), "systemd-sysext.service"));
+        let root = Root::open(t.path()).unwrap();
+        let masked = |unit: &str| unit_masked(&root, unit).unwrap();
+        assert!(!masked("systemd-sysext.service"));
         std::os::unix::fs::symlink("/dev/null", d.join("systemd-sysext.service")).unwrap();
-        assert!(unit_masked(t.path(), "systemd-sysext.service"));
+        assert!(masked("systemd-sysext.service"));
         std::fs::write(d.join("systemd-confext.service"), "").unwrap();
-        assert!(unit_masked(t.path(), "systemd-confext.service"));
+        assert!(masked("systemd-confext.service"));
         std::fs::write(d.join("systemd-confext.service"), "[Unit]\n").unwrap();
-        assert!(!unit_masked(t.path(), "systemd-confext.service"));
+        assert!(!masked("systemd-confext.service"));
+        // A dangling link is no mask; the link's target is never followed out of the root.
+        std::os::unix::fs::symlink("/nowhere", d.join("x.service")).unwrap();
+        assert!(!masked("x.service"));
     }
 }

@@ -2,8 +2,8 @@
 //! `enabled-sysext.conf`, the OEM sysext's A/B selection and migration), without downloads.
 //! The rules are in [`crate::initrd::flatcar`]; this verb gathers, plans, prints or applies.
 
-use crate::initrd::cmdline;
 use crate::initrd::flatcar::{self, Action};
+use crate::kernel::root::Root;
 use crate::settings::switches;
 use crate::verbs::{print_json, JsonMode, EXIT_FAILURE, EXIT_SUCCESS};
 use anyhow::Result;
@@ -18,25 +18,29 @@ pub fn run(
     cmdline_text: &str,
     in_initrd: bool,
 ) -> Result<i32> {
-    let params = cmdline::parse(cmdline_text);
-    if switches::invoked_by_systemd() && switches::all_disabled(&params, in_initrd) {
-        tracing::info!(
-            "Disabled by the kernel command line option rd.extmerge=0: no Flatcar selection."
-        );
+    if let Some(opt) = switches::initrd_step_disabled(cmdline_text, in_initrd) {
+        tracing::info!("Disabled by the kernel command line option {opt}: no Flatcar selection.");
         return Ok(EXIT_SUCCESS);
     }
-    if !flatcar::is_flatcar_root(root) {
+    let root = Root::open(root)?;
+    if !flatcar::is_flatcar(&root)? {
         tracing::info!(
             "{} has no /usr/share/flatcar: not a Flatcar root, nothing to select.",
-            root.display()
+            root.path().display()
         );
         if json != JsonMode::Off {
             print_json(json, &Vec::<Action>::new())?;
         }
         return Ok(EXIT_SUCCESS);
     }
-    let inputs = flatcar::gather(root)?;
+    let inputs = flatcar::gather(&root)?;
     let actions = flatcar::plan(&inputs);
+    for bad in actions
+        .iter()
+        .filter(|a| matches!(a, Action::BadLine { .. }))
+    {
+        tracing::warn!("Flatcar selection: {bad}.");
+    }
     if dry_run {
         if json != JsonMode::Off {
             print_json(json, &actions)?;
@@ -52,7 +56,7 @@ pub fn run(
         });
     }
     super::require_privileges()?;
-    for line in flatcar::apply(root, &actions)? {
+    for line in flatcar::apply(&root, &actions)? {
         tracing::info!(
             VERSION = inputs.version.as_str(),
             "Flatcar selection: {line}."

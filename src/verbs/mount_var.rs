@@ -20,13 +20,11 @@ pub fn run(root: &Path, root_given: bool, cmdline_text: &str, in_initrd: bool) -
         );
         return Ok(EXIT_USAGE);
     }
-    let params = cmdline::parse(cmdline_text);
-    if switches::invoked_by_systemd() && switches::all_disabled(&params, in_initrd) {
-        tracing::info!(
-            "Disabled by the kernel command line option rd.extmerge=0: not mounting /var."
-        );
+    if let Some(opt) = switches::initrd_step_disabled(cmdline_text, in_initrd) {
+        tracing::info!("Disabled by the kernel command line option {opt}: not mounting /var.");
         return Ok(EXIT_SUCCESS);
     }
+    let params = cmdline::parse(cmdline_text);
     let spec = match var::spec_from_cmdline(&params, in_initrd) {
         Ok(spec) => spec,
         Err(e) => {
@@ -53,9 +51,9 @@ pub fn run(root: &Path, root_given: bool, cmdline_text: &str, in_initrd: bool) -
         }
         Err(e) => {
             tracing::error!(
-                "Cannot mount /var at {}: {e:#}. Extensions on that /var are merged late, by the \
-                 booted system's refresh, if it can mount it.",
-                root.join("var").display()
+                "Cannot mount /var below {}: {e:#}. Extensions on that /var are merged late, by \
+                 the booted system's refresh, if it can mount it.",
+                root.display()
             );
             Ok(EXIT_FAILURE)
         }

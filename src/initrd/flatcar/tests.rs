@@ -1,6 +1,7 @@
-use super::shell::{move_file, temp_name};
+use super::shell::{copy_across, move_file, Slot};
 use super::*;
 use std::fs;
+use std::os::unix::fs::symlink;
 
 const V: &str = "4000.0.0";
 
@@ -269,12 +270,50 @@ fn plan_rules() {
     ));
 
     rows.push((
-        "names that are not file names are skipped",
+        "names that are not file names are skipped, naming file and line",
         with_conf("../x\n", &[]),
-        vec![Action::Skip {
-            name: "flatcar-../x".into(),
-            reason: "enabled-sysext.conf entry \"../x\" contains '/'".into(),
+        vec![Action::BadLine {
+            file: p(USER_CONF),
+            line: 1,
+            reason: "\"../x\" contains '/'".into(),
         }],
+    ));
+
+    let mut i = with_conf("", &[&img("zfs"), &img("podman")]);
+    i.user_conf = b"zfs\n\xff\xfe\n.. podman\n-\n".to_vec();
+    i.vendor_conf = "python\n-zfs\n".into();
+    rows.push((
+        "one bad line is one bad line: the others still apply",
+        i,
+        vec![
+            Action::BadLine {
+                file: p(USER_CONF),
+                line: 2,
+                reason: "not valid UTF-8".into(),
+            },
+            Action::BadLine {
+                file: p(USER_CONF),
+                line: 3,
+                reason: "\"..\" is not a usable name".into(),
+            },
+            Action::BadLine {
+                file: p(USER_CONF),
+                line: 4,
+                reason: "'-' without a name removes nothing".into(),
+            },
+            Action::BadLine {
+                file: p(VENDOR_CONF),
+                line: 2,
+                reason: "-zfs: removals only count in /etc/flatcar/enabled-sysext.conf".into(),
+            },
+            link("/etc/extensions/flatcar-zfs.raw", &img("zfs")),
+            link("/etc/extensions/flatcar-podman.raw", &img("podman")),
+            Action::Missing {
+                name: "flatcar-python".into(),
+                expected: vec![p(&img("python"))],
+                url: None,
+            },
+        ],
     ));
 
     rows.push((
@@ -487,31 +526,35 @@ fn gather_plan_apply_is_idempotent() {
     touch(r, "/oem/bin/tool", "x");
     touch(r, "/etc/oem-thing", "x");
 
-    let first = plan(&gather(r).expect("gather"));
+    let root = Root::open(r).expect("root");
+    let first = plan(&gather(&root).expect("gather"));
     assert!(!first.is_empty());
-    let log = apply(r, &first).expect("apply");
+    let log = apply(&root, &first).expect("apply");
     assert_eq!(log.len(), first.len(), "{log:?}");
-    let again = plan(&gather(r).expect("gather"));
+    let again = plan(&gather(&root).expect("gather"));
     assert_eq!(again, vec![], "second run must want nothing");
     // Applying the same actions twice is harmless too.
-    apply(r, &first).expect("apply again");
-    assert_eq!(plan(&gather(r).expect("gather")), vec![]);
+    apply(&root, &first).expect("apply again");
+    assert_eq!(plan(&gather(&root).expect("gather")), vec![]);
     assert!(!r.join("oem/bin").exists() && !r.join("etc/oem-thing").exists());
     assert!(!r.join("oem/sysext/migrate-oem-test").exists());
 }
 
-#[test]
-fn move_file_across_filesystems_copies_and_keeps_mtime() {
-    // /dev/shm is a tmpfs on Linux; when it is the same filesystem as the temp dir this
-    // still checks the rename path.
-    let shm = Path::new("/dev/shm");
-    let a = if shm.is_dir() {
-        tempfile::tempdir_in(shm).expect("tempdir")
-    } else {
-        tempfile::tempdir().expect("tempdir")
-    };
-    let b = tempfile::tempdir().expect("tempdir");
-    let src = a.path().join("oem-x-1.raw");
+fn mtime_of(path: &Path) -> std::time::SystemTime {
+    fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .expect("mtime")
+}
+
+fn slot(root: &Root, path: &str, create: bool) -> Slot {
+    Slot::at(root, Path::new(path), create)
+        .expect("slot")
+        .expect("parent exists")
+}
+
+/// An image with a fixed mtime in `dir`.
+fn old_image(dir: &Path) -> (PathBuf, std::time::SystemTime) {
+    let src = dir.join("oem-x-1.raw");
     fs::write(&src, b"image").expect("write");
     let mtime = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
     fs::File::options()
@@ -519,17 +562,149 @@ fn move_file_across_filesystems_copies_and_keeps_mtime() {
         .open(&src)
         .and_then(|f| f.set_modified(mtime))
         .expect("set mtime");
-    let dst = b.path().join("oem-x-1.raw");
-    move_file(&src, &dst).expect("move");
+    (src, mtime)
+}
+
+#[test]
+fn move_file_across_filesystems_copies_and_keeps_mtime() {
+    // /dev/shm is a tmpfs on Linux; when it is the same filesystem as the temp dir this
+    // still checks the rename path (copy_across is tested on its own below).
+    let shm = Path::new("/dev/shm");
+    let a = if shm.is_dir() {
+        tempfile::tempdir_in(shm).expect("tempdir")
+    } else {
+        tempfile::tempdir().expect("tempdir")
+    };
+    let b = tempfile::tempdir().expect("tempdir");
+    let (src, mtime) = old_image(a.path());
+    let (ra, rb) = (Root::open(a.path()).unwrap(), Root::open(b.path()).unwrap());
+    move_file(
+        &slot(&ra, "/oem-x-1.raw", false),
+        &slot(&rb, "/oem/oem-x-1.raw", true),
+    )
+    .expect("move");
+    let dst = b.path().join("oem/oem-x-1.raw");
     assert!(!src.exists());
     assert_eq!(fs::read(&dst).expect("read"), b"image");
+    assert_eq!(mtime_of(&dst), mtime);
+    let names: Vec<_> = fs::read_dir(b.path().join("oem"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["oem-x-1.raw"], "no temporary file left");
+}
+
+#[test]
+fn copy_across_copies_regular_files_only_and_never_follows() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("tempdir");
+    let (src, mtime) = old_image(t.path());
+    let root = Root::open(t.path()).unwrap();
+    copy_across(
+        &slot(&root, "/oem-x-1.raw", false),
+        &slot(&root, "/to/oem-x-1.raw", true),
+    )
+    .expect("copy");
+    assert!(!src.exists());
+    let dst = t.path().join("to/oem-x-1.raw");
     assert_eq!(
-        fs::metadata(&dst)
-            .and_then(|m| m.modified())
-            .expect("mtime"),
-        mtime
+        (fs::read(&dst).unwrap(), mtime_of(&dst)),
+        (b"image".to_vec(), mtime)
     );
-    assert!(!temp_name(&dst).exists());
+    // A link is not copied (its target would be), even one to a regular file.
+    fs::write(outside.path().join("secret"), "outside").unwrap();
+    symlink(outside.path().join("secret"), t.path().join("link.raw")).unwrap();
+    let e = copy_across(
+        &slot(&root, "/link.raw", false),
+        &slot(&root, "/to/link.raw", true),
+    )
+    .unwrap_err();
+    assert_eq!(
+        format!("{e:#}"),
+        "/link.raw is not a regular file (symbolic link); not copying it across filesystems"
+    );
+    assert!(fs::symlink_metadata(t.path().join("to/link.raw")).is_err());
+    assert_eq!(
+        fs::read_to_string(outside.path().join("secret")).unwrap(),
+        "outside"
+    );
+}
+
+/// `/etc/extensions` and the images behind links out of the root: every change lands inside
+/// the root, the same paths outside stay as they were.
+#[test]
+fn apply_never_writes_through_links_out_of_the_root() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("tempdir");
+    let r = t.path();
+    let o = outside.path();
+    touch(o, "/extensions/flatcar-zfs.raw", "sentinel");
+    touch(o, "/oem/bin/tool", "sentinel");
+    touch(r, OS_RELEASE, &format!("VERSION={V}\n"));
+    touch(r, USER_CONF, "zfs\n");
+    touch(
+        r,
+        &format!("/etc/flatcar/sysext/flatcar-zfs-{V}.raw"),
+        "zfs",
+    );
+    touch(
+        r,
+        "/usr/share/flatcar/oems/test",
+        &format!("{}/bin\n", o.join("oem").display()),
+    );
+    touch(r, OEM_RELEASE, "ID=test\n");
+    touch(r, "/oem/sysext/migrate-oem-test", "");
+    // /etc/extensions is an absolute link to the outside directory of the same name.
+    symlink(o.join("extensions"), r.join("etc/extensions")).unwrap();
+    let root = Root::open(r).unwrap();
+    let actions = plan(&gather(&root).unwrap());
+    apply(&root, &actions).unwrap();
+    let inside = r.join(o.strip_prefix("/").unwrap());
+    assert_eq!(
+        fs::read_link(inside.join("extensions/flatcar-zfs.raw")).unwrap(),
+        Path::new(&format!("/etc/flatcar/sysext/flatcar-zfs-{V}.raw"))
+    );
+    assert_eq!(
+        fs::read_to_string(o.join("extensions/flatcar-zfs.raw")).unwrap(),
+        "sentinel"
+    );
+    assert_eq!(
+        fs::read_to_string(o.join("oem/bin/tool")).unwrap(),
+        "sentinel"
+    );
+}
+
+#[test]
+fn oversized_inputs_are_errors_naming_file_and_cap() {
+    for (file, cap) in [
+        (USER_CONF, crate::limits::FLATCAR_FILE),
+        (VENDOR_CONF, crate::limits::FLATCAR_FILE),
+        (OEM_RELEASE, crate::limits::FLATCAR_FILE),
+        (OS_RELEASE, crate::limits::RELEASE_FILE),
+    ] {
+        let t = tempfile::tempdir().expect("tempdir");
+        let r = t.path();
+        touch(r, OS_RELEASE, &format!("VERSION={V}\n"));
+        let mut text = String::from(if file == OS_RELEASE {
+            "VERSION=1\n"
+        } else {
+            "zfs\n"
+        });
+        text.push_str(&"#".repeat(cap as usize + 1 - text.len()));
+        touch(r, file, &text);
+        let e = gather(&Root::open(r).unwrap()).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            format!(
+                "reading {}: larger than the {cap} bytes allowed",
+                r.join(file.trim_start_matches('/')).display()
+            )
+        );
+        // At the cap exactly, it is read.
+        text.pop();
+        touch(r, file, &text);
+        gather(&Root::open(r).unwrap()).expect("at the cap");
+    }
 }
 
 #[test]

@@ -83,14 +83,17 @@ mod tests;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::os::fd::AsFd;
+
 use anyhow::{bail, Context, Result};
-use rustix::fs::{AtFlags, StatxFlags, CWD};
+use rustix::fs::{AtFlags, StatxFlags};
 
 pub use device::{probe_path, probe_superblock, resolve_device, FsInfo, SB_PROBE_LEN};
 pub use mount::MountPlan;
 pub use spec::{spec_from_cmdline, VarSpec, What};
 
 use crate::initrd::cmdline::{get, Param};
+use crate::kernel::root::{Found, Root};
 
 /// Default wait for the `/var` device.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -161,25 +164,29 @@ fn parse_seconds(text: &str) -> Option<Duration> {
 /// Mount `spec` at `<root>/var` unless that already is a mount point; `None` does nothing.
 ///
 /// Waits up to `timeout` for the device. The options are checked before waiting, so a typo
-/// fails at once. `<root>/var` is created (0755) if missing; a symlink there is refused,
-/// since following it could leave the root.
+/// fails at once. `/var` is resolved inside the root (a symlink there, absolute or with `..`,
+/// is followed as the booted system will see it, never out of the root) and created (0755)
+/// if missing; the mount is attached to that directory by fd.
 pub fn ensure_var(root: &Path, spec: Option<&VarSpec>, timeout: Duration) -> Result<VarOutcome> {
     let Some(spec) = spec else {
         return Ok(VarOutcome::NotRequested);
     };
     let plan = MountPlan::from_options(spec.options.as_deref().unwrap_or(""))
         .map_err(|e| anyhow::anyhow!("{}: {e}", spec.source_param))?;
-    let target = root.join("var");
-    prepare_target(&target)?;
+    let root = Root::open(root)?;
+    let target = mount_point(&root)?;
+    let shown = root.show(&target.in_root);
 
-    if crate::kernel::mounts::is_mount_point(&target)? {
-        let source = mount_source(&target)?;
+    let mounted = crate::kernel::mounts::is_mount_point_fd(target.fd.as_fd())
+        .with_context(|| format!("statx {}", shown.display()))?;
+    if mounted {
+        let source = mount_source(&target, &shown)?;
         tracing::info!(
-            target = %target.display(),
+            target = %shown.display(),
             source = %source.display(),
             spec = %spec.source_param,
             "{} is already a mount point (Ignition or x-initrd.mount?); using it as is for {}.",
-            target.display(),
+            shown.display(),
             spec.source_param
         );
         return Ok(VarOutcome::AlreadyMounted(source));
@@ -198,51 +205,48 @@ pub fn ensure_var(root: &Path, spec: Option<&VarSpec>, timeout: Duration) -> Res
             ),
         },
     };
-    mount::mount_device(&device, &fstype, &plan, &target)
+    mount::mount_device(&device, &fstype, &plan, target.fd.as_fd(), &shown)
         .with_context(|| format!("mounting /var from {}", spec.source_param))?;
     tracing::info!(
         device = %device.display(),
         fstype = %fstype,
-        target = %target.display(),
+        target = %shown.display(),
         spec = %spec.source_param,
         "Mounted {} ({fstype}) at {} for {}.",
         device.display(),
-        target.display(),
+        shown.display(),
         spec.source_param
     );
     Ok(VarOutcome::Mounted { device, fstype })
 }
 
-/// Make sure `target` is a real directory (created if missing), never a symlink.
-fn prepare_target(target: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(target) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(m) if m.file_type().is_symlink() => bail!(
-            "{} is a symlink; refusing to mount /var through it",
-            target.display()
-        ),
-        Ok(_) => bail!("{} exists but is not a directory", target.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .mode(0o755)
-                .create(target)
-                .with_context(|| format!("creating the mount point {}", target.display()))
-        }
-        Err(e) => Err(e).with_context(|| format!("inspecting {}", target.display())),
+/// `/var` inside the root: resolved there (links followed inside the root), created 0755 if
+/// missing, and never the root directory itself (a `var -> /` link would cover the whole tree).
+fn mount_point(root: &Root) -> Result<Found> {
+    let var = Path::new("/var");
+    let found = root
+        .mkdir_all(var, 0o755)
+        .with_context(|| format!("preparing the mount point {}", root.show(var).display()))?;
+    if found.in_root == Path::new("/") {
+        bail!(
+            "{} resolves to the root directory {} itself; refusing to mount /var over it",
+            root.show(var).display(),
+            root.path().display()
+        );
     }
+    Ok(found)
 }
 
-/// The source (device) of the mount on top of `target`, found by mount ID.
-fn mount_source(target: &Path) -> Result<PathBuf> {
-    let st = rustix::fs::statx(CWD, target, AtFlags::empty(), StatxFlags::MNT_ID)
+/// The source (device) of the mount on top of the directory `target`, found by mount ID.
+fn mount_source(target: &Found, shown: &Path) -> Result<PathBuf> {
+    let st = rustix::fs::statx(&target.fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
         .map_err(std::io::Error::from)
-        .with_context(|| format!("statx {}", target.display()))?;
+        .with_context(|| format!("statx {}", shown.display()))?;
     let table = crate::kernel::mounts::mountinfo()?;
     Ok(table
         .iter()
         .find(|m| m.mount_id == st.stx_mnt_id)
         .map(|m| PathBuf::from(&m.source))
         // Kernels without STATX_MNT_ID (< 5.8): the target itself still says where it is.
-        .unwrap_or_else(|| target.to_path_buf()))
+        .unwrap_or_else(|| shown.to_path_buf()))
 }

@@ -5,7 +5,7 @@
 //! goes into our error message (mount(2) only leaves it in dmesg), and nothing is attached
 //! unless every step succeeded. The result is the same single mount mount(8) would make.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
@@ -153,13 +153,20 @@ fn strip_quotes(v: &str) -> &str {
         .unwrap_or(v)
 }
 
-/// Mount `device` as `fstype` with `plan` and attach it at `target`.
-pub fn mount_device(device: &Path, fstype: &str, plan: &MountPlan, target: &Path) -> Result<()> {
+/// Mount `device` as `fstype` with `plan` and attach it on the directory `target` (an fd
+/// resolved inside the root; `shown` names it in messages).
+pub fn mount_device(
+    device: &Path,
+    fstype: &str,
+    plan: &MountPlan,
+    target: BorrowedFd<'_>,
+    shown: &Path,
+) -> Result<()> {
     let what = || {
         format!(
             "mounting {} ({fstype}) at {}",
             device.display(),
-            target.display()
+            shown.display()
         )
     };
     let fs_fd = fsopen(fstype, FsOpenFlags::FSOPEN_CLOEXEC).with_context(|| {
@@ -203,5 +210,5 @@ pub fn mount_device(device: &Path, fstype: &str, plan: &MountPlan, target: &Path
     for line in drain_fs_log(fs_fd.as_fd()) {
         tracing::debug!(device = %device.display(), fstype, "kernel: {line}");
     }
-    crate::kernel::mounts::attach(&mnt, target).with_context(what)
+    crate::kernel::mounts::attach_at(mnt.as_fd(), target, shown).with_context(what)
 }
