@@ -11,3 +11,4 @@ pub mod image_identity;
 pub mod release;
 pub mod snapshot;
 pub mod vpick;
+pub mod walk;
