@@ -438,7 +438,7 @@ pub fn strong_id(host_path: &Path, kind: ImageKind, cache: &mut HashCache) -> Re
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]

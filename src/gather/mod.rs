@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod conffiles;
+pub mod conflicts;
 pub mod discover;
 pub mod facts;
 pub mod host;
