@@ -685,6 +685,26 @@ pub(crate) mod tests {
         assert_eq!(HashCache::load(&root, p).len(), 1);
     }
 
+    /// Keys from `statx` of an open file and from `std::fs::metadata` of its path are the same,
+    /// so entries cached by path stay valid for [`open_file_sha256`] and the other way round.
+    #[test]
+    fn open_file_and_path_share_cache_keys() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("img.raw");
+        std::fs::write(&f, "content").unwrap();
+        let file = std::fs::File::open(&f).unwrap();
+        let st = crate::kernel::root_walk::stat_fd(file.as_fd()).unwrap();
+        assert_eq!(
+            stat_cache_key(&st),
+            cache_key(&std::fs::metadata(&f).unwrap())
+        );
+        let mut cache = HashCache::without_racy_window();
+        let h = open_file_sha256(&file, &mut cache).unwrap();
+        assert_eq!(cache.len(), 1);
+        assert_eq!(file_sha256(&f, &mut cache).unwrap(), h);
+        assert_eq!(cache.len(), 1, "the same entry");
+    }
+
     #[test]
     fn a_full_cache_hashes_without_remembering() {
         let t = tempfile::tempdir().unwrap();
