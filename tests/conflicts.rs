@@ -443,15 +443,6 @@ fn populate_deep(r: &Root) {
     deep_dirs(&r.p("var/lib/extensions/deep/usr/share/deep"), 300);
 }
 
-/// Where the walk gives up on the deep tree: the directory at depth 256 below `/usr`.
-fn deep_stop(r: &Root) -> PathBuf {
-    let mut p = r.p("var/lib/extensions/deep/usr/share/deep");
-    for _ in 0..254 {
-        p.push("d");
-    }
-    p
-}
-
 #[test]
 fn check_warn_judges_the_others_when_one_extension_is_too_deep() {
     let r = Root::new();
@@ -470,53 +461,50 @@ fn check_warn_judges_the_others_when_one_extension_is_too_deep() {
     r.leak.assert_clean();
 }
 
+/// The tree digest stops at the same depth as the conflict walk (one level earlier, as it
+/// starts above `/usr`): the snapshot refuses the extension before conflicts are looked at,
+/// whatever the policy, and the others are still merged and judged.
 #[test]
-fn merge_refuse_drops_only_the_extension_it_cannot_judge() {
+fn merge_skips_an_extension_too_deep_to_identify_under_any_policy() {
     let r = Root::new();
     populate_deep(&r);
-    let out = r.extmerge(&["merge", "--class=sysext", "--check-conflicts=refuse"]);
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
-    let why = format!(
-        "Refusing sysext 'deep': cannot be checked for conflicts: {}: more than 256 directory \
-         levels deep",
-        deep_stop(&r).display()
+    let stop = format!(
+        "/usr/share/deep{}: more than 256 directory levels deep",
+        "/d".repeat(253)
     );
-    assert!(log.contains(&why), "{log}");
-    assert!(
-        log.contains("Refusing sysext 'b': same-file conflict with 'a' on /usr/bin/tool"),
-        "{log}"
-    );
-    // a is merged; b (conflict) and deep (unjudged) are not.
-    assert_eq!(std::fs::read_to_string(r.p("usr/bin/tool")).unwrap(), "a\n");
-    assert!(!r.p("usr/bin/deep-tool").exists());
-    assert!(r.p("usr/bin/host-tool").exists());
-    let out = r.extmerge(&["unmerge"]);
-    assert!(out.status.success());
-    assert!(!r.p("usr/bin/tool").exists());
-    r.leak.assert_clean();
-}
-
-#[test]
-fn merge_warn_merges_what_it_cannot_judge_and_says_so() {
-    let r = Root::new();
-    populate_deep(&r);
-    let out = r.extmerge(&["merge", "--class=sysext", "--check-conflicts=warn"]);
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
-    let why = format!(
-        "Not checking 'deep' for conflicts: {}: more than 256 directory levels deep",
-        deep_stop(&r).display()
-    );
-    assert!(log.contains(&why), "{log}");
-    assert!(log.contains("same-file /usr/bin/tool"), "{log}");
-    assert_eq!(std::fs::read_to_string(r.p("usr/bin/tool")).unwrap(), "b\n");
-    assert_eq!(
-        std::fs::read_to_string(r.p("usr/bin/deep-tool")).unwrap(),
-        "deep\n"
-    );
-    let out = r.extmerge(&["unmerge"]);
-    assert!(out.status.success());
+    for (policy, winner) in [("refuse", "a\n"), ("warn", "b\n")] {
+        let out = r.extmerge(&[
+            "merge",
+            "--class=sysext",
+            &format!("--check-conflicts={policy}"),
+        ]);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        let skipped = log
+            .lines()
+            .find(|l| l.contains("Skipping sysext 'deep'"))
+            .unwrap_or_else(|| panic!("deep not skipped: {log}"));
+        assert!(
+            skipped.contains("cannot read it to identify it: "),
+            "{skipped}"
+        );
+        assert!(skipped.ends_with(&stop), "{skipped}");
+        assert!(log.contains("same-file /usr/bin/tool"), "{log}");
+        assert_eq!(
+            log.contains("Refusing sysext 'b': same-file conflict with 'a' on /usr/bin/tool"),
+            policy == "refuse",
+            "{log}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(r.p("usr/bin/tool")).unwrap(),
+            winner
+        );
+        assert!(!r.p("usr/bin/deep-tool").exists());
+        assert!(r.p("usr/bin/host-tool").exists());
+        let out = r.extmerge(&["unmerge"]);
+        assert!(out.status.success());
+        assert!(!r.p("usr/bin/tool").exists());
+    }
     r.leak.assert_clean();
 }
 
