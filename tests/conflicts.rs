@@ -398,3 +398,156 @@ fn binary_check_json() {
     assert_eq!(out.status.code(), Some(1));
     r.leak.assert_clean();
 }
+
+/// `levels` nested directories `d` below `dir`, created fd-relative, with a file at the bottom.
+fn deep_dirs(dir: &Path, levels: usize) {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags, CWD};
+    std::fs::create_dir_all(dir).unwrap();
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut fd = openat(CWD, dir, flags, Mode::empty()).unwrap();
+    for _ in 0..levels {
+        mkdirat(&fd, "d", Mode::from_raw_mode(0o755)).unwrap();
+        fd = openat(&fd, "d", flags, Mode::empty()).unwrap();
+    }
+    let f = openat(
+        &fd,
+        "leaf",
+        OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .unwrap();
+    rustix::io::write(&f, b"leaf\n").unwrap();
+}
+
+/// a and b ship the same file; `deep` ships a tree 300 directories deep (the walk stops at
+/// 256 levels) next to a file of its own.
+fn populate_deep(r: &Root) {
+    sysext_tree(
+        &r.p("var/lib/extensions/a"),
+        "a",
+        "ID=_any\n",
+        &[("usr/bin/tool", "a\n")],
+    );
+    sysext_tree(
+        &r.p("var/lib/extensions/b"),
+        "b",
+        "ID=_any\n",
+        &[("usr/bin/tool", "b\n")],
+    );
+    sysext_tree(
+        &r.p("var/lib/extensions/deep"),
+        "deep",
+        "ID=_any\n",
+        &[("usr/bin/deep-tool", "deep\n")],
+    );
+    deep_dirs(&r.p("var/lib/extensions/deep/usr/share/deep"), 300);
+}
+
+#[test]
+fn check_warn_judges_the_others_when_one_extension_is_too_deep() {
+    let r = Root::new();
+    populate_deep(&r);
+    let rep = r.report(ImageClass::Sysext, ConflictPolicy::Warn);
+    assert_eq!(
+        summary(&rep),
+        [(
+            ConflictKind::SameFile,
+            "/usr/bin/tool".into(),
+            v(&["a", "b"]),
+            "b".into()
+        )]
+    );
+    assert!(rep.ignored.is_empty(), "{:?}", rep.ignored);
+    r.leak.assert_clean();
+}
+
+/// The tree digest stops at the same depth as the conflict walk (one level earlier, as it
+/// starts above `/usr`): the snapshot refuses the extension before conflicts are looked at,
+/// whatever the policy, and the others are still merged and judged.
+#[test]
+fn merge_skips_an_extension_too_deep_to_identify_under_any_policy() {
+    let r = Root::new();
+    populate_deep(&r);
+    let stop = format!(
+        "/usr/share/deep{}: more than 256 directory levels deep",
+        "/d".repeat(253)
+    );
+    for (policy, winner) in [("refuse", "a\n"), ("warn", "b\n")] {
+        let out = r.extmerge(&[
+            "merge",
+            "--class=sysext",
+            &format!("--check-conflicts={policy}"),
+        ]);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        let skipped = log
+            .lines()
+            .find(|l| l.contains("Skipping sysext 'deep'"))
+            .unwrap_or_else(|| panic!("deep not skipped: {log}"));
+        assert!(
+            skipped.contains("cannot read it to identify it: "),
+            "{skipped}"
+        );
+        assert!(skipped.ends_with(&stop), "{skipped}");
+        assert!(log.contains("same-file /usr/bin/tool"), "{log}");
+        assert_eq!(
+            log.contains("Refusing sysext 'b': same-file conflict with 'a' on /usr/bin/tool"),
+            policy == "refuse",
+            "{log}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(r.p("usr/bin/tool")).unwrap(),
+            winner
+        );
+        assert!(!r.p("usr/bin/deep-tool").exists());
+        assert!(r.p("usr/bin/host-tool").exists());
+        let out = r.extmerge(&["unmerge"]);
+        assert!(out.status.success());
+        assert!(!r.p("usr/bin/tool").exists());
+    }
+    r.leak.assert_clean();
+}
+
+/// Conflicts deeper than PATH_MAX (100 levels of 50-byte names) are found like any other.
+#[test]
+fn check_finds_conflicts_deeper_than_path_max() {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags, CWD};
+    let r = Root::new();
+    let name = "n".repeat(50);
+    for e in ["a", "b"] {
+        sysext_tree(
+            &r.p(&format!("var/lib/extensions/{e}")),
+            e,
+            "ID=_any\n",
+            &[(&format!("usr/share/{e}-only"), e)],
+        );
+        std::fs::create_dir_all(r.p(&format!("var/lib/extensions/{e}/usr/share/long"))).unwrap();
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let dir = r.p(&format!("var/lib/extensions/{e}/usr/share/long"));
+        let mut fd = openat(CWD, &dir, flags, Mode::empty()).unwrap();
+        for _ in 0..100 {
+            mkdirat(&fd, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+            fd = openat(&fd, name.as_str(), flags, Mode::empty()).unwrap();
+        }
+        let f = openat(
+            &fd,
+            "file",
+            OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        rustix::io::write(&f, e.as_bytes()).unwrap();
+    }
+    let rep = r.report(ImageClass::Sysext, ConflictPolicy::Warn);
+    let path = format!(
+        "/usr/share/long/{}/file",
+        vec![name.as_str(); 100].join("/")
+    );
+    assert!(path.len() > 4096);
+    assert_eq!(
+        summary(&rep),
+        [(ConflictKind::SameFile, path, v(&["a", "b"]), "b".into())]
+    );
+    assert!(rep.conflicts[0].detail.contains("different content"));
+    r.leak.assert_clean();
+}

@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod conffiles;
+pub mod conflicts;
 pub mod discover;
 pub mod facts;
 pub mod host;
@@ -11,3 +12,4 @@ pub mod image_identity;
 pub mod release;
 pub mod snapshot;
 pub mod vpick;
+pub mod walk;

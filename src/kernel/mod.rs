@@ -11,4 +11,5 @@ pub mod mounts;
 pub mod namespace;
 pub mod overlay;
 pub mod root;
+pub mod root_walk;
 pub mod stat;

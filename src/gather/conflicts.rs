@@ -1,0 +1,149 @@
+//! The conflict walk: all layers of a hierarchy at once (the base tree below, the extensions
+//! above it in overlay order), path by path, with the fd-relative walker's [`Chain`]s; at every
+//! path it gathers what each layer has there as plain data and asks the judge
+//! (`decide::conflicts::judge`) what conflicts and which directories overlayfs merges, and goes
+//! on into those.
+//!
+//! One bad extension stays one bad extension: an extension the walk cannot judge (unreadable,
+//! deeper or larger than the [`Limits`]) is left out with the reason and the walk starts over
+//! without it, so the others are still judged ([`Scanned::unjudged`]); the caller refuses it
+//! (`refuse`) or warns (`warn`). Trouble reading the base only narrows what is compared with
+//! the base, with a warning.
+
+use std::path::{Path, PathBuf};
+
+use crate::decide::conflicts::{self, Refusal, Scanned};
+use crate::gather::walk::{Limits, WalkError};
+use crate::kernel::root::Root;
+
+mod merged;
+
+/// Scan `hierarchies` of the extension trees `layers` (bottom first, top = winner) over the
+/// base tree `base` (the host root, or `None` where the hierarchy is its own upper dir).
+///
+/// Symlinks below a hierarchy are never followed and no layer root is ever left; a directory
+/// that a higher layer replaces with a non-directory (or hides by opacity) is not descended
+/// into; the base is only looked up by the names the extensions have. Conflicts come sorted by
+/// path, then kind.
+pub fn scan(
+    layers: &[(String, &Root)],
+    base: Option<&Root>,
+    hierarchies: &[PathBuf],
+    limits: &Limits,
+) -> Scanned {
+    let mut active: Vec<usize> = (0..layers.len()).collect();
+    let mut unjudged: Vec<(String, String)> = Vec::new();
+    // Every failed round leaves out at least one layer.
+    loop {
+        match merged::scan_once(layers, &active, base, hierarchies, limits) {
+            Ok(mut found) => {
+                conflicts::sort_conflicts(&mut found);
+                return Scanned {
+                    conflicts: found,
+                    unjudged,
+                };
+            }
+            Err(f) => {
+                let reason = f.error.to_string();
+                for i in f.layers {
+                    if let Some(pos) = active.iter().position(|a| *a == i) {
+                        active.remove(pos);
+                        unjudged.push((layers[i].0.clone(), reason.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Apply the refuse policy: drop what cannot be judged, then the later extension of every
+/// conflict but base shadowing, rescanning until nothing more is dropped.
+pub fn refuse(
+    layers: &[(String, &Root)],
+    base: Option<&Root>,
+    hierarchies: &[PathBuf],
+    limits: &Limits,
+) -> Refusal {
+    let r = conflicts::refuse_scanned(layers, |l| {
+        Ok::<_, std::convert::Infallible>(scan(l, base, hierarchies, limits))
+    });
+    match r {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+/// Trees opened from host paths.
+struct Opened {
+    layers: Vec<(String, Root)>,
+    base: Option<Root>,
+    /// The layers that could not be opened, and why.
+    unopened: Vec<(String, String)>,
+}
+
+impl Opened {
+    fn refs(&self) -> Vec<(String, &Root)> {
+        self.layers.iter().map(|(n, r)| (n.clone(), r)).collect()
+    }
+}
+
+/// Open the trees at host paths: the layers that cannot be opened are unjudged.
+fn open_paths(layers: &[(String, PathBuf)], base: Option<&Path>) -> Opened {
+    let mut roots = Vec::new();
+    let mut unjudged = Vec::new();
+    for (name, path) in layers {
+        match Root::open(path) {
+            Ok(r) => roots.push((name.clone(), r)),
+            Err(e) => unjudged.push((name.clone(), format!("{e:#}"))),
+        }
+    }
+    let base = base.and_then(|b| match Root::open(b) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!("Not comparing with the base OS: {e:#}");
+            None
+        }
+    });
+    Opened {
+        layers: roots,
+        base,
+        unopened: unjudged,
+    }
+}
+
+/// [`scan`] of trees given as host paths, within the default limits.
+pub fn scan_paths(
+    layers: &[(String, PathBuf)],
+    base: Option<&Path>,
+    hierarchies: &[PathBuf],
+) -> Scanned {
+    let o = open_paths(layers, base);
+    let mut found = scan(&o.refs(), o.base.as_ref(), hierarchies, &Limits::default());
+    found.unjudged.splice(0..0, o.unopened);
+    found
+}
+
+/// [`refuse`] of trees given as host paths, within the default limits.
+pub fn refuse_paths(
+    layers: &[(String, PathBuf)],
+    base: Option<&Path>,
+    hierarchies: &[PathBuf],
+) -> Refusal {
+    let o = open_paths(layers, base);
+    let mut r = refuse(&o.refs(), o.base.as_ref(), hierarchies, &Limits::default());
+    let unopened = o
+        .unopened
+        .into_iter()
+        .map(|(n, e)| (n, format!("cannot be checked for conflicts: {e}")));
+    r.dropped.splice(0..0, unopened);
+    r
+}
+
+/// Layers (indices into the caller's list) the walk could not judge, and why.
+pub(crate) struct Failure {
+    layers: Vec<usize>,
+    error: WalkError,
+}
+
+#[cfg(test)]
+mod tests;
