@@ -14,7 +14,7 @@ use std::fmt;
 use std::str::FromStr;
 
 mod refuse;
-pub use refuse::{refuse, refuse_scanned, refuse_with, scan, to_drop, Refusal, Scanned};
+pub use refuse::{refuse_scanned, to_drop, Refusal, Scanned};
 
 /// Provider name of the host (base OS) tree; always the first provider when present.
 pub const BASE: &str = "base";

@@ -433,7 +433,7 @@ mod tests {
                 name: "a".into(),
                 kind: "raw".into(),
                 path: "/var/lib/extensions/a.raw".into(),
-                identity: Some(Strong::Sha256("11".into())),
+                identity: Some(Strong::TreeDigest("11".into())),
                 signature: None,
                 inode: Some("1:2".into()),
             }],
@@ -445,7 +445,7 @@ mod tests {
         let a = state();
         assert!(differences(&a, &a.clone()).is_empty());
         let mut b = a.clone();
-        b.images[0].identity = Some(Strong::Sha256("22".into()));
+        b.images[0].identity = Some(Strong::TreeDigest("22".into()));
         assert_eq!(
             differences(&a, &b),
             ["extension 'a' content changed (/var/lib/extensions/a.raw)"]

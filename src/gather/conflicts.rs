@@ -10,7 +10,7 @@
 //! (`refuse`) or warns (`warn`). Trouble reading the base only narrows what is compared with
 //! the base, with a warning.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::decide::conflicts::{self, Refusal, Scanned};
 use crate::gather::walk::{Limits, WalkError};
@@ -71,72 +71,6 @@ pub fn refuse(
         Ok(r) => r,
         Err(never) => match never {},
     }
-}
-
-/// Trees opened from host paths.
-struct Opened {
-    layers: Vec<(String, Root)>,
-    base: Option<Root>,
-    /// The layers that could not be opened, and why.
-    unopened: Vec<(String, String)>,
-}
-
-impl Opened {
-    fn refs(&self) -> Vec<(String, &Root)> {
-        self.layers.iter().map(|(n, r)| (n.clone(), r)).collect()
-    }
-}
-
-/// Open the trees at host paths: the layers that cannot be opened are unjudged.
-fn open_paths(layers: &[(String, PathBuf)], base: Option<&Path>) -> Opened {
-    let mut roots = Vec::new();
-    let mut unjudged = Vec::new();
-    for (name, path) in layers {
-        match Root::open(path) {
-            Ok(r) => roots.push((name.clone(), r)),
-            Err(e) => unjudged.push((name.clone(), format!("{e:#}"))),
-        }
-    }
-    let base = base.and_then(|b| match Root::open(b) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            tracing::warn!("Not comparing with the base OS: {e:#}");
-            None
-        }
-    });
-    Opened {
-        layers: roots,
-        base,
-        unopened: unjudged,
-    }
-}
-
-/// [`scan`] of trees given as host paths, within the default limits.
-pub fn scan_paths(
-    layers: &[(String, PathBuf)],
-    base: Option<&Path>,
-    hierarchies: &[PathBuf],
-) -> Scanned {
-    let o = open_paths(layers, base);
-    let mut found = scan(&o.refs(), o.base.as_ref(), hierarchies, &Limits::default());
-    found.unjudged.splice(0..0, o.unopened);
-    found
-}
-
-/// [`refuse`] of trees given as host paths, within the default limits.
-pub fn refuse_paths(
-    layers: &[(String, PathBuf)],
-    base: Option<&Path>,
-    hierarchies: &[PathBuf],
-) -> Refusal {
-    let o = open_paths(layers, base);
-    let mut r = refuse(&o.refs(), o.base.as_ref(), hierarchies, &Limits::default());
-    let unopened = o
-        .unopened
-        .into_iter()
-        .map(|(n, e)| (n, format!("cannot be checked for conflicts: {e}")));
-    r.dropped.splice(0..0, unopened);
-    r
 }
 
 /// Layers (indices into the caller's list) the walk could not judge, and why.

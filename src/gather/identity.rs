@@ -5,14 +5,13 @@ use crate::gather::discover::ImageKind;
 use crate::gather::walk::{self, Entry, Limits, Visitor, WalkError};
 use crate::kernel::root::Root;
 use crate::kernel::root_walk::{EntryStat, XattrFd};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 /// systemd's weak identifiers of an image (what `origin` records when there is no verity hash).
@@ -28,18 +27,6 @@ pub struct WeakId {
     pub crtime: u64,
     /// Modification time in µs; 0 for plain directories, as systemd records it.
     pub mtime: u64,
-}
-
-/// Collect systemd's weak identifiers of the image at `path` (the resolved host path).
-pub fn weak_id(path: &Path, kind: ImageKind) -> Result<WeakId> {
-    let fd = rustix::fs::open(
-        path,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(std::io::Error::from)
-    .with_context(|| format!("opening {}", path.display()))?;
-    weak_id_of(fd.as_fd(), kind).with_context(|| format!("statx {}", path.display()))
 }
 
 /// systemd's weak identifiers of the inode `fd` refers to.
@@ -63,8 +50,6 @@ pub fn weak_id_of(fd: std::os::fd::BorrowedFd<'_>, kind: ImageKind) -> std::io::
 pub enum Strong {
     /// dm-verity root hash (lowercase hex): the kernel verifies the content against it.
     VerityHash(String),
-    /// sha256 of the whole image file or block device.
-    Sha256(String),
     /// Digest of a directory tree ([`tree_digest_of`]): names as bytes, type, mode, owner, size,
     /// content or link target, device numbers, xattrs.
     TreeDigest(String),
@@ -128,16 +113,6 @@ fn cache_key_of(dev: u64, ino: u64, size: u64, mtime: (i64, i64), ctime: (i64, i
     format!(
         "{dev}:{ino}:{size}:{}.{}:{}.{}",
         mtime.0, mtime.1, ctime.0, ctime.1
-    )
-}
-
-fn cache_key(m: &std::fs::Metadata) -> String {
-    cache_key_of(
-        m.dev(),
-        m.ino(),
-        m.size(),
-        (m.mtime(), m.mtime_nsec()),
-        (m.ctime(), m.ctime_nsec()),
     )
 }
 
@@ -263,33 +238,6 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// sha256 of a file or block device, from the cache when (dev, ino, size, mtime, ctime) are unchanged.
-pub fn file_sha256(path: &Path, cache: &mut HashCache) -> Result<String> {
-    let m = std::fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
-    let key = cache_key(&m);
-    // Block devices have no meaningful mtime/ctime for their content: always hash them.
-    let cacheable = !m.file_type().is_block_device();
-    if cacheable {
-        if let Some(h) = cache.get(&key) {
-            return Ok(h);
-        }
-    }
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let h = sha256_reader(f).with_context(|| format!("reading {}", path.display()))?;
-    if cacheable {
-        let ctime = (m.ctime(), u32::try_from(m.ctime_nsec()).unwrap_or(0));
-        cache.put(key, &h, ctime);
-    }
-    Ok(h)
-}
-
-/// sha256 of an open file or block device, from the cache when its `statx` is unchanged: the
-/// identity of exactly what is read (e.g. the file then attached to a loop device).
-pub fn open_file_sha256(file: &std::fs::File, cache: &mut HashCache) -> std::io::Result<String> {
-    let st = crate::kernel::root_walk::stat_fd(file.as_fd())?;
-    cached_sha256(file, &st, cache)
-}
-
 /// sha256 of `file`, inspected as `st`, through the cache (regular files only).
 fn cached_sha256(
     mut file: &std::fs::File,
@@ -320,9 +268,14 @@ struct TreeHasher<'c> {
     h: Sha256,
     cache: &'c mut HashCache,
     buf: Vec<u8>,
+    not_content: &'c [(u64, u64)],
 }
 
 impl TreeHasher<'_> {
+    fn is_not_content(&self, e: &Entry<'_>) -> bool {
+        e.stat.is_dir() && self.not_content.contains(&(e.stat.dev, e.stat.ino))
+    }
+
     fn field(&mut self, bytes: &[u8]) {
         self.h.update((bytes.len() as u64).to_le_bytes());
         self.h.update(bytes);
@@ -340,6 +293,13 @@ impl Visitor for TreeHasher<'_> {
         if e.mount_point {
             // An overlay layer never shows what is mounted below it: the name is all there is.
             self.h.update(b"M");
+            self.u32(depth);
+            self.field(e.name.as_bytes());
+            return Ok(());
+        }
+        if self.is_not_content(e) {
+            // extmerge's own cache: it changes with every run that hashes anything new.
+            self.h.update(b"X");
             self.u32(depth);
             self.field(e.name.as_bytes());
             return Ok(());
@@ -393,6 +353,10 @@ impl Visitor for TreeHasher<'_> {
         }
         Ok(())
     }
+
+    fn descend(&mut self, e: &Entry<'_>) -> bool {
+        !self.is_not_content(e)
+    }
 }
 
 /// Digest of a directory tree: every entry's name (bytes), type and mode, owner, size, content
@@ -405,6 +369,10 @@ impl Visitor for TreeHasher<'_> {
 /// hierarchy (e.g. a link to the root itself) would otherwise change identity with every merge,
 /// and no refresh would ever be skipped.
 ///
+/// Directories named in `not_content` by `(st_dev, st_ino)` count by name only, unread: the
+/// caller names extmerge's own cache there, which a tree holding the whole root (a link to `/`)
+/// would otherwise see change with every run.
+///
 /// File contents come from `cache` when a file is unchanged, so an unchanged refresh only
 /// inspects the tree. An entry that cannot be read, or a tree beyond `limits`, is an error
 /// naming the entry: the caller refuses that extension (there is no identity to compare).
@@ -412,34 +380,74 @@ pub fn tree_digest_of(
     root: &Root,
     cache: &mut HashCache,
     limits: &Limits,
+    not_content: &[(u64, u64)],
 ) -> Result<String, WalkError> {
     let mut v = TreeHasher {
         h: Sha256::new(),
         cache,
         buf: Vec::new(),
+        not_content,
     };
     v.h.update(TREE_DIGEST_TAG);
     walk::walk(root, limits, &mut v)?;
     Ok(hex(&v.h.finalize()))
 }
 
-/// [`tree_digest_of`] the directory at the host path `dir`, within the default limits.
-pub fn tree_digest(dir: &Path, cache: &mut HashCache) -> Result<String> {
-    let root = Root::open(dir)?;
-    Ok(tree_digest_of(&root, cache, &Limits::default())?)
-}
-
-/// The strong identity of a discovered image.
-pub fn strong_id(host_path: &Path, kind: ImageKind, cache: &mut HashCache) -> Result<Strong> {
-    match kind {
-        ImageKind::Directory => Ok(Strong::TreeDigest(tree_digest(host_path, cache)?)),
-        ImageKind::Raw | ImageKind::Block => Ok(Strong::Sha256(file_sha256(host_path, cache)?)),
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// [`tree_digest_of`] the directory at `dir`, within the default limits.
+    pub(crate) fn tree_digest(dir: &Path, cache: &mut HashCache) -> Result<String> {
+        let root = Root::open(dir)?;
+        Ok(tree_digest_of(&root, cache, &Limits::default(), &[])?)
+    }
+
+    /// sha256 of the file at `path` through the cache.
+    fn file_sha256(path: &Path, cache: &mut HashCache) -> std::io::Result<String> {
+        let f = std::fs::File::open(path)?;
+        let st = crate::kernel::root_walk::stat_fd(f.as_fd())?;
+        cached_sha256(&f, &st, cache)
+    }
+
+    /// systemd's weak identifiers of the file at `path`.
+    fn weak_id(path: &Path, kind: ImageKind) -> std::io::Result<WeakId> {
+        weak_id_of(std::fs::File::open(path)?.as_fd(), kind)
+    }
+
+    #[test]
+    fn directories_named_not_content_count_by_name_only() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        std::fs::create_dir_all(d.join("var/cache/extmerge")).unwrap();
+        std::fs::write(d.join("var/cache/extmerge/hash-cache-sysext.json"), "{}").unwrap();
+        std::fs::write(d.join("var/other"), "x").unwrap();
+        let root = Root::open(d).unwrap();
+        let own = root.resolve(Path::new("/var/cache/extmerge")).unwrap();
+        let own = [(own.stat.st_dev, own.stat.st_ino)];
+        let digest =
+            |cache: &mut HashCache| tree_digest_of(&root, cache, &Limits::default(), &own).unwrap();
+        let h0 = digest(&mut HashCache::default());
+        std::fs::write(
+            d.join("var/cache/extmerge/hash-cache-sysext.json"),
+            "{\"a\":1}",
+        )
+        .unwrap();
+        std::fs::write(d.join("var/cache/extmerge/new"), "y").unwrap();
+        assert_eq!(
+            digest(&mut HashCache::default()),
+            h0,
+            "the cache is not content"
+        );
+        std::fs::write(d.join("var/other"), "changed").unwrap();
+        assert_ne!(digest(&mut HashCache::default()), h0, "everything else is");
+        assert_ne!(
+            tree_digest(d, &mut HashCache::default()).unwrap(),
+            digest(&mut HashCache::default()),
+            "unnamed, the cache directory is walked like any other"
+        );
+    }
 
     #[test]
     fn tree_digest_changes_on_any_content_or_metadata_edit() {
@@ -577,16 +585,16 @@ pub(crate) mod tests {
         let t = tempfile::tempdir().unwrap();
         crate::gather::walk::tests::deep_tree(t.path(), &"x".repeat(50), 100);
         let root = Root::open(t.path()).unwrap();
-        let h0 = tree_digest_of(&root, &mut HashCache::default(), &Limits::default()).unwrap();
+        let h0 = tree_digest_of(&root, &mut HashCache::default(), &Limits::default(), &[]).unwrap();
         assert_eq!(
             h0,
-            tree_digest_of(&root, &mut HashCache::default(), &Limits::default()).unwrap()
+            tree_digest_of(&root, &mut HashCache::default(), &Limits::default(), &[]).unwrap()
         );
         let tight = Limits {
             max_depth: 50,
             ..Limits::default()
         };
-        let e = tree_digest_of(&root, &mut HashCache::default(), &tight).unwrap_err();
+        let e = tree_digest_of(&root, &mut HashCache::default(), &tight, &[]).unwrap_err();
         assert!(
             e.to_string()
                 .ends_with("more than 50 directory levels deep"),
@@ -683,26 +691,6 @@ pub(crate) mod tests {
             "the dropped entry is pruned"
         );
         assert_eq!(HashCache::load(&root, p).len(), 1);
-    }
-
-    /// Keys from `statx` of an open file and from `std::fs::metadata` of its path are the same,
-    /// so entries cached by path stay valid for [`open_file_sha256`] and the other way round.
-    #[test]
-    fn open_file_and_path_share_cache_keys() {
-        let t = tempfile::tempdir().unwrap();
-        let f = t.path().join("img.raw");
-        std::fs::write(&f, "content").unwrap();
-        let file = std::fs::File::open(&f).unwrap();
-        let st = crate::kernel::root_walk::stat_fd(file.as_fd()).unwrap();
-        assert_eq!(
-            stat_cache_key(&st),
-            cache_key(&std::fs::metadata(&f).unwrap())
-        );
-        let mut cache = HashCache::without_racy_window();
-        let h = open_file_sha256(&file, &mut cache).unwrap();
-        assert_eq!(cache.len(), 1);
-        assert_eq!(file_sha256(&f, &mut cache).unwrap(), h);
-        assert_eq!(cache.len(), 1, "the same entry");
     }
 
     #[test]

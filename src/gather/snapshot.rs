@@ -155,15 +155,40 @@ fn open(root: &Root, c: &Candidate) -> Result<Handle, String> {
     r.map_err(|e| format!("{e:#}"))
 }
 
-/// The content identity of an opened candidate; `Err` when it cannot be read.
-fn strong_identity(h: &Handle, roothash: Option<&str>, cache: &mut HashCache) -> Result<Strong> {
+/// The content identity of an opened candidate; `Err` when it cannot be read. `own_cache` is
+/// the `(st_dev, st_ino)` of extmerge's cache directory, which is never content.
+fn strong_identity(
+    root: &Root,
+    h: &Handle,
+    roothash: Option<&str>,
+    cache: &mut HashCache,
+    own_cache: &[(u64, u64)],
+) -> Result<Strong> {
     if let Some(rh) = roothash {
         return Ok(Strong::VerityHash(rh.to_string()));
     }
-    // The magic links reach exactly the opened inodes: what is identified is what is mounted.
+    // The opened inodes themselves: what is identified is what is mounted.
     match h {
-        Handle::Dir(f) => identity::strong_id(&f.proc_path(), ImageKind::Directory, cache),
+        Handle::Dir(f) => {
+            let tree = Root::from_fd(f.fd.try_clone()?, root.show(&f.in_root))?;
+            let digest = identity::tree_digest_of(
+                &tree,
+                cache,
+                &crate::gather::walk::Limits::default(),
+                own_cache,
+            )?;
+            Ok(Strong::TreeDigest(digest))
+        }
         Handle::Image(img) => crate::gather::image_identity::of(img),
+    }
+}
+
+/// `(st_dev, st_ino)` of the directory holding extmerge's hash caches, if there is one.
+fn own_cache_dir(root: &Root) -> Vec<(u64, u64)> {
+    let dir = hash_cache_path(ImageClass::Sysext);
+    match dir.parent().map(|d| root.resolve_optional(d)) {
+        Some(Ok(Some(f))) => vec![(f.stat.st_dev, f.stat.st_ino)],
+        _ => Vec::new(),
     }
 }
 
@@ -216,6 +241,7 @@ fn gather(
     // systemd picks the search list by <root>/etc/initrd-release as the merging process sees it.
     let initrd = host::host_scope(root)? == Scope::Initrd;
     let found = discover::discover(root, s.class, initrd)?;
+    let own_cache = own_cache_dir(root);
     let mut origin_ids = BTreeMap::new();
     let mut sources = Vec::new();
     let mut images = Vec::new();
@@ -226,14 +252,16 @@ fn gather(
             _ => None,
         };
         let identity = match (&handle, cache.as_deref_mut()) {
-            (Ok(h), Some(cache)) => match strong_identity(h, roothash.as_deref(), cache) {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    // Not merged: what cannot be identified cannot be told apart from a change.
-                    handle = Err(format!("cannot read it to identify it: {e:#}"));
-                    None
+            (Ok(h), Some(cache)) => {
+                match strong_identity(root, h, roothash.as_deref(), cache, &own_cache) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        // Not merged: what cannot be identified cannot be told apart from a change.
+                        handle = Err(format!("cannot read it to identify it: {e:#}"));
+                        None
+                    }
                 }
-            },
+            }
             _ => None,
         };
         // systemd records only the root hash for verity images (the kernel checks the content).

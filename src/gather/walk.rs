@@ -375,6 +375,11 @@ impl Entry<'_> {
 pub trait Visitor {
     /// Look at one entry; an error ends the walk.
     fn visit(&mut self, entry: &Entry<'_>) -> Result<(), WalkError>;
+
+    /// Whether to walk below a directory just visited (all of them, unless a visitor says no).
+    fn descend(&mut self, _entry: &Entry<'_>) -> bool {
+        true
+    }
 }
 
 /// Walk the whole tree of `root` within `limits`, calling `visitor` for every entry. Never
@@ -422,14 +427,18 @@ pub fn walk(root: &Root, limits: &Limits, visitor: &mut impl Visitor) -> Result<
             continue;
         }
         let fd = chain.open_dir(&name, &st)?;
-        visitor.visit(&Entry {
+        let entry = Entry {
             depth,
             name: &name,
             stat: &st,
             mount_point,
             chain: &chain,
             dir: Some(fd.as_fd()),
-        })?;
+        };
+        visitor.visit(&entry)?;
+        if !visitor.descend(&entry) {
+            continue;
+        }
         chain.push(&name, st, fd);
         let children = chain.read_names(&mut budget)?;
         if !children.is_empty() && depth >= limits.max_depth {

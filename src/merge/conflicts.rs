@@ -1,16 +1,18 @@
 //! The conflict policy between opening and assembling: report what the accepted layers fight
-//! over and, under `refuse`, drop the later extension of each conflict. One rule for the base
-//! in `merge`, `refresh` and `check`: where a hierarchy is its own upper dir (Flatcar's `/etc`),
-//! its files win over every extension, so it is not compared as the base there.
+//! over and, under `refuse`, drop the later extension of each conflict, and any extension the
+//! walk cannot judge. One rule for the base in `merge`, `refresh` and `check`: where a hierarchy
+//! is its own upper dir (Flatcar's `/etc`), its files win over every extension, so it is not
+//! compared as the base there.
 
-use crate::decide::conflicts::{self, Conflict, ConflictPolicy};
+use crate::decide::conflicts::{refuse_scanned, Conflict, ConflictPolicy, Scanned};
 use crate::decide::reject::Reject;
+use crate::gather::conflicts::scan;
 use crate::gather::snapshot::Snapshot;
+use crate::gather::walk::Limits;
 use crate::kernel::root::Root;
 use crate::merge::open::Opened;
 use crate::settings::ClassSettings;
 use anyhow::Result;
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 /// The hierarchies whose base is compared, and those that are not: their own upper dir, or
@@ -31,33 +33,16 @@ fn split_by_base(snap: &Snapshot, no_base: &[PathBuf]) -> (Vec<PathBuf>, Vec<Pat
     (with, without)
 }
 
-/// The layers as the scanner takes them: name and a path reaching exactly the layer's tree.
-fn layer_paths(opened: &Opened) -> Vec<(String, PathBuf)> {
-    opened
-        .layers
-        .iter()
-        .map(|l| {
-            (
-                l.name.clone(),
-                crate::kernel::root::proc_fd_path(l.tree.fd().as_fd()),
-            )
-        })
-        .collect()
-}
-
-/// Scan the accepted layers of `opened` over the base `root`.
-pub fn scan(
+/// Scan `layers` over the base `root` (with base) and without it.
+fn scan_layers(
     root: &Root,
-    snap: &Snapshot,
-    no_base: &[PathBuf],
-    layers: &[(String, PathBuf)],
-) -> Result<Vec<Conflict>> {
-    let (with, without) = split_by_base(snap, no_base);
-    let base = crate::kernel::root::proc_fd_path(root.fd());
-    let mut all = conflicts::scan(layers, Some(&base), &with)?;
-    all.extend(conflicts::scan(layers, None, &without)?);
-    all.sort_by(|a, b| (&a.path, a.kind).cmp(&(&b.path, b.kind)));
-    Ok(all)
+    (with, without): &(Vec<PathBuf>, Vec<PathBuf>),
+    layers: &[(String, &Root)],
+) -> Scanned {
+    let limits = Limits::default();
+    let mut found = scan(layers, Some(root), with, &limits);
+    found.absorb(scan(layers, None, without, &limits));
+    found
 }
 
 /// Report conflicts and, under `refuse`, drop extensions from `opened`; returns the conflicts.
@@ -71,20 +56,36 @@ pub fn apply(
     if s.check_conflicts == ConflictPolicy::Off || opened.layers.is_empty() {
         return Ok(Vec::new());
     }
-    let layers = layer_paths(opened);
+    let split = split_by_base(snap, no_base);
+    let layers: Vec<(String, &Root)> = opened
+        .layers
+        .iter()
+        .map(|l| (l.name.clone(), &l.tree))
+        .collect();
     let (found, dropped) = match s.check_conflicts {
         ConflictPolicy::Refuse => {
-            let r = conflicts::refuse_with(&layers, |l| scan(root, snap, no_base, l))?;
+            let r = refuse_scanned(&layers, |l| {
+                Ok::<_, std::convert::Infallible>(scan_layers(root, &split, l))
+            });
+            let r = match r {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
             (r.conflicts, r.dropped)
         }
-        _ => match scan(root, snap, no_base, &layers) {
-            Ok(c) => (c, Vec::new()),
-            Err(e) => {
-                tracing::warn!("Could not check the {}s for conflicts: {e:#}", s.class);
-                (Vec::new(), Vec::new())
+        _ => {
+            let found = scan_layers(root, &split, &layers);
+            for (name, reason) in &found.unjudged {
+                tracing::warn!(
+                    IMAGE = name.as_str(),
+                    "Not checking {} '{name}' for conflicts: {reason}",
+                    s.class
+                );
             }
-        },
+            (found.conflicts, Vec::new())
+        }
     };
+    drop(layers);
     for c in &found {
         tracing::warn!(
             CONFLICT = c.kind.as_str(),

@@ -1,11 +1,8 @@
 //! The refuse policy: which extensions to drop for a set of conflicts (the later side of each),
-//! and for the extensions the walk could not judge; and the adapters for callers that still
-//! hand over host paths.
+//! and for the extensions the walk could not judge.
 
 use super::{sort_conflicts, who, Conflict, ConflictKind, BASE};
-use anyhow::Result;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 /// The extensions the refuse policy drops for these conflicts, with the reason for each.
 ///
@@ -153,50 +150,4 @@ pub fn refuse_scanned<T: Clone, E>(
         conflicts: first.conflicts,
         dropped,
     })
-}
-
-/// [`refuse_scanned`] with a scan that judges every layer or fails.
-pub fn refuse_with<T: Clone>(
-    layers: &[(String, T)],
-    mut scan_fn: impl FnMut(&[(String, T)]) -> Result<Vec<Conflict>>,
-) -> Result<Refusal> {
-    refuse_scanned(layers, |l| {
-        scan_fn(l).map(|conflicts| Scanned {
-            conflicts,
-            unjudged: Vec::new(),
-        })
-    })
-}
-
-/// Scan `hierarchies` of the extension trees `layers` (bottom first) over the host tree `base`.
-///
-/// Adapter for callers not yet on `gather::conflicts::scan` (it opens the trees there): the
-/// extensions it cannot judge are logged and left out, the others are judged.
-pub fn scan(
-    layers: &[(String, PathBuf)],
-    base: Option<&Path>,
-    hierarchies: &[PathBuf],
-) -> Result<Vec<Conflict>> {
-    let found = crate::gather::conflicts::scan_paths(layers, base, hierarchies);
-    for (name, reason) in &found.unjudged {
-        tracing::warn!(
-            IMAGE = name.as_str(),
-            "Not checking '{name}' for conflicts: {reason}"
-        );
-    }
-    Ok(found.conflicts)
-}
-
-/// The refuse policy over `hierarchies` of `layers` and `base`. Adapter for callers not yet on
-/// `gather::conflicts::refuse`; the extensions it cannot judge are dropped with the reason.
-pub fn refuse(
-    layers: &[(String, PathBuf)],
-    base: Option<&Path>,
-    hierarchies: &[PathBuf],
-) -> Result<Refusal> {
-    Ok(crate::gather::conflicts::refuse_paths(
-        layers,
-        base,
-        hierarchies,
-    ))
 }

@@ -7,6 +7,73 @@ use rustix::fs::{makedev, mknodat, FileType, Mode, XattrFlags, CWD};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+
+/// Trees opened from host paths.
+struct Opened {
+    layers: Vec<(String, Root)>,
+    base: Option<Root>,
+    /// The layers that could not be opened, and why.
+    unopened: Vec<(String, String)>,
+}
+
+impl Opened {
+    fn refs(&self) -> Vec<(String, &Root)> {
+        self.layers.iter().map(|(n, r)| (n.clone(), r)).collect()
+    }
+}
+
+/// Open the trees at host paths: the layers that cannot be opened are unjudged.
+fn open_paths(layers: &[(String, PathBuf)], base: Option<&Path>) -> Opened {
+    let mut roots = Vec::new();
+    let mut unjudged = Vec::new();
+    for (name, path) in layers {
+        match Root::open(path) {
+            Ok(r) => roots.push((name.clone(), r)),
+            Err(e) => unjudged.push((name.clone(), format!("{e:#}"))),
+        }
+    }
+    let base = base.and_then(|b| match Root::open(b) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!("Not comparing with the base OS: {e:#}");
+            None
+        }
+    });
+    Opened {
+        layers: roots,
+        base,
+        unopened: unjudged,
+    }
+}
+
+/// [`scan`] of trees given as host paths, within the default limits.
+fn scan_paths(
+    layers: &[(String, PathBuf)],
+    base: Option<&Path>,
+    hierarchies: &[PathBuf],
+) -> Scanned {
+    let o = open_paths(layers, base);
+    let mut found = scan(&o.refs(), o.base.as_ref(), hierarchies, &Limits::default());
+    found.unjudged.splice(0..0, o.unopened);
+    found
+}
+
+/// [`refuse`] of trees given as host paths, within the default limits.
+fn refuse_paths(
+    layers: &[(String, PathBuf)],
+    base: Option<&Path>,
+    hierarchies: &[PathBuf],
+) -> Refusal {
+    let o = open_paths(layers, base);
+    let mut r = refuse(&o.refs(), o.base.as_ref(), hierarchies, &Limits::default());
+    let unopened = o
+        .unopened
+        .into_iter()
+        .map(|(n, e)| (n, format!("cannot be checked for conflicts: {e}")));
+    r.dropped.splice(0..0, unopened);
+    r
+}
 
 /// A temp dir with one subtree per layer (`base`, `a`, `b`, …).
 struct Trees {
