@@ -22,7 +22,7 @@ use extmerge::kernel::fscontext::{
 };
 use extmerge::kernel::loopdev::{loops_backed_by, LoopDevice, LoopOptions};
 use extmerge::kernel::root::Root;
-use extmerge::ondisk::superblock::{probe_bytes, probe_path, FsType, Probed, PROBE_LEN};
+use extmerge::ondisk::superblock::{probe_bytes, FsType, Probed, PROBE_LEN};
 use rustix::fs::{openat, Mode, OFlags, CWD};
 use rustix::mount::{move_mount, unmount, MoveMountFlags, UnmountFlags};
 
@@ -244,19 +244,31 @@ fn image_probe_bytes_magics_and_short_input() {
     assert_eq!(FsType::Btrfs.kernel_name(), "btrfs");
 }
 
+/// The prober over the first bytes of the image at `path` (as `ImageFile` hands them over).
+fn probe_path(path: &Path) -> std::io::Result<Probed> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)?
+        .take(PROBE_LEN as u64)
+        .read_to_end(&mut head)?;
+    Ok(probe_bytes(&head))
+}
+
 #[test]
-fn image_probe_path_errors_name_the_path() {
+fn device_probe_errors_name_the_path() {
+    let probe = extmerge::initrd::var::probe_path;
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("missing.raw");
-    let err = format!("{:#}", probe_path(&missing).unwrap_err());
+    let err = format!("{:#}", probe(&missing).unwrap_err());
     assert!(err.contains(&*missing.to_string_lossy()), "{err}");
 
-    let err = format!("{:#}", probe_path(tmp.path()).unwrap_err());
+    let err = format!("{:#}", probe(tmp.path()).unwrap_err());
     assert!(err.contains(&*tmp.path().to_string_lossy()), "{err}");
     assert!(err.contains("not a regular file or block device"), "{err}");
 
     let short = tmp.path().join("short.raw");
     std::fs::write(&short, b"hsqs").unwrap();
+    assert_eq!(probe(&short).unwrap(), None, "squashfs is no /var");
     assert_eq!(
         probe_path(&short).unwrap(),
         Probed::Filesystem(FsType::Squashfs)

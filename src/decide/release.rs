@@ -2,7 +2,7 @@
 //! (`open_extension_release_at`) and the compatibility decision (`extension_release_validate`).
 
 pub use crate::ondisk::envfile::{
-    parse_env, parse_env_bytes, read_env_file, ParseWarning, ReleaseData,
+    parse_env, parse_env_bytes, parse_env_strict, ParseWarning, ReleaseData,
 };
 
 use crate::class::ImageClass;

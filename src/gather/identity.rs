@@ -164,25 +164,20 @@ impl HashCache {
         }
     }
 
-    /// Drop the entries this run did not look up and write the cache if that or a new hash
-    /// changed it; returns whether it wrote. Nothing is written on an unchanged boot.
-    pub fn save_if_changed(&mut self, root: &Root, path: &Path) -> Result<bool> {
+    /// Drop the entries this run did not look up; whether that or a new hash changed the
+    /// cache since it was loaded (or last pruned).
+    pub fn prune(&mut self) -> bool {
         let before = self.entries.len();
-        let used = std::mem::take(&mut self.used);
+        let used = &self.used;
         self.entries.retain(|k, _| used.contains(k));
-        self.used = used;
-        let exists = root.resolve_optional(path).ok().flatten().is_some();
-        if !self.added && self.entries.len() == before && exists {
-            return Ok(false);
-        }
-        self.save(root, path)?;
+        let changed = self.added || self.entries.len() != before;
         self.added = false;
-        Ok(true)
+        changed
     }
 
-    /// Write the cache atomically (temp file + rename), inside the root.
-    pub fn save(&self, root: &Root, path: &Path) -> Result<()> {
-        root.write_atomic(path, &serde_json::to_vec(self)?, 0o644, false)
+    /// The cache as it is stored.
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        Ok(serde_json::to_vec(self)?)
     }
 
     /// Number of cached entries.
@@ -674,20 +669,20 @@ pub(crate) mod tests {
         let root = crate::kernel::root::Root::open(t.path()).unwrap();
         let p = Path::new("/cache.json");
         assert!(
-            cache.save_if_changed(&root, p).unwrap(),
+            crate::merge::record::save_hash_cache(&root, p, &mut cache).unwrap(),
             "new entries are written"
         );
         let mut again = HashCache::load(&root, p);
         assert_eq!(tree_digest(&d, &mut again).unwrap(), h0);
         assert!(
-            !again.save_if_changed(&root, p).unwrap(),
+            !crate::merge::record::save_hash_cache(&root, p, &mut again).unwrap(),
             "an unchanged run writes nothing"
         );
         std::fs::remove_file(d.join("usr/lib/b")).unwrap();
         let mut third = HashCache::load(&root, p);
         assert_ne!(tree_digest(&d, &mut third).unwrap(), h0);
         assert!(
-            third.save_if_changed(&root, p).unwrap(),
+            crate::merge::record::save_hash_cache(&root, p, &mut third).unwrap(),
             "the dropped entry is pruned"
         );
         assert_eq!(HashCache::load(&root, p).len(), 1);
@@ -732,7 +727,7 @@ pub(crate) mod tests {
         );
         let root = crate::kernel::root::Root::open(t.path()).unwrap();
         let p = Path::new("/cache.json");
-        cache.save(&root, p).unwrap();
+        crate::merge::record::save_hash_cache(&root, p, &mut cache).unwrap();
         assert_eq!(HashCache::load(&root, p).len(), 2);
         std::fs::write(t.path().join("cache.json"), "garbage").unwrap();
         assert!(

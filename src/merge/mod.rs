@@ -133,8 +133,7 @@ fn build(
         );
     }
     // The cache is only an optimisation: failing to save it (even by failpoint) is a warning.
-    if let Err(e) = cache
-        .save_if_changed(&root, &cache_path)
+    if let Err(e) = record::save_hash_cache(&root, &cache_path, &mut cache)
         .and_then(|_| failpoint::hit("hash-cache-saved"))
     {
         tracing::warn!("Could not save the image hash cache: {e:#}");

@@ -1,8 +1,7 @@
 //! systemd's env-file parser (os-release(5) syntax), ported from src/basic/env-file.c.
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use std::collections::BTreeMap;
-use std::path::Path;
 /// Key/value pairs of an os-release or extension-release file.
 pub type ReleaseData = BTreeMap<String, String>;
 
@@ -234,29 +233,4 @@ pub fn parse_env_strict(bytes: &[u8]) -> Result<(ReleaseData, Vec<ParseWarning>)
     }
     let warnings = parsed.warnings.into_iter().map(|(_, w)| w).collect();
     Ok((parsed.data, warnings))
-}
-
-/// Read and parse an env file; fails where systemd refuses the whole file (NUL byte, invalid UTF-8).
-pub fn read_env_file(path: &Path) -> Result<ReleaseData> {
-    // Refuse FIFOs and devices up front so a hostile image cannot make us block on read.
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
-    if !meta.is_file() {
-        bail!("{} is not a regular file", path.display());
-    }
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let parsed = parse_detailed(&bytes);
-    // A fatal problem becomes the error below, which the caller reports: warn only about the rest.
-    for (_, w) in parsed.warnings.iter().filter(|(fatal, _)| !*fatal) {
-        tracing::warn!("{}:{}: {}", path.display(), w.line, w.message);
-    }
-    if let Some((_, w)) = parsed.warnings.iter().find(|(fatal, _)| *fatal) {
-        bail!(
-            "{}:{}: {} (systemd refuses such a file entirely)",
-            path.display(),
-            w.line,
-            w.message
-        );
-    }
-    Ok(parsed.data)
 }

@@ -5,12 +5,7 @@
 //! Twenty lines of offsets are simpler and more predictable than a blkid binding; the
 //! table is in `reference/peers-crates-kernel.md` §B5.
 
-use std::fs::File;
-use std::io::Read;
-use std::path::Path;
-
-use anyhow::{bail, Context, Result};
-use rustix::fs::{FileType, Mode, OFlags};
+use anyhow::{bail, Result};
 
 use super::bytes::{format_uuid, le16, le32, le64};
 use super::gpt;
@@ -223,39 +218,6 @@ pub fn check_declared_size(head: &[u8], fstype: FsType, available: u64, name: &s
         ),
         _ => Ok(()),
     }
-}
-
-/// Read up to [`HEAD_LEN`] bytes from the start of `path` (regular file or block device);
-/// anything else (a FIFO, a directory) is refused without blocking.
-pub fn read_head(path: &Path) -> Result<Vec<u8>> {
-    // O_NONBLOCK so that a FIFO planted in an extension directory cannot hang us in
-    // open(); it is rejected by the type check right after.
-    let fd = rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
-        Mode::empty(),
-    )
-    .with_context(|| format!("opening {}", path.display()))?;
-    let stat = rustix::fs::fstat(&fd).with_context(|| format!("stat of {}", path.display()))?;
-    match FileType::from_raw_mode(stat.st_mode) {
-        FileType::RegularFile | FileType::BlockDevice => {}
-        other => bail!(
-            "{} is not a regular file or block device (it is {:?})",
-            path.display(),
-            other
-        ),
-    }
-    let mut head = Vec::with_capacity(HEAD_LEN);
-    File::from(fd)
-        .take(HEAD_LEN as u64)
-        .read_to_end(&mut head)
-        .with_context(|| format!("reading the first bytes of {}", path.display()))?;
-    Ok(head)
-}
-
-/// Read the first [`HEAD_LEN`] bytes (fewer for short files) of `path` and probe their type.
-pub fn probe_path(path: &Path) -> Result<Probed> {
-    Ok(probe_bytes(&read_head(path)?))
 }
 
 #[cfg(test)]

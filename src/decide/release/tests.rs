@@ -3,7 +3,6 @@
 use super::*;
 use anyhow::Result;
 use proptest::prelude::*;
-use std::fs;
 use ImageClass::{Confext, Sysext};
 
 type Pairs<'a> = &'a [(&'a str, &'a str)];
@@ -34,10 +33,6 @@ fn data(pairs: &[(&str, &str)]) -> ReleaseData {
 
 fn host_with(pairs: &[(&str, &str)], scope: Scope) -> HostInfo {
     HostInfo::from_release(&data(pairs), scope, "x86-64", Path::new("/etc/os-release")).unwrap()
-}
-
-fn err_text<T: std::fmt::Debug>(r: Result<T>) -> String {
-    format!("{:#}", r.unwrap_err())
 }
 
 #[test]
@@ -96,7 +91,7 @@ fn parser_ignores_bad_entries_with_warnings() {
 }
 
 #[test]
-fn invalid_utf8_value_is_dropped_but_read_env_file_refuses_the_file() {
+fn invalid_utf8_value_is_dropped_but_the_strict_parse_refuses_the_file() {
     let bytes = b"A=1\nB=\xff\xfe\nC=3\n";
     let (got, w) = parse_env_bytes(bytes);
     assert_eq!(got, data(&[("A", "1"), ("C", "3")]));
@@ -104,11 +99,9 @@ fn invalid_utf8_value_is_dropped_but_read_env_file_refuses_the_file() {
     assert!(w[0].message.contains("UTF-8"));
     // systemd's utf8_is_valid() also refuses noncharacters such as U+FFFE.
     assert!(parse_env("A=\u{fffe}\n").0.is_empty());
-    let t = tempfile::tempdir().unwrap();
-    let p = t.path().join("rel");
-    fs::write(&p, bytes).unwrap();
-    let err = err_text(read_env_file(&p));
-    assert!(err.contains(&format!("{}:2:", p.display())), "{err}");
+    let e = parse_env_strict(bytes).unwrap_err();
+    assert_eq!(e.line, 2);
+    assert!(e.message.contains("UTF-8"), "{}", e.message);
 }
 
 #[test]
@@ -116,23 +109,15 @@ fn embedded_nul_makes_the_file_unusable() {
     let (got, w) = parse_env_bytes(b"A=1\nB=\0\n");
     assert!(got.is_empty());
     assert_eq!(w[0].line, 2);
-    let t = tempfile::tempdir().unwrap();
-    let p = t.path().join("rel");
-    fs::write(&p, b"A=1\0").unwrap();
-    assert!(err_text(read_env_file(&p)).contains("NUL"));
+    let e = parse_env_strict(b"A=1\0").unwrap_err();
+    assert!(e.message.contains("NUL"), "{}", e.message);
 }
 
 #[test]
-fn read_env_file_errors_name_the_path() {
-    let t = tempfile::tempdir().unwrap();
-    assert!(err_text(read_env_file(&t.path().join("nope"))).contains("nope"));
-    assert!(err_text(read_env_file(t.path())).contains("not a regular file"));
-    let ok = t.path().join("ok");
-    fs::write(&ok, "ID=flatcar\nVERSION_ID=3815.2.0\nBAD LINE\n").unwrap();
-    assert_eq!(
-        read_env_file(&ok).unwrap(),
-        data(&[("ID", "flatcar"), ("VERSION_ID", "3815.2.0")])
-    );
+fn the_strict_parse_keeps_good_lines_and_warns_about_bad_ones() {
+    let (got, w) = parse_env_strict(b"ID=flatcar\nVERSION_ID=3815.2.0\nBAD LINE\n").unwrap();
+    assert_eq!(got, data(&[("ID", "flatcar"), ("VERSION_ID", "3815.2.0")]));
+    assert_eq!((w.len(), w[0].line), (1, 3));
 }
 
 proptest! {

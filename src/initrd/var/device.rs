@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -54,7 +54,37 @@ pub fn probe_superblock(head: &[u8]) -> Option<FsInfo> {
 
 /// Read the superblock area of a file or block device and probe it.
 pub fn probe_path(path: &Path) -> Result<Option<FsInfo>> {
-    Ok(probe_superblock(&superblock::read_head(path)?))
+    Ok(probe_superblock(&read_head(path)?))
+}
+
+/// Read up to [`SB_PROBE_LEN`] bytes from the start of `path` (regular file or block device);
+/// anything else (a FIFO, a directory) is refused without blocking.
+pub fn read_head(path: &Path) -> Result<Vec<u8>> {
+    // O_NONBLOCK so that a FIFO planted in an extension directory cannot hang us in
+    // open(); it is rejected by the type check right after.
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .with_context(|| format!("opening {}", path.display()))?;
+    let stat = rustix::fs::fstat(&fd).with_context(|| format!("stat of {}", path.display()))?;
+    use rustix::fs::FileType;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile | FileType::BlockDevice => {}
+        other => bail!(
+            "{} is not a regular file or block device (it is {:?})",
+            path.display(),
+            other
+        ),
+    }
+    let mut head = Vec::with_capacity(SB_PROBE_LEN);
+    File::from(fd)
+        .take(SB_PROBE_LEN as u64)
+        .read_to_end(&mut head)
+        .with_context(|| format!("reading the first bytes of {}", path.display()))?;
+    Ok(head)
 }
 
 /// One GPT partition entry: what PARTUUID= and PARTLABEL= match.
