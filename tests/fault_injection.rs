@@ -106,6 +106,9 @@ struct Scenario {
     verb: Verb,
     /// Flatcar's /etc: `Mutable=auto` with `extensions.mutable/etc -> /etc` (its own upper).
     mutable_etc: bool,
+    /// Upstream's read-only hierarchy layout: the root a shared mount and `/opt` bind-mounted
+    /// read-only onto itself, so every mount on `/opt` propagates a copy beneath that bind.
+    shared_ro_opt: bool,
     /// Extensions present (and merged, unless `verb` is Merge) before the run.
     old: &'static [&'static Ext],
     /// Extensions present for the run.
@@ -117,6 +120,7 @@ const SYSEXT_MERGE: Scenario = Scenario {
     class: "sysext",
     verb: Verb::Merge,
     mutable_etc: false,
+    shared_ro_opt: false,
     old: &[],
     new: &[&A1, &B1],
 };
@@ -126,6 +130,7 @@ const SYSEXT_REFRESH: Scenario = Scenario {
     class: "sysext",
     verb: Verb::Refresh,
     mutable_etc: false,
+    shared_ro_opt: false,
     old: &[&A1],
     new: &[&A2, &B1],
 };
@@ -135,6 +140,7 @@ const SYSEXT_REFRESH_DROP: Scenario = Scenario {
     class: "sysext",
     verb: Verb::Refresh,
     mutable_etc: false,
+    shared_ro_opt: false,
     old: &[&A1, &B1],
     new: &[&A1],
 };
@@ -143,14 +149,27 @@ const SYSEXT_UNMERGE: Scenario = Scenario {
     class: "sysext",
     verb: Verb::Unmerge,
     mutable_etc: false,
+    shared_ro_opt: false,
     old: &[&A2, &B1],
     new: &[],
+};
+/// The refresh above with `/opt` a read-only bind on a shared root (issue: a propagated copy
+/// of our own overlay was taken for a leftover and `/opt` was left unmerged).
+const SYSEXT_REFRESH_SHARED_RO: Scenario = Scenario {
+    name: "sysext refresh (change + add), shared root, read-only /opt bind",
+    class: "sysext",
+    verb: Verb::Refresh,
+    mutable_etc: false,
+    shared_ro_opt: true,
+    old: &[&A1, &B1],
+    new: &[&A2, &B1],
 };
 const CONFEXT_MUTABLE_MERGE: Scenario = Scenario {
     name: "confext merge, /etc its own upper",
     class: "confext",
     verb: Verb::Merge,
     mutable_etc: true,
+    shared_ro_opt: false,
     old: &[],
     new: &[&C1, &D1],
 };
@@ -159,6 +178,7 @@ const CONFEXT_MUTABLE_REFRESH: Scenario = Scenario {
     class: "confext",
     verb: Verb::Refresh,
     mutable_etc: true,
+    shared_ro_opt: false,
     old: &[&C1, &D1],
     new: &[&C1, &D2],
 };
@@ -167,6 +187,7 @@ const ALL_SCENARIOS: &[&Scenario] = &[
     &SYSEXT_REFRESH,
     &SYSEXT_REFRESH_DROP,
     &SYSEXT_UNMERGE,
+    &SYSEXT_REFRESH_SHARED_RO,
     &CONFEXT_MUTABLE_MERGE,
     &CONFEXT_MUTABLE_REFRESH,
 ];
@@ -235,7 +256,15 @@ impl Fixture {
                 write_files(&dir.join(e.name), &files);
             }
         }
-        let leak = LeakCheck::new(t.path());
+        let mut leak = LeakCheck::new(t.path());
+        if sc.shared_ro_opt {
+            let (r, opt) = (root.to_str().unwrap(), root.join("opt"));
+            let opt = opt.to_str().unwrap();
+            run(Command::new("mount").args(["--bind", r, r]));
+            run(Command::new("mount").args(["--make-rshared", r]));
+            run(Command::new("mount").args(["-o", "bind,ro", opt, opt]));
+            leak = leak.with_fixture_mounts();
+        }
         Fixture {
             _t: t,
             root,
@@ -309,18 +338,28 @@ impl Fixture {
             .collect()
     }
 
-    /// Our overlays stacked on each hierarchy (from this namespace's mount table).
+    /// Our overlays stacked on each hierarchy (from this namespace's mount table): the visible
+    /// mount at the path, and the mounts below it at the same path, while they are ours. Copies
+    /// propagated below another mount (a read-only bind) are not in that stack.
     fn stacks(&self) -> BTreeMap<&'static str, usize> {
         let table = extmerge::kernel::mounts::parse_mountinfo(mountinfo().as_bytes()).unwrap();
         HIERARCHIES
             .iter()
             .map(|(h, _)| {
                 let p = self.root.join(h);
-                let n = table
+                let at: Vec<_> = table.iter().filter(|m| m.mount_point == p).collect();
+                let top = at
                     .iter()
-                    .filter(|m| m.mount_point == p && m.fstype == "overlay")
-                    .filter(|m| m.source == "sysext" || m.source == "confext")
-                    .count();
+                    .find(|m| !at.iter().any(|c| c.parent_id == m.mount_id));
+                let mut n = 0;
+                let mut cur = top.copied();
+                while let Some(m) = cur {
+                    if m.fstype != "overlay" || !(m.source == "sysext" || m.source == "confext") {
+                        break;
+                    }
+                    n += 1;
+                    cur = at.iter().find(|p| p.mount_id == m.parent_id).copied();
+                }
                 (*h, n)
             })
             .collect()
@@ -641,6 +680,16 @@ fn sysext_unmerge_error() {
 #[test]
 fn sysext_unmerge_kill() {
     run_matrix(&SYSEXT_UNMERGE, "kill");
+}
+
+#[test]
+fn sysext_refresh_shared_ro_error() {
+    run_matrix(&SYSEXT_REFRESH_SHARED_RO, "error");
+}
+
+#[test]
+fn sysext_refresh_shared_ro_kill() {
+    run_matrix(&SYSEXT_REFRESH_SHARED_RO, "kill");
 }
 
 #[test]

@@ -1081,6 +1081,72 @@ fn failed_refresh_keeps_the_previous_merge_working() {
     r.finish();
 }
 
+/// Upstream's `simple-mutable-with-read-only-hierarchy-options` layout: the root shared and
+/// `/opt` bind-mounted read-only onto itself, so every mount on `/opt` propagates a copy below
+/// the read-only bind. A refresh must take its own propagated copy for what it is (not a
+/// leftover to clean up) and keep `/opt` merged.
+#[test]
+fn refresh_over_a_shared_root_with_a_read_only_hierarchy_bind_keeps_it_merged() {
+    let r = Root::new(DEBIAN);
+    write_files(&r.path, &[("opt/preexisting", "host\n")]);
+    dir_sysext(
+        &r.p("var/lib/extensions/ext"),
+        "ext",
+        "ID=_any\n",
+        &[("opt/ext-file", "e1")],
+    );
+    std::fs::create_dir_all(r.p("var/lib/extensions.mutable/opt")).unwrap();
+    let root = r.path.to_str().unwrap().to_string();
+    let opt = r.p("opt").to_str().unwrap().to_string();
+    run(Command::new("mount").args(["--bind", &root, &root]));
+    run(Command::new("mount").args(["--make-rshared", &root]));
+    run(Command::new("mount").args(["-o", "bind,ro", &opt, &opt]));
+    assert!(
+        std::fs::write(r.p("opt/before"), "x").is_err(),
+        "/opt is read-only"
+    );
+
+    r.ok(&["merge", "--class=sysext", "--mutable=auto"]);
+    assert_eq!(r.read("opt/ext-file").as_deref(), Some("e1"));
+    std::fs::write(r.p("opt/now-is-mutable"), "m").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_extmerge"))
+        .args(["refresh", "--class=sysext", "--mutable=auto"])
+        .arg(format!("--root={root}"))
+        .env(
+            "SYSTEMD_SYSEXT_OVERLAYFS_MOUNT_OPTIONS",
+            "relatime,metacopy=on",
+        )
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "refresh: {log}");
+    let line = r
+        .mount_line("opt")
+        .expect("/opt still merged after the refresh");
+    assert!(
+        line.contains(" overlay ") && line.contains("relatime"),
+        "{line}"
+    );
+    assert_eq!(r.read("opt/ext-file").as_deref(), Some("e1"));
+    assert_eq!(r.read("opt/now-is-mutable").as_deref(), Some("m"));
+    assert_eq!(
+        std::fs::read_to_string(r.p("var/lib/extensions.mutable/opt/now-is-mutable")).ok(),
+        Some("m".to_string())
+    );
+
+    r.ok(&["unmerge", "--class=sysext"]);
+    assert!(r.read("opt/ext-file").is_none(), "unmerged");
+    assert_eq!(r.read("opt/preexisting").as_deref(), Some("host\n"));
+    assert!(
+        std::fs::write(r.p("opt/after"), "x").is_err(),
+        "still read-only"
+    );
+    run(Command::new("umount").args([&opt]));
+    run(Command::new("umount").args(["-l", &root]));
+    r.leak.assert_clean();
+}
+
 #[test]
 fn refresh_with_nothing_left_unmerges_and_merges_when_nothing_was_merged() {
     let r = Root::new(DEBIAN);

@@ -183,20 +183,41 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// Asserts that nothing (mount or loop device) refers to a test directory any more.
 pub struct LeakCheck {
     dir: PathBuf,
+    /// Mount IDs the test set up itself and removes itself (a layout under test).
+    fixture_mounts: Vec<String>,
 }
 
 impl LeakCheck {
     /// Watch `dir` (resolved, since mountinfo and sysfs show resolved paths).
     pub fn new(dir: &Path) -> LeakCheck {
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        LeakCheck { dir }
+        LeakCheck {
+            dir,
+            fixture_mounts: Vec::new(),
+        }
+    }
+
+    /// The mounts below the directory now are the test's own layout (e.g. a read-only bind),
+    /// not leaks; the private namespace removes them when the test ends.
+    pub fn with_fixture_mounts(mut self) -> LeakCheck {
+        let dir = self.dir.to_string_lossy().into_owned();
+        self.fixture_mounts = mountinfo_lines_containing(&dir)
+            .iter()
+            .filter_map(|l| l.split(' ').next().map(str::to_owned))
+            .collect();
+        self
     }
 
     /// Panic if a mount or a loop device still refers to the directory. Loop devices
     /// get a bounded grace period: autoclear runs after the last close, asynchronously.
     pub fn assert_clean(&self) {
         let dir = self.dir.to_string_lossy().into_owned();
-        let mounts = mountinfo_lines_containing(&dir);
+        let mut mounts = mountinfo_lines_containing(&dir);
+        mounts.retain(|l| {
+            l.split(' ')
+                .next()
+                .is_none_or(|id| !self.fixture_mounts.iter().any(|f| f == id))
+        });
         assert!(
             mounts.is_empty(),
             "mounts still refer to {dir}: {mounts:#?}"
