@@ -10,13 +10,13 @@ TRIPLE     := x86_64-unknown-linux-gnu
 STATIC_BIN := target/$(TRIPLE)/release/extmerge
 NEXTEST_LOG := target/nextest.log
 
-.PHONY: all deps build test fmt-check clippy nextest static demo qemu-guest qemu-test upstream-test bench-boot fuzz-build \
-	fuzz-smoke chroot chroot-check bench clean distclean help
+.PHONY: all deps build check install test fmt-check clippy nextest static demo qemu-guest qemu-test upstream-test bench-boot \
+	fuzz-build fuzz-smoke chroot chroot-check bench clean distclean help
 
 all: build
 
 help:
-	@echo "targets: deps build test static demo qemu-guest qemu-test upstream-test bench-boot fuzz-build fuzz-smoke chroot chroot-check bench clean distclean"
+	@echo "targets: deps build check install test static demo qemu-guest qemu-test upstream-test bench-boot fuzz-build fuzz-smoke chroot chroot-check bench clean distclean"
 
 deps:
 	@scripts/install-deps.sh
@@ -29,6 +29,34 @@ fmt-check:
 
 clippy:
 	cargo clippy --all-targets -- -D warnings
+
+# The fast loop: formatting, lints and every test that needs neither root nor apt (no mounts,
+# loop devices, device nodes, trusted xattrs or the chroot; such unit tests end in `_as_root`).
+CHECK_TESTS := (kind(lib) & !test(/_as_root$$/)) | binary(layout) | binary(cli_list) | binary(flatcar_selection) | binary(install)
+
+check:
+	$(MAKE) --no-print-directory fmt-check
+	$(MAKE) --no-print-directory clippy
+	cargo nextest run --no-fail-fast -E '$(CHECK_TESTS)'
+
+# Install the binary, the initrd units and the dracut module below DESTDIR (a package's
+# staging tree, or / itself). EXTMERGE_BIN picks the binary (e.g. the static one from
+# `make static`, which the initrd needs where libcryptsetup is not in it); by default a release
+# build of this checkout.
+DESTDIR ?=
+PREFIX ?= /usr
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DRACUTDIR ?= $(PREFIX)/lib/dracut/modules.d
+EXTMERGE_BIN ?=
+
+install:
+	@bin='$(EXTMERGE_BIN)'; \
+	if [ -z "$$bin" ]; then cargo build --release; bin=target/release/extmerge; fi; \
+	install -D -m 0755 "$$bin" '$(DESTDIR)$(BINDIR)/extmerge'; \
+	for u in units/*.service; do install -D -m 0644 "$$u" "$(DESTDIR)$(UNITDIR)/$${u#units/}"; done; \
+	install -D -m 0755 dracut-module/90extmerge/module-setup.sh '$(DESTDIR)$(DRACUTDIR)/90extmerge/module-setup.sh'; \
+	echo "installed extmerge, its units and dracut module below $(or $(DESTDIR),/)"
 
 # nextest's output is kept so its summary line can be repeated as the run's last line.
 nextest:

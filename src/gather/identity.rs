@@ -520,7 +520,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn xattrs_owner_and_devices_are_covered() {
+    fn xattrs_owner_and_devices_are_covered_as_root() {
         use rustix::fs::XattrFlags;
         let t = tempfile::tempdir().unwrap();
         let d = t.path();

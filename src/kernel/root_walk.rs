@@ -339,7 +339,7 @@ mod tests {
     /// `user.*` on a file through its fd, `trusted.*` on a symlink through the magic link of
     /// its `O_PATH` fd (root only, as CI runs).
     #[test]
-    fn xattrs_of_files_and_of_symlinks_by_fd() {
+    fn xattrs_of_files_and_of_symlinks_by_fd_as_root() {
         let t = tempfile::tempdir().unwrap();
         let f = t.path().join("f");
         std::fs::write(&f, "x").unwrap();

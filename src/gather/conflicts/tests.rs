@@ -207,7 +207,7 @@ fn same_symlink_in_two_extensions() {
 }
 
 #[test]
-fn same_device_in_two_extensions() {
+fn same_device_in_two_extensions_as_root() {
     let t = Trees::new();
     t.chardev("a/usr/share/dev/null", 1, 3);
     t.chardev("b/usr/share/dev/null", 1, 3);
@@ -327,7 +327,7 @@ fn symlinks_are_never_followed() {
 }
 
 #[test]
-fn trusted_opaque_directory_hides_lower_content() {
+fn trusted_opaque_directory_hides_lower_content_as_root() {
     let t = Trees::new();
     t.file("base/usr/share/doc/readme", "host");
     t.file("a/usr/share/doc/a.txt", "a");
@@ -350,7 +350,7 @@ fn trusted_opaque_directory_hides_lower_content() {
 }
 
 #[test]
-fn user_opaque_directory_and_opaque_hierarchy_root() {
+fn user_opaque_directory_and_opaque_hierarchy_root_as_root() {
     let t = Trees::new();
     t.file("base/usr/bin/sh", "sh");
     t.file("a/usr/lib/x", "a");
@@ -367,7 +367,7 @@ fn user_opaque_directory_and_opaque_hierarchy_root() {
 }
 
 #[test]
-fn opaque_directory_hiding_nothing_is_still_reported() {
+fn opaque_directory_hiding_nothing_is_still_reported_as_root() {
     let t = Trees::new();
     t.file("a/usr/share/new/f", "a");
     t.xattr("a/usr/share/new", "trusted.overlay.opaque", b"y");
@@ -397,7 +397,7 @@ fn whiteout_char_device_deletes_lower_file() {
 }
 
 #[test]
-fn xattr_whiteout_and_whiteout_of_nothing() {
+fn xattr_whiteout_and_whiteout_of_nothing_as_root() {
     let t = Trees::new();
     t.file("base/usr/lib/gone", "host");
     t.file("a/usr/lib/gone", "");
@@ -456,7 +456,7 @@ fn every_hierarchy_is_scanned_and_output_is_sorted() {
 }
 
 #[test]
-fn refuse_rescans_what_a_dropped_layer_hid() {
+fn refuse_rescans_what_a_dropped_layer_hid_as_root() {
     let t = Trees::new();
     t.file("a/usr/share/x/f", "a").file("b/usr/share/x/f", "b");
     t.file("c/usr/share/x/g", "c");

@@ -272,7 +272,7 @@ fn upstream_t50d_mask_with_empty_directory() {
 }
 
 #[test]
-fn dev_null_symlink_masks_nothing() {
+fn dev_null_symlink_masks_nothing_as_root() {
     let t = Tree::new();
     t.file("/var/lib/extensions/foo.raw")
         .file("/var/lib/extensions/bar.raw");
@@ -307,7 +307,7 @@ fn fifo_and_socket_are_not_images() {
 }
 
 #[test]
-fn block_device_is_an_image_named_as_is() {
+fn block_device_is_an_image_named_as_is_as_root() {
     let t = Tree::new();
     assert!(t.node("/dev/blk0", NodeType::BlockDevice, 7, 0));
     t.node("/run/extensions/disk.raw", NodeType::BlockDevice, 7, 1);
