@@ -320,7 +320,7 @@ fn load(spec: &VeritySpec) -> Result<CryptDevice> {
     };
     let mut params_ref: CryptParamsVerityRef<'_> = (&params)
         .try_into()
-        .map_err(|e: LibcryptErr| anyhow!("cannot open {what}: {e}"))?;
+        .map_err(|e: LibcryptErr| anyhow::Error::new(e).context(format!("cannot open {what}")))?;
     cd.context_handle()
         .load(Some(EncryptionFormat::Verity), Some(&mut params_ref))
         .map_err(|e| {

@@ -23,11 +23,10 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, CWD};
 use rustix::io::Errno;
 
+mod write;
+
 /// systemd's CHASE_MAX: more links than this on one walk is treated as a loop.
 pub const MAX_SYMLINKS: usize = 32;
-
-/// How deep a recursive removal descends before it refuses (each level holds an fd).
-const MAX_REMOVE_DEPTH: usize = 256;
 
 /// Why a path could not be resolved inside a root.
 #[derive(Debug)]
@@ -372,42 +371,7 @@ impl Root {
             let fd = match rustix::fs::openat(dir, c.as_os_str(), path_flags(), Mode::empty()) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) if allow_missing => {
-                    let mut missing = vec![c];
-                    for rest in todo {
-                        if rest.as_bytes() == b".." {
-                            // Lexically, as the directories do not exist yet; still never above the root.
-                            if missing.pop().is_none() {
-                                done.pop();
-                            }
-                        } else {
-                            missing.push(rest);
-                        }
-                    }
-                    let mut in_root = to_path(&done);
-                    missing.iter().for_each(|m| in_root.push(m));
-                    let dir = match done.pop() {
-                        Some((fd, c, stat)) => {
-                            let mut p = to_path(&done);
-                            p.push(c);
-                            Found {
-                                fd,
-                                in_root: p,
-                                stat,
-                            }
-                        }
-                        None => self.top().map_err(|e| ChaseError::Io {
-                            path: self.shown.clone(),
-                            source: e,
-                        })?,
-                    };
-                    if missing.is_empty() {
-                        return Ok(Walked::Missing(Lookup::Found(dir)));
-                    }
-                    return Ok(Walked::Missing(Lookup::Missing {
-                        dir,
-                        missing,
-                        in_root,
-                    }));
+                    return self.missing(done, c, todo).map(Walked::Missing);
                 }
                 Err(e) => {
                     let mut p = to_path(&done);
@@ -423,28 +387,7 @@ impl Root {
             let ft = FileType::from_raw_mode(stat.st_mode);
             if ft == FileType::Symlink && (follow_last || !todo.is_empty()) {
                 links += 1;
-                let mut here = to_path(&done);
-                here.push(&c);
-                if links > MAX_SYMLINKS {
-                    return Err(ChaseError::TooManyLinks {
-                        path: self.show(&here),
-                    });
-                }
-                let target = rustix::fs::readlinkat(&fd, "", Vec::new())
-                    .map_err(|e| self.io_err(&here, e))?;
-                let target = target.as_bytes();
-                if target.is_empty() {
-                    return Err(ChaseError::NotFound {
-                        path: self.show(&here),
-                    });
-                }
-                if target.first() == Some(&b'/') {
-                    done.clear();
-                }
-                let parts: Vec<OsString> = components(OsStr::from_bytes(target)).collect();
-                for t in parts.into_iter().rev() {
-                    todo.push_front(t);
-                }
+                self.follow_link(&fd, &c, links, &mut done, &mut todo)?;
                 continue;
             }
             if !todo.is_empty() && ft != FileType::Directory {
@@ -457,6 +400,88 @@ impl Root {
             done.push((fd, c, stat));
         }
         Ok(Walked::Found(done))
+    }
+
+    /// The lookup of a path whose component `c` does not exist: the deepest existing directory
+    /// (`done`'s last) and the names still to create, `..` applied lexically and never above
+    /// the root.
+    fn missing(
+        &self,
+        mut done: Vec<(OwnedFd, OsString, Stat)>,
+        c: OsString,
+        todo: VecDeque<OsString>,
+    ) -> Result<Lookup, ChaseError> {
+        let mut missing = vec![c];
+        for rest in todo {
+            if rest.as_bytes() == b".." {
+                // Lexically, as the directories do not exist yet; still never above the root.
+                if missing.pop().is_none() {
+                    done.pop();
+                }
+            } else {
+                missing.push(rest);
+            }
+        }
+        let mut in_root = to_path(&done);
+        missing.iter().for_each(|m| in_root.push(m));
+        let dir = match done.pop() {
+            Some((fd, c, stat)) => {
+                let mut p = to_path(&done);
+                p.push(c);
+                Found {
+                    fd,
+                    in_root: p,
+                    stat,
+                }
+            }
+            None => self.top().map_err(|e| ChaseError::Io {
+                path: self.shown.clone(),
+                source: e,
+            })?,
+        };
+        if missing.is_empty() {
+            return Ok(Lookup::Found(dir));
+        }
+        Ok(Lookup::Missing {
+            dir,
+            missing,
+            in_root,
+        })
+    }
+
+    /// Replace the symlink `c` (open as `fd`, the `links`th one followed) by its target's
+    /// components: an absolute target restarts at the root, never above it.
+    fn follow_link(
+        &self,
+        fd: &OwnedFd,
+        c: &OsStr,
+        links: usize,
+        done: &mut Vec<(OwnedFd, OsString, Stat)>,
+        todo: &mut VecDeque<OsString>,
+    ) -> Result<(), ChaseError> {
+        let mut here = to_path(done);
+        here.push(c);
+        if links > MAX_SYMLINKS {
+            return Err(ChaseError::TooManyLinks {
+                path: self.show(&here),
+            });
+        }
+        let target =
+            rustix::fs::readlinkat(fd, "", Vec::new()).map_err(|e| self.io_err(&here, e))?;
+        let target = target.as_bytes();
+        if target.is_empty() {
+            return Err(ChaseError::NotFound {
+                path: self.show(&here),
+            });
+        }
+        if target.first() == Some(&b'/') {
+            done.clear();
+        }
+        let parts: Vec<OsString> = components(OsStr::from_bytes(target)).collect();
+        for t in parts.into_iter().rev() {
+            todo.push_front(t);
+        }
+        Ok(())
     }
 
     /// Open `path` for reading (following links inside the root). Refuses anything but a regular
@@ -503,136 +528,6 @@ impl Root {
             .with_context(|| format!("reading {}", self.show(&found.in_root).display()))
             .map(Some)
     }
-
-    /// Create `path` and every missing parent (mode `mode`), following links inside the root
-    /// (systemd's `CHASE_MKDIR_0755`); returns the directory.
-    pub fn mkdir_all(&self, path: &Path, mode: u32) -> anyhow::Result<Found> {
-        // A concurrent creator may win a race for a component: retry the walk a few times.
-        for _ in 0..8 {
-            let (mut dir, missing) = match self.lookup(path).map_err(anyhow::Error::new)? {
-                Lookup::Found(f) if f.is_dir() => return Ok(f),
-                Lookup::Found(f) => anyhow::bail!(
-                    "{} exists and is not a directory",
-                    self.show(&f.in_root).display()
-                ),
-                Lookup::Missing { dir, missing, .. } => (dir, missing),
-            };
-            let mut raced = false;
-            for m in missing {
-                match rustix::fs::mkdirat(&dir.fd, m.as_os_str(), Mode::from_raw_mode(mode)) {
-                    Ok(()) => {}
-                    Err(Errno::EXIST) => {
-                        raced = true;
-                        break;
-                    }
-                    Err(e) => {
-                        let mut p = dir.in_root.clone();
-                        p.push(&m);
-                        return Err(io::Error::from(e)).map_err(|e| {
-                            anyhow::Error::new(e)
-                                .context(format!("creating directory {}", self.show(&p).display()))
-                        });
-                    }
-                }
-                let fd = rustix::fs::openat(&dir.fd, m.as_os_str(), path_flags(), Mode::empty())
-                    .map_err(io::Error::from)?;
-                let stat = rustix::fs::fstat(&fd).map_err(io::Error::from)?;
-                let mut in_root = dir.in_root.clone();
-                in_root.push(&m);
-                if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
-                    raced = true;
-                    break;
-                }
-                dir = Found { fd, in_root, stat };
-            }
-            if !raced {
-                return Ok(dir);
-            }
-        }
-        anyhow::bail!(
-            "creating directory {}: it keeps changing while being created",
-            self.show(path).display()
-        )
-    }
-
-    /// Write `bytes` to `path` atomically (a temporary file in the same directory, renamed over
-    /// the old one), creating missing parents 0755. `sync` also flushes file and directory.
-    pub fn write_atomic(
-        &self,
-        path: &Path,
-        bytes: &[u8],
-        mode: u32,
-        sync: bool,
-    ) -> anyhow::Result<()> {
-        use anyhow::Context;
-        let name = path
-            .file_name()
-            .with_context(|| format!("{}: no file name", path.display()))?;
-        let parent = path.parent().unwrap_or(Path::new("/"));
-        let dir = self.mkdir_all(parent, 0o755)?;
-        let dirfd = dir
-            .open_dir()
-            .with_context(|| format!("opening directory {}", self.show(&dir.in_root).display()))?;
-        let target = self.show(&dir.in_root.join(name));
-        let tmp = temp_name(name);
-        let fd = rustix::fs::openat(
-            &dirfd,
-            tmp.as_os_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(mode),
-        )
-        .map_err(io::Error::from)
-        .with_context(|| format!("creating a temporary file for {}", target.display()))?;
-        let mut file = File::from(fd);
-        let written = file
-            .write_all(bytes)
-            .and_then(|()| if sync { file.sync_all() } else { Ok(()) })
-            .and_then(|()| {
-                rustix::fs::renameat(&dirfd, tmp.as_os_str(), &dirfd, name).map_err(io::Error::from)
-            });
-        if let Err(e) = written {
-            let _ = rustix::fs::unlinkat(&dirfd, tmp.as_os_str(), AtFlags::empty());
-            return Err(e).with_context(|| format!("writing {}", target.display()));
-        }
-        if sync {
-            rustix::fs::fsync(&dirfd)
-                .map_err(io::Error::from)
-                .with_context(|| format!("syncing the directory of {}", target.display()))?;
-        }
-        Ok(())
-    }
-
-    /// Remove the entry `name` of the directory at `dir` and, if it is a directory, everything
-    /// in it. Never follows a symlink: a link is removed, not what it points to. `Ok(false)`
-    /// when there was nothing to remove.
-    pub fn remove_tree(&self, dir: &Path, name: &OsStr) -> anyhow::Result<bool> {
-        use anyhow::Context;
-        if name.is_empty() || name == "." || name == ".." || name.as_bytes().contains(&b'/') {
-            anyhow::bail!("refusing to remove {:?}: not a single file name", name);
-        }
-        let parent = match self.resolve(dir) {
-            Ok(p) => p,
-            Err(e) if e.is_not_found() => return Ok(false),
-            Err(e) => return Err(anyhow::Error::new(e)),
-        };
-        let shown = self.show(&parent.in_root.join(name));
-        let dirfd = parent
-            .open_dir()
-            .with_context(|| format!("opening {}", self.show(&parent.in_root).display()))?;
-        remove_entry(dirfd.as_fd(), name, 0)
-            .with_context(|| format!("removing {}", shown.display()))
-    }
-}
-
-/// `.#NAME.XXXXXXXXXXXXXXXX`: hidden, marked temporary (systemd and discovery skip `.#`), unique.
-fn temp_name(name: &OsStr) -> OsString {
-    let mut bytes = [0u8; 8];
-    // Uniqueness, not secrecy: O_EXCL catches any collision.
-    let _ = rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::NONBLOCK);
-    let mut t = OsString::from(".#");
-    t.push(name);
-    t.push(format!(".{}", crate::ondisk::bytes::hex(&bytes)));
-    t
 }
 
 /// Open a found regular file or block device for reading by its name in `parent`, checking it is
@@ -682,49 +577,6 @@ pub fn file_type_name(ft: FileType) -> &'static str {
         FileType::CharacterDevice => "character device",
         FileType::BlockDevice => "block device",
         FileType::Unknown => "file of unknown type",
-    }
-}
-
-/// Remove `name` below `dir` recursively without following links.
-fn remove_entry(dir: BorrowedFd<'_>, name: &OsStr, depth: usize) -> anyhow::Result<bool> {
-    use anyhow::Context;
-    let sub = match rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(false),
-        // Not a directory (ENOTDIR), or a symlink (ELOOP with O_NOFOLLOW): unlink the entry itself.
-        Err(Errno::NOTDIR) | Err(Errno::LOOP) => {
-            return match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
-                Ok(()) => Ok(true),
-                Err(Errno::NOENT) => Ok(false),
-                Err(e) => Err(io::Error::from(e)).context("unlinking"),
-            };
-        }
-        Err(e) => return Err(io::Error::from(e)).context("opening the directory"),
-    };
-    if depth >= MAX_REMOVE_DEPTH {
-        anyhow::bail!("more than {MAX_REMOVE_DEPTH} directory levels deep: not removing it");
-    }
-    let mut names: Vec<OsString> = Vec::new();
-    for entry in rustix::fs::Dir::read_from(&sub).context("reading the directory")? {
-        let entry = entry.context("reading the directory")?;
-        let n: &CStr = entry.file_name();
-        if n.to_bytes() != b"." && n.to_bytes() != b".." {
-            names.push(OsStr::from_bytes(n.to_bytes()).to_os_string());
-        }
-    }
-    for n in names {
-        remove_entry(sub.as_fd(), &n, depth + 1)
-            .with_context(|| format!("in {}", Path::new(&n).display()))?;
-    }
-    match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
-        Ok(()) => Ok(true),
-        Err(Errno::NOENT) => Ok(false),
-        Err(e) => Err(io::Error::from(e)).context("removing the directory"),
     }
 }
 

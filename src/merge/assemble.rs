@@ -399,8 +399,11 @@ pub fn assemble(
     for f in &snap.facts {
         let ext = contributions(opened, &f.hierarchy);
         let names: Vec<String> = ext.iter().map(|(n, _)| n.clone()).collect();
-        let plan = mutable::plan(s.mutable, f, &names, s.overlay_options.as_deref())
-            .map_err(|e| anyhow!("{} ({}): {e}", f.hierarchy.display(), e.errno()))?;
+        let plan =
+            mutable::plan(s.mutable, f, &names, s.overlay_options.as_deref()).map_err(|e| {
+                let context = format!("{} ({})", f.hierarchy.display(), e.errno());
+                anyhow::Error::new(e).context(context)
+            })?;
         match plan {
             Some(plan) => plans.push((plan, ext, names)),
             None => tracing::debug!(
