@@ -322,8 +322,16 @@ pub fn judge(
         })
         .collect();
     let mut at = At { names, path, out };
-    // Overlayfs lookup, top down: directories merge until an opaque one (inclusive) or a
-    // non-directory (exclusive); a non-directory or whiteout on top hides everything below.
+    let visible = merged_dirs(&entries);
+    report_hiding(&mut at, &entries, &visible);
+    report_overlaps(&mut at, &entries);
+    visible
+}
+
+/// Overlayfs lookup, top down: directories merge until an opaque one (inclusive) or a
+/// non-directory (exclusive); a non-directory or whiteout on top hides everything below.
+/// Returns the merged directories' indices, bottom first.
+fn merged_dirs(entries: &[Entry]) -> Vec<usize> {
     let mut visible = Vec::new();
     for (i, e) in entries.iter().enumerate().rev() {
         let Node::Dir { opaque } = e.node else { break };
@@ -333,7 +341,11 @@ pub fn judge(
         }
     }
     visible.reverse();
+    visible
+}
 
+/// Whiteouts, and the opaque directory at the bottom of the merged ones.
+fn report_hiding(at: &mut At<'_>, entries: &[Entry], visible: &[usize]) {
     for (k, e) in entries.iter().enumerate() {
         if let Node::Whiteout { how } = e.node {
             let below = entries[..k].iter().filter(|b| !b.is_whiteout()).collect();
@@ -355,10 +367,14 @@ pub fn judge(
             );
         }
     }
+}
 
+/// A type change, the same file in several extensions, or an extension file over the base's.
+fn report_overlaps(at: &mut At<'_>, entries: &[Entry]) {
+    let names = at.names;
     let present: Vec<&Entry> = entries.iter().filter(|e| !e.is_whiteout()).collect();
     let Some(&top) = present.last() else {
-        return visible;
+        return;
     };
     let dirs = present.iter().filter(|e| e.is_dir()).count();
     let exts: Vec<&Entry> = present
@@ -403,7 +419,6 @@ pub fn judge(
         );
         at.push(ConflictKind::ShadowsBase, &present, top, detail);
     }
-    visible
 }
 
 /// `identical content` when every entry has the same type, mode and bytes (or link target,

@@ -306,22 +306,69 @@ pub fn plan(
         Yes | Auto | Import => facts.mutable_dir.as_ref(),
         No | Ephemeral | EphemeralImport => None,
     };
+    check_mutable_mode(mode, facts, persistent)?;
+    let lowers = lower_dirs(mode, facts, persistent, extensions)?;
+    let upper = upper_dir(mode, facts, persistent)?;
 
-    // resolve_mutable_directory(): the mode check runs before anything else (EINVAL).
-    if matches!(mode, Yes | Auto) {
-        if let Some(m) = persistent {
-            if m.mode != facts.mode {
-                return Err(PlanError::ModeMismatch {
-                    dir: mutable_dir_for(&facts.hierarchy),
-                    have: m.mode,
-                    want: facts.mode,
-                });
-            }
-        }
+    // Nothing to merge here (no extension, no upper, no import, an empty or missing host):
+    // systemd fails the whole class ("at least 2 lowerdir are needed"); this hierarchy is left
+    // alone instead and the others merge (README, differences).
+    if upper.is_none() && lowers.layers.len() < 2 {
+        return Ok(None);
     }
 
-    // determine_top_lower_dirs(): meta, then the import layer.
-    let mut lowers = vec![Layer::Meta];
+    let read_only = upper.is_none();
+    let opts = mount_options(overlay_options_env, read_only)?;
+    Ok(Some(HierarchyPlan {
+        hierarchy: facts.hierarchy.clone(),
+        lowers: lowers.layers,
+        upper,
+        read_only,
+        options: opts.options,
+        noatime: opts.noatime,
+        flag_words: opts.flag_words,
+        self_upper: lowers.self_upper,
+        top_mode: facts.mode,
+        host_is_lower: lowers.host_is_lower,
+    }))
+}
+
+/// resolve_mutable_directory(): the mode check runs before anything else (EINVAL).
+fn check_mutable_mode(
+    mode: MutableMode,
+    facts: &HierarchyFacts,
+    persistent: Option<&MutableDirFacts>,
+) -> Result<(), PlanError> {
+    match persistent {
+        Some(m) if matches!(mode, MutableMode::Yes | MutableMode::Auto) && m.mode != facts.mode => {
+            Err(PlanError::ModeMismatch {
+                dir: mutable_dir_for(&facts.hierarchy),
+                have: m.mode,
+                want: facts.mode,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The lower layers, top first, and what the host hierarchy is in the overlay.
+struct Lowers {
+    layers: Vec<Layer>,
+    /// The mutable dir is the hierarchy itself: it is the upper, not a lower.
+    self_upper: bool,
+    host_is_lower: bool,
+}
+
+/// determine_top_lower_dirs() (meta, then the import layer), determine_middle_lower_dirs()
+/// (the extensions, top first) and hierarchy_as_lower_dir().
+fn lower_dirs(
+    mode: MutableMode,
+    facts: &HierarchyFacts,
+    persistent: Option<&MutableDirFacts>,
+    extensions: &[String],
+) -> Result<Lowers, PlanError> {
+    use MutableMode::*;
+    let mut layers = vec![Layer::Meta];
     let import = match mode {
         Import => persistent,
         EphemeralImport => facts.mutable_dir.as_ref(),
@@ -334,13 +381,9 @@ pub fn plan(
                 hierarchy: facts.hierarchy.clone(),
             });
         }
-        lowers.push(Layer::Import(m.resolved.clone()));
+        layers.push(Layer::Import(m.resolved.clone()));
     }
-
-    // determine_middle_lower_dirs(): extensions as given, top first.
-    lowers.extend(extensions.iter().cloned().map(Layer::Extension));
-
-    // hierarchy_as_lower_dir().
+    layers.extend(extensions.iter().cloned().map(Layer::Extension));
     let self_upper =
         matches!(mode, Yes | Auto) && persistent.is_some_and(|m| m.same_inode_as_hierarchy);
     let host_is_lower = facts.exists && !facts.is_empty && !self_upper;
@@ -351,48 +394,57 @@ pub fn plan(
         );
     }
     if host_is_lower {
-        lowers.push(Layer::Host(facts.resolved.clone()));
+        layers.push(Layer::Host(facts.resolved.clone()));
     }
+    Ok(Lowers {
+        layers,
+        self_upper,
+        host_is_lower,
+    })
+}
 
-    // determine_upper_dir() / determine_work_dir().
-    let upper = match mode {
-        No | Import => None,
-        Ephemeral | EphemeralImport => Some(UpperDir::Ephemeral),
-        Yes | Auto => match persistent {
-            None => None,
-            Some(m) => {
-                if m.on_read_only_fs {
-                    return Err(PlanError::ReadOnlyUpper {
-                        dir: m.resolved.clone(),
-                    });
-                }
-                let parent = m
-                    .resolved
-                    .parent()
-                    .filter(|_| m.parent_same_fs)
-                    .ok_or_else(|| PlanError::CrossDevice {
-                        upper: m.resolved.clone(),
-                        hierarchy: facts.hierarchy.clone(),
-                    })?;
-                Some(UpperDir::Persistent {
-                    upper: m.resolved.clone(),
-                    work: parent.join(work_dir_name(&facts.hierarchy)),
-                })
-            }
-        },
+/// determine_upper_dir() / determine_work_dir().
+fn upper_dir(
+    mode: MutableMode,
+    facts: &HierarchyFacts,
+    persistent: Option<&MutableDirFacts>,
+) -> Result<Option<UpperDir>, PlanError> {
+    use MutableMode::*;
+    let m = match (mode, persistent) {
+        (No | Import, _) | (Yes | Auto, None) => return Ok(None),
+        (Ephemeral | EphemeralImport, _) => return Ok(Some(UpperDir::Ephemeral)),
+        (Yes | Auto, Some(m)) => m,
     };
-
-    // Nothing to merge here (no extension, no upper, no import, an empty or missing host):
-    // systemd fails the whole class ("at least 2 lowerdir are needed"); this hierarchy is left
-    // alone instead and the others merge (README, differences).
-    if upper.is_none() && lowers.len() < 2 {
-        return Ok(None);
+    if m.on_read_only_fs {
+        return Err(PlanError::ReadOnlyUpper {
+            dir: m.resolved.clone(),
+        });
     }
+    let parent = m
+        .resolved
+        .parent()
+        .filter(|_| m.parent_same_fs)
+        .ok_or_else(|| PlanError::CrossDevice {
+            upper: m.resolved.clone(),
+            hierarchy: facts.hierarchy.clone(),
+        })?;
+    Ok(Some(UpperDir::Persistent {
+        upper: m.resolved.clone(),
+        work: parent.join(work_dir_name(&facts.hierarchy)),
+    }))
+}
 
-    // mount_overlayfs(): the env replaces the defaults for writable overlays and is the only
-    // source of options for read-only ones; mount_option_mangle() then splits out flag words.
-    let read_only = upper.is_none();
-    let source = match overlay_options_env {
+/// The overlay's options, split as mount_option_mangle() splits them.
+struct OverlayOptions {
+    options: Vec<String>,
+    flag_words: Vec<String>,
+    noatime: bool,
+}
+
+/// mount_overlayfs(): the env replaces the defaults for writable overlays and is the only
+/// source of options for read-only ones; mount_option_mangle() then splits out flag words.
+fn mount_options(env: Option<&str>, read_only: bool) -> Result<OverlayOptions, PlanError> {
+    let source = match env {
         Some(env) => Some(env),
         None if !read_only => Some(DEFAULT_MUTABLE_OPTIONS),
         None => None,
@@ -415,19 +467,11 @@ pub fn plan(
         }
     }
     let noatime = apply_flag_words(MountFlags::empty(), &flag_words).contains(MountFlags::NOATIME);
-
-    Ok(Some(HierarchyPlan {
-        hierarchy: facts.hierarchy.clone(),
-        lowers,
-        upper,
-        read_only,
+    Ok(OverlayOptions {
         options,
-        noatime,
         flag_words,
-        self_upper,
-        top_mode: facts.mode,
-        host_is_lower,
-    }))
+        noatime,
+    })
 }
 
 #[cfg(test)]

@@ -211,6 +211,8 @@ fn shown(v: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// systemd's `extension_release_validate()`, rule by rule in its order: scope, architecture,
+/// ID (with `_any` and `ID_LIKE`), then the level or `VERSION_ID`.
 fn check(
     host: &HostInfo,
     class: ImageClass,
@@ -222,38 +224,60 @@ fn check(
             name: name.to_string(),
         });
     };
+    check_scope(host, class, ext)?;
+    check_architecture(host, ext)?;
+    if check_id(host, ext)? == IdMatch::Any {
+        return Ok(());
+    }
+    check_version(host, class, ext)
+}
+
+fn check_scope(host: &HostInfo, class: ImageClass, ext: &ReleaseData) -> Result<(), Mismatch> {
     let (scope_key, hs) = (class.scope_key(), host.scope.as_str());
     match ext.get(scope_key) {
-        None if hs != "system" && hs != "portable" => {
-            return Err(Mismatch::Scope(format!(
-                "{scope_key} is not set, which means \"system portable\", so it is not meant for the host scope \"{hs}\""
-            )))
-        }
-        Some(v) if words(v).next().is_none() => {
-            return Err(Mismatch::Scope(format!("{scope_key} is set but empty, which matches no scope, not even the host scope \"{hs}\"")))
-        }
-        Some(v) if !words(v).any(|w| w == hs) => {
-            return Err(Mismatch::Scope(format!("{scope_key}={} does not include the host scope \"{hs}\"", shown(v))))
-        }
-        _ => {}
+        None if hs != "system" && hs != "portable" => Err(Mismatch::Scope(format!(
+            "{scope_key} is not set, which means \"system portable\", so it is not meant for the host scope \"{hs}\""
+        ))),
+        Some(v) if words(v).next().is_none() => Err(Mismatch::Scope(format!(
+            "{scope_key} is set but empty, which matches no scope, not even the host scope \"{hs}\""
+        ))),
+        Some(v) if !words(v).any(|w| w == hs) => Err(Mismatch::Scope(format!(
+            "{scope_key}={} does not include the host scope \"{hs}\"",
+            shown(v)
+        ))),
+        _ => Ok(()),
     }
-    if let Some(arch) =
-        non_empty(ext, "ARCHITECTURE").filter(|a| *a != "_any" && *a != host.architecture)
-    {
-        let h = &host.architecture;
-        return Err(Mismatch::Architecture(format!(
-            "ARCHITECTURE={} does not match the host architecture {h} (ARCHITECTURE=_any fits all)",
-            shown(arch)
-        )));
+}
+
+fn check_architecture(host: &HostInfo, ext: &ReleaseData) -> Result<(), Mismatch> {
+    match non_empty(ext, "ARCHITECTURE").filter(|a| *a != "_any" && *a != host.architecture) {
+        Some(arch) => Err(Mismatch::Architecture(format!(
+            "ARCHITECTURE={} does not match the host architecture {} (ARCHITECTURE=_any fits all)",
+            shown(arch),
+            host.architecture
+        ))),
+        None => Ok(()),
     }
+}
+
+/// How an extension's `ID` matched the host's.
+#[derive(PartialEq, Eq)]
+enum IdMatch {
+    /// `ID=_any`: accepted without looking at versions.
+    Any,
+    /// The host's `ID` or a word of its `ID_LIKE`.
+    Host,
+}
+
+fn check_id(host: &HostInfo, ext: &ReleaseData) -> Result<IdMatch, Mismatch> {
     let Some(id) = non_empty(ext, "ID") else {
-        let h = &host.id;
         return Err(Mismatch::NoId(format!(
-            "ID is not set; it must be the host's ID={h}, a word of its ID_LIKE, or _any"
+            "ID is not set; it must be the host's ID={}, a word of its ID_LIKE, or _any",
+            host.id
         )));
     };
     if id == "_any" {
-        return Ok(());
+        return Ok(IdMatch::Any);
     }
     if id != host.id && !host.id_like.iter().any(|l| l == id) {
         let like = if host.id_like.is_empty() {
@@ -267,6 +291,10 @@ fn check(
             host.id
         )));
     }
+    Ok(IdMatch::Host)
+}
+
+fn check_version(host: &HostInfo, class: ImageClass, ext: &ReleaseData) -> Result<(), Mismatch> {
     let level_key = class.level_key();
     let (host_level, ext_level) = (host.level(class), non_empty(ext, level_key));
     if host.version_id.is_none() && host_level.is_none() {
@@ -281,29 +309,27 @@ fn check(
         }
         return Ok(());
     }
-    if let Some(hv) = host.version_id.as_deref() {
-        let why = match host_level {
-            Some(h) => format!("and no common {level_key}: the extension declares none, the host has {level_key}={h}"),
-            None => format!("and no common {level_key}: the host declares none"),
-        };
-        match non_empty(ext, "VERSION_ID") {
-            None => {
-                return Err(Mismatch::VersionId {
-                    why: format!("VERSION_ID is not set, but the host has VERSION_ID={hv} ({why})"),
-                })
-            }
-            Some(ev) if ev != hv => {
-                return Err(Mismatch::VersionId {
-                    why: format!(
-                        "VERSION_ID={} does not match the host's VERSION_ID={hv} ({why})",
-                        shown(ev)
-                    ),
-                })
-            }
-            Some(_) => {}
-        }
+    let Some(hv) = host.version_id.as_deref() else {
+        return Ok(()); // rule 9 [QUIRK]: a host with a LEVEL but no VERSION_ID accepts an extension with neither
+    };
+    let why = match host_level {
+        Some(h) => format!(
+            "and no common {level_key}: the extension declares none, the host has {level_key}={h}"
+        ),
+        None => format!("and no common {level_key}: the host declares none"),
+    };
+    match non_empty(ext, "VERSION_ID") {
+        None => Err(Mismatch::VersionId {
+            why: format!("VERSION_ID is not set, but the host has VERSION_ID={hv} ({why})"),
+        }),
+        Some(ev) if ev != hv => Err(Mismatch::VersionId {
+            why: format!(
+                "VERSION_ID={} does not match the host's VERSION_ID={hv} ({why})",
+                shown(ev)
+            ),
+        }),
+        Some(_) => Ok(()),
     }
-    Ok(()) // rule 9 [QUIRK]: a host with a LEVEL but no VERSION_ID accepts an extension with neither
 }
 
 /// systemd's `path_extract_image_name()` stem: drop a `.sysext.raw`/`.confext.raw`/`.raw` suffix, cut at `_`/`+`.

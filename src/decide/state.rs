@@ -209,62 +209,67 @@ pub struct StateFile {
 
 /// Human-readable differences between an old and a new record; empty means unchanged.
 pub fn differences(old: &State, new: &State) -> Vec<String> {
-    let mut d = Vec::new();
     if old.version != new.version {
-        d.push(format!("state format {} → {}", old.version, new.version));
-        return d;
+        return vec![format!("state format {} → {}", old.version, new.version)];
     }
-    let mut field = |name: &str, a: String, b: String| {
-        if a != b {
-            d.push(format!("{name} changed ({a} → {b})"));
-        }
-    };
-    field("os-release", old.os_release.clone(), new.os_release.clone());
-    field("scope", old.scope.clone(), new.scope.clone());
-    field(
-        "architecture",
-        old.architecture.clone(),
-        new.architecture.clone(),
-    );
-    field("mutable mode", old.mutable.clone(), new.mutable.clone());
-    field(
-        "mutable dirs",
-        format!("{:?}", old.mutable_dirs),
-        format!("{:?}", new.mutable_dirs),
-    );
-    field(
-        "hierarchies",
-        format!("{:?}", old.hierarchies),
-        format!("{:?}", new.hierarchies),
-    );
-    field(
-        "overlay options",
-        format!("{:?}", old.overlay_options),
-        format!("{:?}", new.overlay_options),
-    );
-    field(
-        "noexec",
-        format!("{:?}", old.noexec),
-        format!("{:?}", new.noexec),
-    );
-    field("force", old.force.to_string(), new.force.to_string());
-    field(
-        "image policy",
-        format!("{:?}", old.image_policy),
-        format!("{:?}", new.image_policy),
-    );
-    field(
-        "conflict policy",
-        old.check_conflicts.clone(),
-        new.check_conflicts.clone(),
-    );
+    let mut d = setting_differences(old, new);
     if old.certificates != new.certificates {
         d.push("the trusted certificates changed".to_string());
     }
+    d.extend(image_differences(&old.images, &new.images));
+    d
+}
+
+/// The host and settings fields that differ, one line each.
+fn setting_differences(old: &State, new: &State) -> Vec<String> {
+    let dbg = |v: &dyn std::fmt::Debug| format!("{v:?}");
+    let fields = [
+        ("os-release", old.os_release.clone(), new.os_release.clone()),
+        ("scope", old.scope.clone(), new.scope.clone()),
+        (
+            "architecture",
+            old.architecture.clone(),
+            new.architecture.clone(),
+        ),
+        ("mutable mode", old.mutable.clone(), new.mutable.clone()),
+        (
+            "mutable dirs",
+            dbg(&old.mutable_dirs),
+            dbg(&new.mutable_dirs),
+        ),
+        ("hierarchies", dbg(&old.hierarchies), dbg(&new.hierarchies)),
+        (
+            "overlay options",
+            dbg(&old.overlay_options),
+            dbg(&new.overlay_options),
+        ),
+        ("noexec", dbg(&old.noexec), dbg(&new.noexec)),
+        ("force", old.force.to_string(), new.force.to_string()),
+        (
+            "image policy",
+            dbg(&old.image_policy),
+            dbg(&new.image_policy),
+        ),
+        (
+            "conflict policy",
+            old.check_conflicts.clone(),
+            new.check_conflicts.clone(),
+        ),
+    ];
+    fields
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(name, a, b)| format!("{name} changed ({a} → {b})"))
+        .collect()
+}
+
+/// The extensions added, moved, changed, re-signed, replaced or removed, one line each.
+fn image_differences(old: &[ImageRecord], new: &[ImageRecord]) -> Vec<String> {
     let by_name = |v: &[ImageRecord]| -> BTreeMap<String, ImageRecord> {
         v.iter().map(|i| (i.name.clone(), i.clone())).collect()
     };
-    let (o, n) = (by_name(&old.images), by_name(&new.images));
+    let (o, n) = (by_name(old), by_name(new));
+    let mut d = Vec::new();
     for (name, img) in &n {
         match o.get(name) {
             None => d.push(format!("extension '{name}' added ({})", img.path.display())),
