@@ -110,6 +110,38 @@ unsafe impl Ioctl for GetFree {
     }
 }
 
+/// A free loop device, opened: `Ok(Err(why))` when another process took it between
+/// `LOOP_CTL_GET_FREE` and the open (the caller asks again).
+fn claim_free(
+    control: &OwnedFd,
+    backing: &Path,
+) -> Result<Result<(OwnedFd, PathBuf, u32), String>> {
+    // SAFETY: GetFree matches LOOP_CTL_GET_FREE's (absent) argument.
+    let number = unsafe { rustix::ioctl::ioctl(control, GetFree) }.with_context(|| {
+        format!(
+            "no free loop device for {}: LOOP_CTL_GET_FREE",
+            backing.display()
+        )
+    })?;
+    let path = PathBuf::from(format!("/dev/loop{number}"));
+    // Read-only is enough: LOOP_CONFIGURE does not need write access, and the device will
+    // refuse writes anyway.
+    match rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(dev) => Ok(Ok((dev, path, number))),
+        // Removed by someone else between GET_FREE and open: take another.
+        Err(e @ (Errno::NOENT | Errno::NXIO)) => {
+            Ok(Err(format!("opening {}: {e}", path.display())))
+        }
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "opening loop device {} for {}",
+                path.display(),
+                backing.display()
+            )
+        }),
+    }
+}
+
 impl LoopDevice {
     /// Attach `backing` to a free loop device, read-only and autoclear, in one ioctl.
     pub fn attach(backing: &Path, opts: LoopOptions) -> Result<LoopDevice> {
@@ -135,32 +167,11 @@ impl LoopDevice {
 
         let mut last_race = String::new();
         for _ in 0..MAX_ATTEMPTS {
-            // SAFETY: GetFree matches LOOP_CTL_GET_FREE's (absent) argument.
-            let number = unsafe { rustix::ioctl::ioctl(&control, GetFree) }.with_context(|| {
-                format!(
-                    "no free loop device for {}: LOOP_CTL_GET_FREE",
-                    backing.display()
-                )
-            })?;
-            let path = PathBuf::from(format!("/dev/loop{number}"));
-            // Read-only is enough: LOOP_CONFIGURE does not need write access, and the
-            // device will refuse writes anyway.
-            let dev = match rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            {
-                Ok(dev) => dev,
-                // Removed by someone else between GET_FREE and open: take another.
-                Err(e @ (Errno::NOENT | Errno::NXIO)) => {
-                    last_race = format!("opening {}: {e}", path.display());
+            let (dev, path, number) = match claim_free(&control, backing)? {
+                Ok(claimed) => claimed,
+                Err(race) => {
+                    last_race = race;
                     continue;
-                }
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!(
-                            "opening loop device {} for {}",
-                            path.display(),
-                            backing.display()
-                        )
-                    })
                 }
             };
             let config = loop_config(&file, backing, &opts, direct_io);

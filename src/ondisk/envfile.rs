@@ -110,7 +110,9 @@ fn env_name_is_valid(key: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
-/// A port of systemd's env-file automaton (src/basic/env-file.c), byte for byte.
+/// A port of systemd's env-file automaton (src/basic/env-file.c), byte for byte. One state
+/// machine in one function on purpose (longer than our ~80 lines): split up, it could no longer
+/// be read against systemd's switch statement.
 fn parse_detailed(bytes: &[u8]) -> EnvParser {
     let mut e = EnvParser {
         key_line: 1,

@@ -35,6 +35,9 @@ fn c_str(s: &str) -> &[u8] {
 /// Segments are numeric or alphabetic; `~` marks the oldest (pre-release) segment, `-` separates
 /// version and release, `^` marks a patched release, `.` a point release, every other character
 /// is a separator. Numeric segments ignore leading zeros and beat alphabetic ones.
+///
+/// One function on purpose (longer than our ~80 lines): it follows systemd's loop statement by
+/// statement, so the two can be compared side by side (src/fundamental/string-util-fundamental.c).
 pub fn strverscmp_improved(a: &str, b: &str) -> Ordering {
     let (a, b) = (c_str(a), c_str(b));
     let (mut i, mut j) = (0usize, 0usize);
