@@ -246,53 +246,12 @@ fn gather(
     let mut sources = Vec::new();
     let mut images = Vec::new();
     for c in &found.images {
-        let mut handle = open(root, c);
-        let roothash = match &handle {
-            Ok(Handle::Image(img)) => protect::roothash_identity(img),
-            _ => None,
-        };
-        let identity = match (&handle, cache.as_deref_mut()) {
-            (Ok(h), Some(cache)) => {
-                match strong_identity(root, h, roothash.as_deref(), cache, &own_cache) {
-                    Ok(id) => Some(id),
-                    Err(e) => {
-                        // Not merged: what cannot be identified cannot be told apart from a change.
-                        handle = Err(format!("cannot read it to identify it: {e:#}"));
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
-        // systemd records only the root hash for verity images (the kernel checks the content).
-        let origin = match &roothash {
-            Some(h) => Some(OriginId::Verity(h.clone())),
-            None => caller
-                .and_then(|caller| caller.resolve(&c.path).ok())
-                .and_then(|f| identity::weak_id_of(f.fd.as_fd(), c.kind).ok())
-                .map(OriginId::Weak),
-        };
+        let (source, record, origin) = inspect(root, caller, c, cache.as_deref_mut(), &own_cache);
         if let Some(o) = origin {
             origin_ids.insert(c.name.clone(), o);
         }
-        let inode = match (&handle, &roothash) {
-            (Ok(Handle::Dir(f)), None) => Some(f.inode()),
-            (Ok(Handle::Image(img)), None) => Some(img.found.inode()),
-            _ => None,
-        };
-        images.push(ImageRecord {
-            name: c.name.clone(),
-            kind: kind_name(c.kind).into(),
-            path: c.path.clone(),
-            signature: handle.as_ref().ok().and_then(signature_digest),
-            inode: inode.map(|(dev, ino)| format!("{dev}:{ino}")),
-            identity,
-        });
-        sources.push(Source {
-            candidate: c.clone(),
-            handle,
-            roothash,
-        });
+        images.push(record);
+        sources.push(source);
         crate::failpoint::hit_with("image-identified", &c.name)?;
     }
     let facts = s
@@ -300,7 +259,81 @@ fn gather(
         .iter()
         .map(|h| facts::gather_facts(root, h, s.mutable))
         .collect::<Result<Vec<_>>>()?;
-    let state = State {
+    let state = state_of(&base, s, &facts, images);
+    Ok(Snapshot {
+        base,
+        found,
+        sources,
+        facts,
+        origin_ids,
+        state,
+    })
+}
+
+/// Open one candidate and identify it: what to merge, what to record in our state, and
+/// systemd's identifiers for its `origin` record.
+fn inspect(
+    root: &Root,
+    caller: Option<&Root>,
+    c: &Candidate,
+    cache: Option<&mut HashCache>,
+    own_cache: &[(u64, u64)],
+) -> (Source, ImageRecord, Option<OriginId>) {
+    let mut handle = open(root, c);
+    let roothash = match &handle {
+        Ok(Handle::Image(img)) => protect::roothash_identity(img),
+        _ => None,
+    };
+    let identity = match (&handle, cache) {
+        (Ok(h), Some(cache)) => {
+            match strong_identity(root, h, roothash.as_deref(), cache, own_cache) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    // Not merged: what cannot be identified cannot be told apart from a change.
+                    handle = Err(format!("cannot read it to identify it: {e:#}"));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    // systemd records only the root hash for verity images (the kernel checks the content).
+    let origin = match &roothash {
+        Some(h) => Some(OriginId::Verity(h.clone())),
+        None => caller
+            .and_then(|caller| caller.resolve(&c.path).ok())
+            .and_then(|f| identity::weak_id_of(f.fd.as_fd(), c.kind).ok())
+            .map(OriginId::Weak),
+    };
+    let inode = match (&handle, &roothash) {
+        (Ok(Handle::Dir(f)), None) => Some(f.inode()),
+        (Ok(Handle::Image(img)), None) => Some(img.found.inode()),
+        _ => None,
+    };
+    let record = ImageRecord {
+        name: c.name.clone(),
+        kind: kind_name(c.kind).into(),
+        path: c.path.clone(),
+        signature: handle.as_ref().ok().and_then(signature_digest),
+        inode: inode.map(|(dev, ino)| format!("{dev}:{ino}")),
+        identity,
+    };
+    let source = Source {
+        candidate: c.clone(),
+        handle,
+        roothash,
+    };
+    (source, record, origin)
+}
+
+/// Our state record of a class: the host, every setting that changes the result, the images.
+fn state_of(
+    base: &Base,
+    s: &ClassSettings,
+    facts: &[HierarchyFacts],
+    images: Vec<ImageRecord>,
+) -> State {
+    State {
         version: STATE_VERSION,
         class: s.class.name().into(),
         os_release: host_digest(&base.host),
@@ -330,13 +363,5 @@ fn gather(
         check_conflicts: s.check_conflicts.as_str().into(),
         certificates: certs_digest(&base.certs),
         images,
-    };
-    Ok(Snapshot {
-        base,
-        found,
-        sources,
-        facts,
-        origin_ids,
-        state,
-    })
+    }
 }

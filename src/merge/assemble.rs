@@ -191,18 +191,75 @@ fn build_hierarchy(
     plan: &HierarchyPlan,
     ext: &[(String, Found)],
 ) -> Result<OwnedFd> {
-    let (s, root) = (b.s, b.root);
+    let s = b.s;
     let comp = mutable::hierarchy_component(&plan.hierarchy);
     let meta_root = b.ws.join("meta").join(&comp);
     mkdir_p(&meta_root, 0o700)?;
 
     // The fds behind the magic links must stay open until the overlay exists.
     let mut keep: Vec<Found> = Vec::new();
+    let (lowers, host_dev) = lower_paths(b.root, plan, ext, &meta_root, &mut keep)?;
+    let upper = upper_paths(b, plan, &comp, &meta_root, &mut keep)?;
+
+    // The merged root shows the top layer's mode: keep the hierarchy's (a 0700 /usr broke Flatcar).
+    std::fs::set_permissions(&upper.top, std::fs::Permissions::from_mode(plan.top_mode))
+        .with_context(|| {
+            format!(
+                "setting mode {:o} on the top layer of {}",
+                plan.top_mode,
+                plan.hierarchy.display()
+            )
+        })?;
+
+    let flags = plan.mount_flags(class_default_flags(s.class), s.noexec);
+    let spec = OverlaySpec {
+        source: s.class.overlay_source().to_string(),
+        lowerdirs: lowers,
+        upperdir: upper.upper,
+        workdir: upper.work,
+        options: plan.options.clone(),
+        attrs: overlay::mount_attrs(flags, plan.noatime),
+        force_legacy_lowerdir: false,
+    };
+    let fd = overlay::build_detached(&spec)
+        .with_context(|| format!("building the overlay for {}", plan.hierarchy.display()))?;
+    crate::failpoint::hit_with("overlay-built", plan.hierarchy.display())?;
+    drop(keep);
+    write_meta(b, plan, &fd, &meta_root, host_dev, upper.work_in_root)?;
+
+    // Assemble the final tree at a workspace path, then clone it as one detached tree.
+    let at = b.ws.join("overlay").join(&comp);
+    mkdir_p(&at, 0o755)?;
+    mounts::attach(&fd, &at)?;
+    let meta_name = s.class.meta_dir_name();
+    if plan.upper.is_some() {
+        // The meta layer's own directory, not the merged path: a stale copy in the upper dir
+        // (Flatcar's /etc is its own upper) must not be what the merge says about itself.
+        mounts::bind_readonly(&meta_root.join(meta_name), &at.join(meta_name))?;
+    }
+    carry_submounts(b.root, &plan.hierarchy, &at)?;
+    let tree = mounts::clone_tree(&at)?;
+    crate::failpoint::hit_with("tree-assembled", plan.hierarchy.display())?;
+    Ok(tree)
+}
+
+/// A device number as (major, minor).
+type DevNum = (u32, u32);
+
+/// The lower layers as paths the kernel can open (the meta layer in the workspace, the others
+/// as magic links to fds kept in `keep`), and the host hierarchy's device.
+fn lower_paths(
+    root: &Root,
+    plan: &HierarchyPlan,
+    ext: &[(String, Found)],
+    meta_root: &Path,
+    keep: &mut Vec<Found>,
+) -> Result<(Vec<PathBuf>, Option<DevNum>)> {
     let mut host_dev = None;
     let mut lowers = Vec::new();
     for layer in &plan.lowers {
         lowers.push(match layer {
-            Layer::Meta => meta_root.clone(),
+            Layer::Meta => meta_root.to_path_buf(),
             Layer::Import(p) => {
                 let f = layer_dir(root, p, "imported mutable directory")?;
                 let path = f.proc_path();
@@ -226,11 +283,33 @@ fn build_hierarchy(
                 .ok_or_else(|| anyhow!("internal: no layer for extension '{name}'"))?,
         });
     }
+    Ok((lowers, host_dev.filter(|d| *d != (0, 0))))
+}
 
-    let mut work_in_root = None;
-    // The directory whose mode the merged root shows: the upper dir, else the meta layer.
-    let (upper, work, top) = match &plan.upper {
-        None => (None, None, meta_root.clone()),
+/// Where writes go: the upper and work dirs for the kernel, the directory whose mode the merged
+/// root shows, and the work dir's in-root path for the meta record.
+struct UpperPaths {
+    upper: Option<PathBuf>,
+    work: Option<PathBuf>,
+    top: PathBuf,
+    work_in_root: Option<PathBuf>,
+}
+
+fn upper_paths(
+    b: &Build<'_>,
+    plan: &HierarchyPlan,
+    comp: &str,
+    meta_root: &Path,
+    keep: &mut Vec<Found>,
+) -> Result<UpperPaths> {
+    let root = b.root;
+    match &plan.upper {
+        None => Ok(UpperPaths {
+            upper: None,
+            work: None,
+            top: meta_root.to_path_buf(),
+            work_in_root: None,
+        }),
         Some(UpperDir::Persistent { upper, work }) => {
             let work = if b.busy_workdirs.contains(work) {
                 fresh_workdir(work)?
@@ -249,63 +328,53 @@ fn build_hierarchy(
                     root.show(&u.in_root).display()
                 );
             }
-            work_in_root = Some(w.in_root.clone());
+            let work_in_root = Some(w.in_root.clone());
             let (up, wp) = (u.proc_path(), w.proc_path());
             keep.push(u);
             keep.push(w);
-            (Some(up.clone()), Some(wp), up)
+            Ok(UpperPaths {
+                upper: Some(up.clone()),
+                work: Some(wp),
+                top: up,
+                work_in_root,
+            })
         }
         Some(UpperDir::Ephemeral) => {
-            let u = b.ws.join("ephemeral").join(&comp);
+            let u = b.ws.join("ephemeral").join(comp);
             let w =
                 b.ws.join("ephemeral")
                     .join(mutable::work_dir_name(&plan.hierarchy));
             mkdir_p(&u, 0o755)?;
             mkdir_p(&w, 0o700)?;
-            (Some(u.clone()), Some(w), u)
+            Ok(UpperPaths {
+                upper: Some(u.clone()),
+                work: Some(w),
+                top: u,
+                work_in_root: None,
+            })
         }
-    };
+    }
+}
 
-    // The merged root shows the top layer's mode: keep the hierarchy's (a 0700 /usr broke Flatcar).
-    std::fs::set_permissions(&top, std::fs::Permissions::from_mode(plan.top_mode)).with_context(
-        || {
-            format!(
-                "setting mode {:o} on the top layer of {}",
-                plan.top_mode,
-                plan.hierarchy.display()
-            )
-        },
-    )?;
-
-    let flags = plan.mount_flags(class_default_flags(s.class), s.noexec);
-    let spec = OverlaySpec {
-        source: s.class.overlay_source().to_string(),
-        lowerdirs: lowers,
-        upperdir: upper,
-        workdir: work,
-        options: plan.options.clone(),
-        attrs: overlay::mount_attrs(flags, plan.noatime),
-        force_legacy_lowerdir: false,
-    };
-    let fd = overlay::build_detached(&spec)
-        .with_context(|| format!("building the overlay for {}", plan.hierarchy.display()))?;
-    crate::failpoint::hit_with("overlay-built", plan.hierarchy.display())?;
-
-    let st = rustix::fs::fstat(&fd).context("fstat of the new overlay")?;
-    let backing = host_dev.filter(|d| *d != (0, 0));
-    drop(keep);
-    // Like systemd, the meta files go into the (still unused) top lower layer right after
-    // mounting: only then is the overlay's device number known.
+/// Like systemd, the meta files go into the (still unused) top lower layer right after
+/// mounting: only then is the overlay's device number known.
+fn write_meta(
+    b: &Build<'_>,
+    plan: &HierarchyPlan,
+    overlay: &OwnedFd,
+    meta_root: &Path,
+    backing: Option<DevNum>,
+    work_in_root: Option<PathBuf>,
+) -> Result<()> {
+    let s = b.s;
+    let st = rustix::fs::fstat(overlay).context("fstat of the new overlay")?;
     crate::failpoint::hit_with("before-write-state", plan.hierarchy.display())?;
     meta::write(
-        &meta_root,
+        meta_root,
         s.class,
         &MetaContents {
             dev: (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)),
-            work_dir: match &plan.upper {
-                Some(UpperDir::Persistent { .. }) => work_in_root,
-                _ => None,
-            },
+            work_dir: work_in_root,
             backing,
             ..b.meta.clone()
         },
@@ -314,21 +383,7 @@ fn build_hierarchy(
     std::fs::write(&state_file, b.state_text)
         .with_context(|| format!("writing {}", state_file.display()))?;
     crate::failpoint::hit_with("after-write-state", plan.hierarchy.display())?;
-
-    // Assemble the final tree at a workspace path, then clone it as one detached tree.
-    let at = b.ws.join("overlay").join(&comp);
-    mkdir_p(&at, 0o755)?;
-    mounts::attach(&fd, &at)?;
-    let meta_name = s.class.meta_dir_name();
-    if plan.upper.is_some() {
-        // The meta layer's own directory, not the merged path: a stale copy in the upper dir
-        // (Flatcar's /etc is its own upper) must not be what the merge says about itself.
-        mounts::bind_readonly(&meta_root.join(meta_name), &at.join(meta_name))?;
-    }
-    carry_submounts(root, &plan.hierarchy, &at)?;
-    let tree = mounts::clone_tree(&at)?;
-    crate::failpoint::hit_with("tree-assembled", plan.hierarchy.display())?;
-    Ok(tree)
+    Ok(())
 }
 
 /// Clone the mounts below the host hierarchy onto the new tree (the originals stay underneath,

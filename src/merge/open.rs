@@ -194,6 +194,50 @@ fn describe_protection(root: &Root, p: &Protected) -> String {
     }
 }
 
+/// An opened source: its tree, the image's file system, and the detail for the "Using" line.
+type Tree = (Root, Option<FsType>, String);
+
+/// The tree of one source as the overlay will see it: a directory as it is, an image mounted
+/// in the workspace (kept in `out.images`); `Ok(Err(reason))` when it cannot be used.
+fn tree_of(
+    root: &Root,
+    ws: Option<&Path>,
+    i: usize,
+    src: &Source,
+    opened: Option<Result<Protected, Reject>>,
+    out: &mut Opened,
+) -> Result<Result<Tree, Reject>> {
+    let c = &src.candidate;
+    match (&src.handle, opened) {
+        (Err(e), _) => Ok(Err(Reject::Unreadable(e.clone()))),
+        (Ok(Handle::Dir(d)), _) => {
+            let fd =
+                d.fd.try_clone()
+                    .with_context(|| format!("duplicating the fd of {}", c.path.display()))?;
+            let tree = Root::from_fd(fd, root.show(&d.in_root))?;
+            Ok(Ok((tree, None, String::new())))
+        }
+        (Ok(Handle::Image(_)), Some(Err(reason))) => Ok(Err(reason)),
+        (Ok(Handle::Image(_)), Some(Ok(p))) => {
+            let Some(ws) = ws else {
+                return Ok(Err(Reject::Unreadable("mounting images needs root".into())));
+            };
+            let at = ws.join("images").join(i.to_string());
+            std::fs::create_dir_all(&at)
+                .with_context(|| format!("creating directory {}", at.display()))?;
+            mounts::attach(&p.image.mount, &at)?;
+            let tree = Root::open(&at)?.renamed(root.show(&c.path));
+            let detail = format!(", {}{}", p.image.fstype, describe_protection(root, &p));
+            let fstype = Some(p.image.fstype);
+            out.images.push(p.image);
+            Ok(Ok((tree, fstype, detail)))
+        }
+        (Ok(Handle::Image(_)), None) => {
+            Ok(Err(Reject::Unreadable("internal: image not opened".into())))
+        }
+    }
+}
+
 /// Open and judge every candidate of `snap`, attaching image mounts below `ws/images` (without
 /// a workspace, images are left out as unreadable: only root can mount them).
 pub fn open_all(
@@ -223,48 +267,11 @@ pub fn open_all(
             log_rejected(s.class, &r);
             out.rejected.push(r);
         };
-        let (tree, fstype, detail) = match (&src.handle, images.get_mut(i).and_then(Option::take)) {
-            (Err(e), _) => {
-                reject(&mut out, Reject::Unreadable(e.clone()));
-                continue;
-            }
-            (Ok(Handle::Dir(d)), _) => {
-                let fd =
-                    d.fd.try_clone()
-                        .with_context(|| format!("duplicating the fd of {}", c.path.display()))?;
-                (
-                    Root::from_fd(fd, root.show(&d.in_root))?,
-                    None,
-                    String::new(),
-                )
-            }
-            (Ok(Handle::Image(_)), Some(Err(reason))) => {
+        let opened = images.get_mut(i).and_then(Option::take);
+        let (tree, fstype, detail) = match tree_of(root, ws, i, src, opened, &mut out)? {
+            Ok(t) => t,
+            Err(reason) => {
                 reject(&mut out, reason);
-                continue;
-            }
-            (Ok(Handle::Image(_)), Some(Ok(p))) => {
-                let Some(ws) = ws else {
-                    reject(
-                        &mut out,
-                        Reject::Unreadable("mounting images needs root".into()),
-                    );
-                    continue;
-                };
-                let at = ws.join("images").join(i.to_string());
-                std::fs::create_dir_all(&at)
-                    .with_context(|| format!("creating directory {}", at.display()))?;
-                mounts::attach(&p.image.mount, &at)?;
-                let tree = Root::open(&at)?.renamed(root.show(&c.path));
-                let detail = format!(", {}{}", p.image.fstype, describe_protection(root, &p));
-                let fstype = Some(p.image.fstype);
-                out.images.push(p.image);
-                (tree, fstype, detail)
-            }
-            (Ok(Handle::Image(_)), None) => {
-                reject(
-                    &mut out,
-                    Reject::Unreadable("internal: image not opened".into()),
-                );
                 continue;
             }
         };
