@@ -19,7 +19,7 @@ use x509_cert::der::{Decode, Encode};
 use x509_cert::Certificate;
 
 use crate::chase;
-use crate::ondisk::bytes::{hex as to_hex, ReadAt};
+use crate::ondisk::bytes::{hex, ReadAt};
 use crate::ondisk::verity::parse_roothash;
 
 /// systemd refuses signature partitions larger than this (`acquire_sig_for_roothash()`).
@@ -77,7 +77,7 @@ pub fn parse_verity_sig(bytes: &[u8]) -> Result<(String, Vec<u8>)> {
     if sig.is_empty() {
         bail!("verity signature JSON has an empty 'signature'");
     }
-    Ok((to_hex(&roothash), sig))
+    Ok((hex(&roothash), sig))
 }
 
 /// Read a `*-verity-sig` partition of `size` bytes at byte `offset` of a disk of `disk_size`
@@ -355,7 +355,7 @@ fn describe(iasn: &IssuerAndSerialNumber) -> String {
     format!(
         "issuer '{}', serial {}",
         iasn.issuer,
-        to_hex(iasn.serial_number.as_bytes())
+        hex(iasn.serial_number.as_bytes())
     )
 }
 
