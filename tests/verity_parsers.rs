@@ -7,10 +7,11 @@ use std::os::unix::fs::{symlink, FileExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use extmerge::decide::arch;
 use extmerge::image::ddi::{self, Designator, PartitionRole};
 use extmerge::image::sidecar;
 use extmerge::ondisk::bytes::format_uuid;
-use extmerge::ondisk::gpt::crc32;
+use extmerge::ondisk::gpt::{crc32, FLAG_READ_ONLY};
 use extmerge::ondisk::signature;
 use extmerge::ondisk::verity::{self, CorruptBlock, VeritySuperblock};
 use tempfile::TempDir;
@@ -702,10 +703,10 @@ fn check_repart_ddi(sector: u32, key_kind: &str) {
             "{}",
             theirs.ty
         );
-        assert_eq!(ours.arch, ddi::native_arch());
-        assert!(ours.flags & ddi::GPT_FLAG_READ_ONLY != 0);
+        assert_eq!(ours.arch, arch::native());
+        assert!(ours.flags & FLAG_READ_ONLY != 0);
     }
-    let layout = ddi::select(&parsed, ddi::native_arch()).unwrap();
+    let layout = ddi::select(&parsed, arch::native()).unwrap();
     assert_eq!(layout.designator, Designator::Root);
     let (verity_part, sig_part) = (layout.verity.clone().unwrap(), layout.sig.clone().unwrap());
     assert_eq!(
