@@ -435,15 +435,7 @@ fn cases() -> Vec<Case> {
                 let src = c.scratch("src-partition");
                 sysext_dir(&src, "bad", DEBIAN, &[("usr/share/bad-marker", "bad\n")]);
                 // Incompressible, so the file system is far larger than the partition.
-                let mut x = 0x2545_f491_4f6c_dd1du64;
-                let blob: Vec<u8> = (0..32 * 1024)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect();
+                let blob = random_bytes(32 * 1024, 7);
                 std::fs::write(src.join("usr/share/bad-blob"), blob).unwrap();
                 let fs = c.scratch("partition.squashfs");
                 mkfs_squashfs(&src, &fs);

@@ -2,6 +2,8 @@
 //! fixtures are made at test time with `veritysetup` (cryptsetup-bin), `openssl` and
 //! `systemd-repart` from the Debian unstable chroot (`make chroot`).
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::{symlink, FileExt};
 use std::path::{Path, PathBuf};
@@ -66,17 +68,7 @@ fn flip_byte(path: &Path, at: u64) {
 }
 
 fn random_file(path: &Path, len: usize, seed: u64) {
-    // xorshift: incompressible enough that erofs keeps the size, no RNG crate needed
-    let mut x = seed | 1;
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    fs::write(path, data).unwrap();
+    fs::write(path, common::random_bytes(len, seed)).unwrap();
 }
 
 fn superblock_of(hash: &Path, offset: u64) -> VeritySuperblock {
