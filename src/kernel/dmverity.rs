@@ -5,7 +5,7 @@
 //! from the initrd, or systemd's) instead of activated a second time, which the kernel
 //! refuses for a block device that is already mapped. libcryptsetup and the kernel accept a
 //! wrong root hash and only fail the reads later, so the caller must check it against the
-//! hash tree first ([`super::verity::check_root_hash`]; `image::protect` does, before it
+//! hash tree first ([`crate::ondisk::verity::check_root_hash`]; `image::protect` does, before it
 //! creates any device). libcryptsetup's messages are collected per call and end up in our
 //! errors instead of on stderr.
 //!
