@@ -11,11 +11,9 @@ use crate::image::sidecar::HashTree;
 use crate::image::{open_image, ImageFile, OpenedImage};
 use crate::kernel::fscontext::{mount_detached, MountFlags};
 use crate::kernel::loopdev::{LoopDevice, LoopOptions};
-use crate::kernel::root::proc_fd_path;
 use crate::ondisk::superblock::{check_declared_size, probe_bytes, FsType, Probed, PROBE_LEN};
 use crate::ondisk::{signature, verity};
 use anyhow::{anyhow, bail, Context, Result};
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 /// Trusted certificates: `(path as shown, DER)`.
@@ -350,6 +348,8 @@ fn activate_and_mount(
     flags: MountFlags,
 ) -> Result<OpenedImage> {
     use crate::kernel::dmverity::{activate, VeritySpec};
+    use crate::kernel::root::proc_fd_path;
+    use std::os::fd::AsFd;
     let block_size = if src.sector_size == 4096 { 4096 } else { 0 };
     let data = LoopDevice::attach_as(
         &img.proc_path(),
