@@ -16,7 +16,6 @@
 
 #![deny(unsafe_code)]
 
-pub mod chase;
 pub mod class;
 pub mod decide;
 pub mod failpoint;

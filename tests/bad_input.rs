@@ -427,6 +427,30 @@ fn cases() -> Vec<Case> {
             },
             refused("'bad'", "no known file system"),
         ),
+        case(
+            // The partition holds the first 4 KiB of a squashfs that declares more: refused by
+            // name from its superblock, before a loop device is attached.
+            "gpt_root_partition_holding_a_truncated_squashfs",
+            |c| {
+                let src = c.scratch("src-partition");
+                sysext_dir(&src, "bad", DEBIAN, &[("usr/share/bad-marker", "bad\n")]);
+                // Incompressible, so the file system is far larger than the partition.
+                let blob = random_bytes(32 * 1024, 7);
+                std::fs::write(src.join("usr/share/bad-blob"), blob).unwrap();
+                let fs = c.scratch("partition.squashfs");
+                mkfs_squashfs(&src, &fs);
+                let p = c.p("var/lib/extensions/bad.raw");
+                gpt_image(
+                    &p,
+                    "label: gpt\nstart=2048, size=8, type=4f68bce3-e8cd-4db1-96e7-fbcaf984b709, name=bad-root\n",
+                );
+                patch(&p, 2048 * 512, &std::fs::read(&fs).unwrap()[..4096]);
+            },
+            refused(
+                "'bad'",
+                "bad.raw: the root-x86-64 partition \"bad-root\" is truncated: its squashfs superblock says the file system takes",
+            ),
+        ),
         // ---- extension-release ----
         case(
             "missing_extension_release_in_directory",
@@ -1441,6 +1465,7 @@ bad_input!(
     filesystem_the_kernel_lacks,
     gpt_without_partitions,
     gpt_root_partition_without_file_system,
+    gpt_root_partition_holding_a_truncated_squashfs,
     missing_extension_release_in_directory,
     missing_extension_release_in_image,
     empty_extension_release,

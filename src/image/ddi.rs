@@ -15,15 +15,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::ondisk::bytes::{hex, ReadAt};
-use crate::ondisk::gpt;
+use crate::ondisk::bytes::{format_uuid, hex, ReadAt};
+use crate::ondisk::gpt::{self, FLAG_NO_AUTO};
 use crate::ondisk::version::strverscmp_improved;
-
-pub use crate::ondisk::bytes::format_uuid;
-pub use crate::ondisk::gpt::{
-    crc32, probe_sector_size, FLAG_NO_AUTO as GPT_FLAG_NO_AUTO,
-    FLAG_READ_ONLY as GPT_FLAG_READ_ONLY,
-};
 
 /// Which file system a partition belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -177,17 +171,6 @@ pub fn type_uuid_for(designator: Designator, role: PartitionRole, arch: &str) ->
         .map(|(u, ..)| u)
 }
 
-/// The DDI architecture name of the machine this binary was built for.
-pub fn native_arch() -> &'static str {
-    if cfg!(target_arch = "x86_64") {
-        "x86-64"
-    } else if cfg!(target_arch = "aarch64") {
-        "arm64"
-    } else {
-        std::env::consts::ARCH
-    }
-}
-
 fn type_of(t: &[u8; 16]) -> Option<(Designator, PartitionRole, &'static str)> {
     all_types()
         .find(|(u, ..)| u == t)
@@ -210,7 +193,7 @@ pub fn parse_ddi(read_at: ReadAt<'_>, size: u64) -> Result<Ddi> {
     };
     for e in table.partitions {
         // systemd-sysupdate marks free slots with this label.
-        if e.label == "_empty" || e.flags & GPT_FLAG_NO_AUTO != 0 {
+        if e.label == "_empty" || e.flags & FLAG_NO_AUTO != 0 {
             continue;
         }
         let known = type_of(&e.type_uuid);
@@ -576,7 +559,7 @@ mod tests {
         let mut parts = sysext("x86-64", 6);
         parts.push(p(Usr, Data, "x86-64", 0x44, 40, "_empty"));
         let mut na = p(Usr, Data, "x86-64", 0x55, 48, "usr");
-        na.flags = GPT_FLAG_NO_AUTO;
+        na.flags = FLAG_NO_AUTO;
         parts.push(na);
         parts.push(P {
             ty: uuid(0x1234),

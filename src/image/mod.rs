@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::kernel::fscontext::{erofs_file_backed_supported, mount_detached, MountFlags};
 use crate::kernel::loopdev::{LoopDevice, LoopOptions};
-use crate::ondisk::superblock::{probe_bytes, FsType, Probed};
+use crate::ondisk::superblock::{check_declared_size, probe_bytes, FsType, Probed};
 
 /// How many leading bytes an "unknown format" error shows.
 const HEX_PREVIEW: usize = 16;
@@ -69,16 +69,8 @@ pub fn open_image(img: &ImageFile, flags: MountFlags) -> Result<OpenedImage> {
 
     // A truncated image (interrupted download or copy) must be refused here: erofs would mount
     // it and fail reads later. Block devices are sized by their driver; not checked here.
-    if let Some(need) =
-        crate::ondisk::superblock::declared_size(&head, fstype).filter(|_| !img.is_block())
-    {
-        if need > img.size {
-            bail!(
-                "{} is truncated: its {fstype} superblock says the file system takes {need} bytes, but the file has only {}",
-                img.shown.display(),
-                img.size
-            );
-        }
+    if !img.is_block() {
+        check_declared_size(&head, fstype, img.size, &img.shown.display().to_string())?;
     }
 
     let opened = if img.is_block() {
@@ -146,4 +138,36 @@ fn open_regular_file(img: &ImageFile, fstype: FsType, flags: MountFlags) -> Resu
         loop_device: Some(lo),
         backing: img.shown.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::root::Root;
+    use std::path::Path;
+
+    /// A squashfs superblock declaring `bytes_used`, in a file of `len` bytes.
+    fn squashfs_head(bytes_used: u64, len: usize) -> Vec<u8> {
+        let mut img = vec![0u8; len];
+        img[..4].copy_from_slice(b"hsqs");
+        img[40..48].copy_from_slice(&bytes_used.to_le_bytes());
+        img
+    }
+
+    /// Refused from the superblock alone, before any loop device or mount, naming the image.
+    #[test]
+    fn truncated_image_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.raw"), squashfs_head(1 << 20, 8192)).unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let img = ImageFile::open(&root, Path::new("/a.raw")).unwrap();
+        let e = open_image(&img, MountFlags::default()).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            format!(
+                "{} is truncated: its squashfs superblock says the file system takes 1048576 bytes, but only 8192 are there",
+                dir.path().join("a.raw").display()
+            )
+        );
+    }
 }

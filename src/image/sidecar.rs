@@ -12,7 +12,8 @@ use anyhow::{bail, Context, Result};
 use super::ddi::Designator;
 use crate::kernel::root::{proc_fd_path, Found, Root};
 use crate::limits;
-use crate::ondisk::verity::{parse_roothash, to_hex};
+use crate::ondisk::bytes::hex;
+use crate::ondisk::verity::parse_roothash;
 
 /// What was found next to an image.
 #[derive(Debug, Default)]
@@ -135,7 +136,7 @@ pub fn load(root: &Root, image: &Found) -> Result<VeritySidecars> {
         if let Some((text, source)) = find_hash(root, image, d)? {
             let bytes =
                 parse_roothash(&text).with_context(|| format!("invalid root hash in {source}"))?;
-            out.roothash = Some((d, to_hex(&bytes)));
+            out.roothash = Some((d, hex(&bytes)));
             break;
         }
     }

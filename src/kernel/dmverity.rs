@@ -5,7 +5,7 @@
 //! from the initrd, or systemd's) instead of activated a second time, which the kernel
 //! refuses for a block device that is already mapped. libcryptsetup and the kernel accept a
 //! wrong root hash and only fail the reads later, so the caller must check it against the
-//! hash tree first ([`super::verity::check_root_hash`]; `image::protect` does, before it
+//! hash tree first ([`crate::ondisk::verity::check_root_hash`]; `image::protect` does, before it
 //! creates any device). libcryptsetup's messages are collected per call and end up in our
 //! errors instead of on stderr.
 //!
@@ -27,7 +27,7 @@ use libcryptsetup_rs::{
     CryptDevice, CryptInit, CryptParamsVerity, CryptParamsVerityRef, Either, LibcryptErr,
 };
 
-use crate::ondisk::verity;
+use crate::ondisk::bytes::hex;
 
 /// Where device-mapper puts its device nodes.
 const DM_DIR: &str = "/dev/mapper";
@@ -153,7 +153,7 @@ impl Drop for VerityDevice {
 /// A hex string that would not fit device-mapper's 127-byte names (digests over 60 bytes)
 /// is cut; reuse still compares the full root hash.
 pub fn device_name(roothash: &[u8]) -> String {
-    let mut hex = verity::to_hex(roothash);
+    let mut hex = hex(roothash);
     hex.truncate(DM_NAME_MAX - NAME_SUFFIX.len());
     hex + NAME_SUFFIX
 }
@@ -336,6 +336,7 @@ fn load(spec: &VeritySpec) -> Result<CryptDevice> {
 /// spec: used by the tests to check `verity::check_root_hash` against trees libcryptsetup made.
 #[cfg(test)]
 fn precheck_root_hash(spec: &VeritySpec) -> Result<()> {
+    use crate::ondisk::verity;
     use std::fs::File;
     use std::os::unix::fs::FileExt;
     let open = |p: &Path| File::open(p).with_context(|| format!("opening {}", p.display()));
@@ -397,8 +398,8 @@ fn reuse(name: &str, spec: &VeritySpec) -> Result<Option<VerityDevice>> {
     if existing != spec.roothash {
         bail!(
             "device {name} exists with a different root hash ({}), expected {}",
-            verity::to_hex(existing),
-            verity::to_hex(spec.roothash)
+            hex(existing),
+            hex(spec.roothash)
         );
     }
     // A device left with a pending deferred removal would vanish when its other user goes.
@@ -539,7 +540,7 @@ mod tests {
         let name = device_name(&hash);
         assert_eq!(name.len(), 64 + 7);
         assert!(name.ends_with("-verity"));
-        assert_eq!(&name[..64], verity::to_hex(&hash));
+        assert_eq!(&name[..64], hex(&hash));
         assert!(name[..64]
             .bytes()
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));

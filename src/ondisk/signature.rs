@@ -4,10 +4,7 @@
 //! root hash, `PKCS7_verify(p7, certs, NULL, hex, NOINTERN|NOVERIFY)` against the PEM
 //! certificates in `verity.d`. Pure Rust (RustCrypto), so the static binary needs no OpenSSL.
 
-use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use cms::cert::IssuerAndSerialNumber;
@@ -18,20 +15,11 @@ use x509_cert::der::asn1::ObjectIdentifier as Oid;
 use x509_cert::der::{Decode, Encode};
 use x509_cert::Certificate;
 
-use crate::chase;
-use crate::ondisk::bytes::{hex as to_hex, ReadAt};
+use crate::ondisk::bytes::{hex, ReadAt};
 use crate::ondisk::verity::parse_roothash;
 
 /// systemd refuses signature partitions larger than this (`acquire_sig_for_roothash()`).
 pub const MAX_SIG_PARTITION: usize = 4 * 1024 * 1024;
-
-/// `CONF_PATHS_NULSTR("verity.d")`, highest priority first.
-pub const VERITY_DIRS: [&str; 4] = [
-    "/etc/verity.d",
-    "/run/verity.d",
-    "/usr/local/lib/verity.d",
-    "/usr/lib/verity.d",
-];
 
 const OID_SIGNED_DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.2");
 const OID_MESSAGE_DIGEST: Oid = Oid::new_unwrap("1.2.840.113549.1.9.4");
@@ -77,7 +65,7 @@ pub fn parse_verity_sig(bytes: &[u8]) -> Result<(String, Vec<u8>)> {
     if sig.is_empty() {
         bail!("verity signature JSON has an empty 'signature'");
     }
-    Ok((to_hex(&roothash), sig))
+    Ok((hex(&roothash), sig))
 }
 
 /// Read a `*-verity-sig` partition of `size` bytes at byte `offset` of a disk of `disk_size`
@@ -137,92 +125,6 @@ pub fn first_pem_certificate(text: &[u8]) -> Result<Vec<u8>> {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// What a `*.crt` directory entry does for its name.
-enum Entry {
-    /// A regular, non-empty file (host path after resolving links inside the root).
-    Provides(PathBuf),
-    /// A link to `/dev/null` or an empty file: the name is masked.
-    Masked,
-    /// Dangling link or not a regular file: as if absent (conf-files ignores it).
-    Ignored,
-}
-
-fn classify_entry(root: &Path, in_root: &Path, host: &Path) -> Result<Entry> {
-    if std::fs::read_link(host).is_ok_and(|t| t == Path::new("/dev/null")) {
-        return Ok(Entry::Masked);
-    }
-    let resolved = match chase::chase(root, in_root) {
-        Ok(r) => r,
-        Err(e) if e.is_not_found() => return Ok(Entry::Ignored),
-        Err(e) => return Err(anyhow::Error::new(e)).context("resolving a certificate path"),
-    };
-    if resolved.in_root == Path::new("/dev/null") {
-        return Ok(Entry::Masked);
-    }
-    let meta = std::fs::metadata(&resolved.host)
-        .with_context(|| format!("inspecting {}", resolved.host.display()))?;
-    Ok(if !meta.is_file() {
-        Entry::Ignored // CONF_FILES_REGULAR
-    } else if meta.len() == 0 {
-        Entry::Masked // CONF_FILES_FILTER_MASKED includes masking by an empty file
-    } else {
-        Entry::Provides(resolved.host)
-    })
-}
-
-/// Load the trusted certificates from `<root>/{etc,run,usr/local/lib,usr/lib}/verity.d/*.crt`.
-///
-/// A name in a higher-priority directory hides the same name below it; a link to `/dev/null`
-/// or an empty file masks it. Result is in file-name order, as `(path, certificate DER)`;
-/// files without a parseable certificate are skipped with a warning, like systemd does.
-pub fn load_trusted_certs(root: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
-    // name -> (path in verity.d, file to read), or None when masked
-    let mut names: BTreeMap<OsString, Option<(PathBuf, PathBuf)>> = BTreeMap::new();
-    for dir in VERITY_DIRS {
-        let resolved = match chase::chase(root, Path::new(dir)) {
-            Ok(r) => r,
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => {
-                return Err(anyhow::Error::new(e))
-                    .with_context(|| format!("resolving {dir} in {}", root.display()))
-            }
-        };
-        let entries = match std::fs::read_dir(&resolved.host) {
-            Ok(e) => e,
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
-                continue
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("listing {}", resolved.host.display()))
-            }
-        };
-        for entry in entries {
-            let entry = entry.with_context(|| format!("listing {}", resolved.host.display()))?;
-            let name = entry.file_name();
-            if !name.as_encoded_bytes().ends_with(b".crt") || names.contains_key(&name) {
-                continue;
-            }
-            let in_root = resolved.in_root.join(&name);
-            match classify_entry(root, &in_root, &entry.path())? {
-                Entry::Provides(file) => names.insert(name, Some((entry.path(), file))),
-                Entry::Masked => names.insert(name, None),
-                Entry::Ignored => None,
-            };
-        }
-    }
-    let mut certs = Vec::new();
-    for (path, file) in names.into_values().flatten() {
-        let loaded = std::fs::read(&file)
-            .with_context(|| format!("reading {}", file.display()))
-            .and_then(|text| first_pem_certificate(&text));
-        match loaded {
-            Ok(der) => certs.push((path, der)),
-            Err(e) => tracing::warn!("ignoring verity certificate {}: {e:#}", path.display()),
-        }
-    }
-    Ok(certs)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -355,7 +257,7 @@ fn describe(iasn: &IssuerAndSerialNumber) -> String {
     format!(
         "issuer '{}', serial {}",
         iasn.issuer,
-        to_hex(iasn.serial_number.as_bytes())
+        hex(iasn.serial_number.as_bytes())
     )
 }
 

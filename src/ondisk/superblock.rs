@@ -210,11 +210,11 @@ pub fn declared_size(head: &[u8], fstype: FsType) -> Option<u64> {
 }
 
 /// Refuse a file system image shorter than its superblock says (see [`declared_size`]);
-/// `name` is the image as the error should name it, `available` the bytes it has.
+/// `name` is the image (or partition) as the error should name it, `available` the bytes it has.
 pub fn check_declared_size(head: &[u8], fstype: FsType, available: u64, name: &str) -> Result<()> {
     match declared_size(head, fstype) {
         Some(need) if need > available => bail!(
-            "{name} is truncated: its {fstype} superblock says the file system takes {need} bytes, but the file has only {available}"
+            "{name} is truncated: its {fstype} superblock says the file system takes {need} bytes, but only {available} are there"
         ),
         _ => Ok(()),
     }
@@ -337,7 +337,7 @@ mod tests {
         let e = check_declared_size(&sq, FsType::Squashfs, 8192, "a.raw").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "a.raw is truncated: its squashfs superblock says the file system takes 20381 bytes, but the file has only 8192"
+            "a.raw is truncated: its squashfs superblock says the file system takes 20381 bytes, but only 8192 are there"
         );
         // An unknown declared size is not a refusal.
         check_declared_size(&sq[..40], FsType::Squashfs, 0, "a.raw").unwrap();

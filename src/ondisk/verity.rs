@@ -11,7 +11,7 @@ use std::fmt;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
 
-pub use super::bytes::{hex as to_hex, ReadAt};
+pub use super::bytes::ReadAt;
 use super::bytes::{le16, le32, le64};
 
 /// Size of the on-disk superblock (`struct verity_sb`).
@@ -557,7 +557,7 @@ mod tests {
     fn roothash_text() {
         let good = "AEA69771e07dcdaf5667b114ee6caaed6d2df19518a4c6e1672c868a39128be7\n";
         assert_eq!(
-            to_hex(&parse_roothash(good).unwrap()),
+            crate::ondisk::bytes::hex(&parse_roothash(good).unwrap()),
             good.trim().to_ascii_lowercase()
         );
         let err = |t: &str| parse_roothash(t).unwrap_err().to_string();

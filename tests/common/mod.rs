@@ -86,6 +86,20 @@ pub fn mkfs_squashfs(src_dir: &Path, out: &Path) {
     ]));
 }
 
+/// `len` pseudo-random bytes (xorshift): incompressible enough that squashfs and erofs keep
+/// the size, no RNG crate needed.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// Build an erofs image of `src_dir` at `out`.
 pub fn mkfs_erofs(src_dir: &Path, out: &Path) {
     run(Command::new("mkfs.erofs")
