@@ -221,15 +221,7 @@ fn image_probe_bytes_magics_and_short_input() {
         probe_bytes(&at(0x10000, b"_BHRfS_M", PROBE_LEN)),
         Probed::Unknown
     );
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let garbage: Vec<u8> = (0..PROBE_LEN)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
+    let garbage = common::random_bytes(PROBE_LEN, 0x2545_F491_4F6C_DD1D);
     assert_eq!(probe_bytes(&garbage), Probed::Unknown);
     assert_eq!(probe_bytes(&[0xff; PROBE_LEN]), Probed::Unknown);
 
