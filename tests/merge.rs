@@ -203,6 +203,45 @@ fn merges_directory_squashfs_erofs_ext4_and_btrfs_sysexts() {
     r.finish();
 }
 
+/// Deliberate difference (README, "`status` reports the merge in the root"): with `--root`,
+/// systemd 262's `since` stats the hierarchy without the root prefix (the caller's own `/usr`);
+/// extmerge reports when the hierarchy inside the root was merged.
+#[test]
+fn status_since_is_when_the_hierarchy_in_the_root_was_merged() {
+    let r = Root::new(DEBIAN);
+    dir_sysext(
+        &r.p("var/lib/extensions/a"),
+        "a",
+        "ID=_any\n",
+        &[("usr/share/a", "a")],
+    );
+    let now_us = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64
+    };
+    // Whole seconds: the merged root's timestamps come from the kernel's coarse clock.
+    let before = now_us() / 1_000_000 * 1_000_000;
+    r.ok(&["merge", "--class=sysext"]);
+    let after = now_us();
+    let st = r.status();
+    let since = st.iter().find(|s| s["hierarchy"] == "/usr").unwrap()["since"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (before..=after).contains(&since),
+        "since {since} is not the merge time ({before}..={after})"
+    );
+    let host_usr = std::fs::metadata("/usr").unwrap().modified().unwrap();
+    let host_us = host_usr
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    assert_ne!(since, host_us, "not the caller's /usr");
+    r.finish();
+}
+
 #[test]
 fn highest_name_wins_and_lower_layers_shine_through() {
     let r = Root::new(DEBIAN);

@@ -241,15 +241,21 @@ for key in "${keys[@]}"; do
 done
 
 # --- deliberate differences -------------------------------------------------------------------
+# Lines are `TITLE | BLOCKS | TESTS` (the file's header says more); only BLOCKS matter here.
 declare -A DELIBERATE
 while IFS= read -r line; do
     [[ $line =~ ^[[:space:]]*(#|$) ]] && continue
-    name=${line%%[[:space:]]*}
-    reason=${line#"$name"}
-    reason=${reason#"${reason%%[![:space:]]*}"}
-    [[ -n $reason ]] || die "$DIFFS: '$name' has no reason"
-    [[ -n ${seen_name[$name]:-} ]] || die "$DIFFS: '$name' is not a block of $UPSTREAM"
-    DELIBERATE[$name]=$reason
+    IFS='|' read -r title blocks _tests <<<"$line"
+    title=${title#"${title%%[![:space:]]*}"}
+    title=${title%"${title##*[![:space:]]}"}
+    blocks=${blocks//[[:space:]]/}
+    [[ -n $title && -n $blocks ]] || die "$DIFFS: malformed line: $line"
+    [[ $blocks == - ]] && continue
+    IFS=',' read -ra names <<<"$blocks"
+    for name in "${names[@]}"; do
+        [[ -n ${seen_name[$name]:-} ]] || die "$DIFFS: '$name' is not a block of $UPSTREAM"
+        DELIBERATE[$name]=$title
+    done
 done <"$DIFFS"
 
 # --- what a block needs that this environment lacks ---------------------------------------------
