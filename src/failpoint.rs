@@ -25,7 +25,6 @@ pub const STEPS: &[&str] = &[
     // Caller's namespace, before anything is mounted.
     "image-identified",
     "snapshot-taken",
-    "hash-cache-saved",
     // Private namespace: peel the current merge there, open images, build one tree per hierarchy.
     "private-peeled",
     "image-opened",

@@ -485,7 +485,7 @@ fn merge_skips_an_extension_too_deep_to_identify_under_any_policy() {
             .find(|l| l.contains("Skipping sysext 'deep'"))
             .unwrap_or_else(|| panic!("deep not skipped: {log}"));
         assert!(
-            skipped.contains("cannot read it to identify it: "),
+            skipped.contains("cannot inspect it to identify it: "),
             "{skipped}"
         );
         assert!(skipped.ends_with(&stop), "{skipped}");

@@ -19,11 +19,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 /// Steps whose failure the code deliberately downgrades to a warning (the run still succeeds).
-const BEST_EFFORT: &[&str] = &[
-    "hash-cache-saved",
-    "before-write-run-state",
-    "after-write-run-state",
-];
+const BEST_EFFORT: &[&str] = &["before-write-run-state", "after-write-run-state"];
 
 /// Whether a fault at hit `i` of a clean run's trace may leave hierarchy `h` with the new tree
 /// still beneath the old one (two of our overlays, the old one visible). Between placing a tree

@@ -1666,32 +1666,6 @@ fn check_huge_state(c: &Ctx) {
     unmerge_ok(c);
 }
 
-fn setup_huge_cache(c: &Ctx) {
-    squashfs_sysext(
-        c,
-        &c.p("var/lib/extensions/raw-sys.raw"),
-        "raw-sys",
-        &[("usr/share/raw-sys", "raw-sys\n")],
-    );
-    write_files(
-        &c.root,
-        &[(
-            "var/cache/extmerge/hash-cache-sysext.json",
-            "{\"entries\":{",
-        )],
-    );
-    set_len(&c.p("var/cache/extmerge/hash-cache-sysext.json"), BOMB);
-}
-
-fn check_huge_cache(c: &Ctx) {
-    let o = em(&["merge"]).cpu(BOMB_CPU_SECONDS).go(c);
-    o.expect(0);
-    assert_goods(c, "merge");
-    assert_eq!(c.read("usr/share/raw-sys").as_deref(), Some("raw-sys\n"));
-    o.expect_line("hash-cache-sysext.json", SIZE_REASONS);
-    unmerge_ok(c);
-}
-
 fn check_os_release_dev_zero(c: &Ctx) {
     let o = em(&["check", "--os-release=/dev/zero"])
         .cpu(BOMB_CPU_SECONDS)
@@ -2708,12 +2682,6 @@ fn cases() -> Vec<Case> {
         ),
         case("p4_huge_state_json", 4, nothing, check_huge_state),
         case(
-            "p4_huge_hash_cache_json",
-            4,
-            setup_huge_cache,
-            check_huge_cache,
-        ),
-        case(
             "p4_check_os_release_dev_zero",
             4,
             nothing,
@@ -3013,7 +2981,6 @@ hostile!(
     p4_huge_config_file,
     p4_huge_enabled_sysext_conf,
     p4_huge_state_json,
-    p4_huge_hash_cache_json,
     p4_check_os_release_dev_zero,
     p4_gpt_entry_array_too_big,
     p4_gpt_entry_array_beyond_the_file,

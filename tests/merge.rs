@@ -1516,10 +1516,9 @@ fn images_are_identified_without_reading_them_and_every_edit_is_seen() {
         serde_json::from_str(&r.read("usr/.systemd-sysext/extmerge-state.json").unwrap()).unwrap();
     let id = &state["state"]["images"][0]["identity"];
     assert_eq!(id["type"], "fileStat", "{state}");
-    let cache = r.read("var/cache/extmerge/hash-cache-sysext.json");
     assert!(
-        cache.as_deref().is_none_or(|c| !c.contains("img")),
-        "an image is never hashed: {cache:?}"
+        !r.p("var/cache/extmerge").exists(),
+        "nothing is hashed, so nothing is cached"
     );
     let (code, log) = refresh(&r, &["--class=sysext"]);
     assert_eq!(code, 77, "{log}");

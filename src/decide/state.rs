@@ -1,7 +1,8 @@
 //! What a merge was built from: systemd's `origin` record (so systemd's own refresh skips) and
 //! our stronger state record (content identities), plus the pure comparison behind `refresh`.
 
-use crate::gather::identity::{hex, Strong, WeakId};
+use crate::gather::identity::{Strong, WeakId};
+use crate::ondisk::bytes::hex;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -5,7 +5,7 @@
 //! * a **verity** image: its root hash (the kernel checks every block against it);
 //! * a **regular file**: `dev:ino:size:mtime:ctime:btime`. Any write updates the ctime, which no
 //!   unprivileged call can set back (only a change of the system clock can), and a new file in
-//!   its place has another inode or birth time. A file changed within [`RACY_WINDOW`] of now
+//!   its place has another inode or birth time. A file changed within [`RACY_WINDOW`](crate::gather::identity::RACY_WINDOW) of now
 //!   could still be written again within the same clock tick without a new ctime (git's "racily
 //!   clean" files): it is waited for until it has been still for that long, then looked at again
 //!   (a file that keeps changing is recorded as unsettled: never equal, so the next refresh
@@ -14,12 +14,11 @@
 //!   no content times; the head holds the file system's superblock, which mkfs rewrites and
 //!   writable file systems (ext4, btrfs) update on every mount for writing.
 
-use crate::gather::identity::{Strong, RACY_WINDOW};
+use crate::gather::identity::{settle, Look, Strong};
 use crate::image::ImageFile;
 use crate::ondisk::bytes::hex;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How much of a block device is hashed.
 const DEVICE_HEAD: u64 = 64 << 10;
@@ -43,8 +42,7 @@ pub fn of(img: &ImageFile) -> Result<Strong> {
         )));
     }
     let fd = std::os::fd::AsFd::as_fd(&img.found.fd);
-    let mut last = None;
-    for _ in 0..SETTLE_ATTEMPTS {
+    let look = || -> Result<Look> {
         let st = rustix::fs::fstat(fd).with_context(|| format!("stat {}", img.shown.display()))?;
         let id = crate::kernel::stat::identity(fd)
             .with_context(|| format!("statx {}", img.shown.display()))?;
@@ -58,27 +56,13 @@ pub fn of(img: &ImageFile) -> Result<Strong> {
             ctime,
             id.btime_us
         );
-        let changed = UNIX_EPOCH + Duration::from_nanos(ctime.max(0) as u64);
-        match SystemTime::now().duration_since(changed) {
-            Ok(age) if age >= RACY_WINDOW => return Ok(Strong::FileStat(key)),
-            Ok(age) => std::thread::sleep(RACY_WINDOW - age),
-            // A ctime in the future (clock set back): nothing to wait for.
-            Err(_) => std::thread::sleep(RACY_WINDOW),
-        }
-        last = Some(key);
-    }
-    let mut nonce = [0u8; 8];
-    let _ = rustix::rand::getrandom(&mut nonce, rustix::rand::GetRandomFlags::NONBLOCK);
-    tracing::debug!(
-        "{} keeps changing: recorded as unsettled",
-        img.shown.display()
-    );
-    Ok(Strong::Unsettled(format!(
-        "{}:{}",
-        last.unwrap_or_default(),
-        hex(&nonce)
-    )))
+        Ok(Look {
+            key,
+            changed_ns: ctime,
+        })
+    };
+    Ok(match settle(&img.shown, look)? {
+        Ok(key) => Strong::FileStat(key),
+        Err(unsettled) => Strong::Unsettled(unsettled),
+    })
 }
-
-/// How often a file changed just now is waited for before it is recorded as unsettled.
-const SETTLE_ATTEMPTS: usize = 3;

@@ -7,12 +7,11 @@
 //! mounting thread's namespace). systemd's weak identifiers are mount IDs of the *caller's*
 //! namespace: they are read through a [`Root`] opened there, whose walks stay in that namespace.
 
-use crate::class::ImageClass;
 use crate::decide::mutable::{HierarchyFacts, MutableMode};
 use crate::decide::release::{HostInfo, Scope};
 use crate::decide::state::{ImageRecord, OriginId, State, STATE_VERSION};
 use crate::gather::discover::{self, Candidate, Discovery, ImageKind};
-use crate::gather::identity::{self, HashCache, Strong};
+use crate::gather::identity::{self, Strong};
 use crate::gather::{certs, facts, host};
 use crate::image::protect;
 use crate::image::ImageFile;
@@ -24,17 +23,6 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-
-/// Where file hashes are cached, inside the root: it must outlive reboots, or the initrd would
-/// re-hash every image on every boot (its /run is new each time). Entries are keyed by device,
-/// inode, size, mtime and ctime, so a stale or foreign entry never matches. One file per class:
-/// a run keeps only the entries it used, and the classes run separately.
-pub fn hash_cache_path(class: ImageClass) -> PathBuf {
-    PathBuf::from(format!(
-        "/var/cache/extmerge/hash-cache-{}.json",
-        class.name()
-    ))
-}
 
 /// What is read from the base OS rather than through a merge: a confext shipping
 /// `etc/os-release` or a `verity.d` certificate must not change how extensions are judged.
@@ -155,15 +143,8 @@ fn open(root: &Root, c: &Candidate) -> Result<Handle, String> {
     r.map_err(|e| format!("{e:#}"))
 }
 
-/// The content identity of an opened candidate; `Err` when it cannot be read. `own_cache` is
-/// the `(st_dev, st_ino)` of extmerge's cache directory, which is never content.
-fn strong_identity(
-    root: &Root,
-    h: &Handle,
-    roothash: Option<&str>,
-    cache: &mut HashCache,
-    own_cache: &[(u64, u64)],
-) -> Result<Strong> {
+/// The content identity of an opened candidate; `Err` when it cannot be read.
+fn strong_identity(root: &Root, h: &Handle, roothash: Option<&str>) -> Result<Strong> {
     if let Some(rh) = roothash {
         return Ok(Strong::VerityHash(rh.to_string()));
     }
@@ -171,24 +152,14 @@ fn strong_identity(
     match h {
         Handle::Dir(f) => {
             let tree = Root::from_fd(f.fd.try_clone()?, root.show(&f.in_root))?;
-            let digest = identity::tree_digest_of(
-                &tree,
-                cache,
-                &crate::gather::walk::Limits::default(),
-                own_cache,
-            )?;
-            Ok(Strong::TreeDigest(digest))
+            let limits = crate::gather::walk::Limits::default();
+            let look = || Ok(identity::tree_identity(&tree, &limits)?);
+            Ok(match identity::settle(tree.path(), look)? {
+                Ok(key) => Strong::TreeDigest(key),
+                Err(unsettled) => Strong::Unsettled(unsettled),
+            })
         }
         Handle::Image(img) => crate::gather::image_identity::of(img),
-    }
-}
-
-/// `(st_dev, st_ino)` of the directory holding extmerge's hash caches, if there is one.
-fn own_cache_dir(root: &Root) -> Vec<(u64, u64)> {
-    let dir = hash_cache_path(ImageClass::Sysext);
-    match dir.parent().map(|d| root.resolve_optional(d)) {
-        Some(Ok(Some(f))) => vec![(f.stat.st_dev, f.stat.st_ino)],
-        _ => Vec::new(),
     }
 }
 
@@ -215,20 +186,14 @@ fn mutable_dir_of(f: &HierarchyFacts, mode: MutableMode) -> Option<String> {
 }
 
 /// Take a snapshot of one class. `caller` is the root as the caller's namespace sees it (for
-/// systemd's weak identifiers); `cache` avoids re-hashing unchanged files.
-pub fn take(
-    root: &Root,
-    caller: &Root,
-    base: Base,
-    s: &ClassSettings,
-    cache: &mut HashCache,
-) -> Result<Snapshot> {
-    gather(root, Some(caller), base, s, Some(cache))
+/// systemd's weak identifiers).
+pub fn take(root: &Root, caller: &Root, base: Base, s: &ClassSettings) -> Result<Snapshot> {
+    gather(root, Some(caller), base, s, true)
 }
 
 /// A snapshot for `check`: the candidates opened, without identities or a state to record.
 pub fn take_for_check(root: &Root, base: Base, s: &ClassSettings) -> Result<Snapshot> {
-    gather(root, None, base, s, None)
+    gather(root, None, base, s, false)
 }
 
 fn gather(
@@ -236,17 +201,22 @@ fn gather(
     caller: Option<&Root>,
     base: Base,
     s: &ClassSettings,
-    mut cache: Option<&mut HashCache>,
+    identify: bool,
 ) -> Result<Snapshot> {
     // systemd picks the search list by <root>/etc/initrd-release as the merging process sees it.
     let initrd = host::host_scope(root)? == Scope::Initrd;
     let found = discover::discover(root, s.class, initrd)?;
-    let own_cache = own_cache_dir(root);
+    let opened: Vec<Opened> = found.images.iter().map(|c| open_one(root, c)).collect();
+    let mut identities = if identify {
+        identify_all(root, &opened)
+    } else {
+        opened.iter().map(|_| None).collect()
+    };
     let mut origin_ids = BTreeMap::new();
     let mut sources = Vec::new();
     let mut images = Vec::new();
-    for c in &found.images {
-        let (source, record, origin) = inspect(root, caller, c, cache.as_deref_mut(), &own_cache);
+    for ((c, o), id) in found.images.iter().zip(opened).zip(identities.drain(..)) {
+        let (source, record, origin) = inspect(caller, c, o, id);
         if let Some(o) = origin {
             origin_ids.insert(c.name.clone(), o);
         }
@@ -270,32 +240,89 @@ fn gather(
     })
 }
 
-/// Open one candidate and identify it: what to merge, what to record in our state, and
-/// systemd's identifiers for its `origin` record.
-fn inspect(
-    root: &Root,
-    caller: Option<&Root>,
-    c: &Candidate,
-    cache: Option<&mut HashCache>,
-    own_cache: &[(u64, u64)],
-) -> (Source, ImageRecord, Option<OriginId>) {
-    let mut handle = open(root, c);
+/// A candidate opened (or why not), with the root hash that identifies a verity image.
+struct Opened {
+    handle: std::result::Result<Handle, String>,
+    roothash: Option<String>,
+}
+
+fn open_one(root: &Root, c: &Candidate) -> Opened {
+    let handle = open(root, c);
     let roothash = match &handle {
         Ok(Handle::Image(img)) => protect::roothash_identity(img),
         _ => None,
     };
-    let identity = match (&handle, cache) {
-        (Ok(h), Some(cache)) => {
-            match strong_identity(root, h, roothash.as_deref(), cache, own_cache) {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    // Not merged: what cannot be identified cannot be told apart from a change.
-                    handle = Err(format!("cannot read it to identify it: {e:#}"));
-                    None
-                }
-            }
+    Opened { handle, roothash }
+}
+
+/// The content identity of every opened candidate, on as many threads as there are processors
+/// (a directory's identity is one `statx` per entry: the walks are what an unchanged refresh
+/// spends its time on). `None` for a candidate that could not be opened.
+fn identify_all(root: &Root, opened: &[Opened]) -> Vec<Option<Result<Strong>>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(opened.len())
+        .max(1);
+    let identify = |i: usize| {
+        let o = &opened[i];
+        let h = o.handle.as_ref().ok()?;
+        Some(strong_identity(root, h, o.roothash.as_deref()))
+    };
+    let mut out: Vec<Option<Result<Strong>>> = opened.iter().map(|_| None).collect();
+    let done: Vec<Vec<(usize, Option<Result<Strong>>)>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= opened.len() {
+                            return mine;
+                        }
+                        mine.push((i, identify(i)));
+                    }
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_default())
+            .collect()
+    });
+    for (i, id) in done.into_iter().flatten() {
+        out[i] = id;
+    }
+    // A worker that panicked left its candidates without an identity: they are not merged.
+    for (o, id) in opened.iter().zip(out.iter_mut()) {
+        if o.handle.is_ok() && id.is_none() {
+            *id = Some(Err(anyhow::anyhow!("internal error while identifying it")));
         }
-        _ => None,
+    }
+    out
+}
+
+/// What to merge, what to record in our state, and systemd's identifiers for its `origin`
+/// record, for one opened and identified candidate.
+fn inspect(
+    caller: Option<&Root>,
+    c: &Candidate,
+    o: Opened,
+    identity: Option<Result<Strong>>,
+) -> (Source, ImageRecord, Option<OriginId>) {
+    let Opened {
+        mut handle,
+        roothash,
+    } = o;
+    let identity = match identity {
+        Some(Ok(id)) => Some(id),
+        Some(Err(e)) => {
+            // Not merged: what cannot be identified cannot be told apart from a change.
+            handle = Err(format!("cannot inspect it to identify it: {e:#}"));
+            None
+        }
+        None => None,
     };
     // systemd records only the root hash for verity images (the kernel checks the content).
     let origin = match &roothash {

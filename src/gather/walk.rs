@@ -11,13 +11,12 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::kernel::root::Root;
-use crate::kernel::root_walk::{self, EntryStat, XattrFd};
+use crate::kernel::root_walk::{self, EntryStat};
 
 /// How deep a walk descends before it refuses the tree: far beyond any real extension (and
 /// beyond `PATH_MAX` with long names), small enough that a hostile tree costs little.
@@ -311,7 +310,6 @@ pub struct Entry<'a> {
     /// A directory something else is mounted on: the walk does not descend into it.
     pub mount_point: bool,
     chain: &'a Chain,
-    dir: Option<BorrowedFd<'a>>,
 }
 
 impl Entry<'_> {
@@ -333,41 +331,6 @@ impl Entry<'_> {
     pub fn error(&self, what: &'static str, e: io::Error) -> WalkError {
         WalkError::io(self.shown(), what, e)
     }
-
-    /// The directory itself, open for reading (directories that are not mount points).
-    pub fn dir_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.dir
-    }
-
-    /// Open a regular file for reading (checked to be the inode inspected).
-    pub fn open_file(&self) -> Result<File, WalkError> {
-        root_walk::open_file_at(self.chain.fd(), self.name, self.stat)
-            .map(File::from)
-            .map_err(|e| self.error("opening", e))
-    }
-
-    /// An `O_PATH` fd of the entry itself, for any type (checked to be the inode inspected).
-    pub fn open_inode(&self) -> Result<OwnedFd, WalkError> {
-        if self.depth == 0 {
-            return rustix::io::dup(self.chain.fd()).map_err(|e| self.error("opening", e.into()));
-        }
-        root_walk::open_inode_at(self.chain.fd(), self.name, self.stat)
-            .map_err(|e| self.error("opening", e))
-    }
-
-    /// The target of a symlink opened with [`Entry::open_inode`].
-    pub fn read_link(&self, fd: BorrowedFd<'_>) -> Result<Vec<u8>, WalkError> {
-        root_walk::read_link_fd(fd).map_err(|e| self.error("reading link", e))
-    }
-
-    /// Every xattr visible to us, sorted by name.
-    pub fn xattrs(
-        &self,
-        fd: XattrFd<'_>,
-        buf: &mut Vec<u8>,
-    ) -> Result<root_walk::Xattrs, WalkError> {
-        root_walk::xattrs(fd, buf).map_err(|e| self.error("reading extended attributes of", e))
-    }
 }
 
 /// What [`walk`] calls for every entry, the root first, then depth first with the names of
@@ -375,11 +338,6 @@ impl Entry<'_> {
 pub trait Visitor {
     /// Look at one entry; an error ends the walk.
     fn visit(&mut self, entry: &Entry<'_>) -> Result<(), WalkError>;
-
-    /// Whether to walk below a directory just visited (all of them, unless a visitor says no).
-    fn descend(&mut self, _entry: &Entry<'_>) -> bool {
-        true
-    }
 }
 
 /// Walk the whole tree of `root` within `limits`, calling `visitor` for every entry. Never
@@ -393,7 +351,6 @@ pub fn walk(root: &Root, limits: &Limits, visitor: &mut impl Visitor) -> Result<
         stat: &stat,
         mount_point: false,
         chain: &chain,
-        dir: Some(chain.fd()),
     })?;
     let mut budget = Budget::new(limits.max_entries);
     let first = chain.read_names(&mut budget)?;
@@ -422,23 +379,17 @@ pub fn walk(root: &Root, limits: &Limits, visitor: &mut impl Visitor) -> Result<
                 stat: &st,
                 mount_point,
                 chain: &chain,
-                dir: None,
             })?;
             continue;
         }
         let fd = chain.open_dir(&name, &st)?;
-        let entry = Entry {
+        visitor.visit(&Entry {
             depth,
             name: &name,
             stat: &st,
             mount_point,
             chain: &chain,
-            dir: Some(fd.as_fd()),
-        };
-        visitor.visit(&entry)?;
-        if !visitor.descend(&entry) {
-            continue;
-        }
+        })?;
         chain.push(&name, st, fd);
         let children = chain.read_names(&mut budget)?;
         if !children.is_empty() && depth >= limits.max_depth {

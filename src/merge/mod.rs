@@ -26,7 +26,6 @@ pub mod unmerge;
 use crate::decide::mutable::MutableMode;
 use crate::decide::state::{decide_refresh, Current, Decision, State, StateFile};
 use crate::failpoint;
-use crate::gather::identity::HashCache;
 use crate::gather::snapshot::{self, Snapshot};
 use crate::kernel::namespace;
 use crate::kernel::root::Root;
@@ -120,9 +119,7 @@ fn build(
     }
     prepare::prepare(&root, s)?;
     let base = base::read(s, &root)?;
-    let cache_path = snapshot::hash_cache_path(s.class);
-    let mut cache = HashCache::load(&root, &cache_path);
-    let snap = snapshot::take(&root, caller, base, s, &mut cache)?;
+    let snap = snapshot::take(&root, caller, base, s)?;
     failpoint::hit("snapshot-taken")?;
     // systemd fails the merge when the host has no usable os-release (EINVAL): nothing could be
     // judged, and merging nothing would look like "no suitable extensions".
@@ -131,12 +128,6 @@ fn build(
             "cannot judge any {} without the host's os-release: {e}",
             s.class
         );
-    }
-    // The cache is only an optimisation: failing to save it (even by failpoint) is a warning.
-    if let Err(e) = record::save_hash_cache(&root, &cache_path, &mut cache)
-        .and_then(|_| failpoint::hit("hash-cache-saved"))
-    {
-        tracing::warn!("Could not save the image hash cache: {e:#}");
     }
     if refresh {
         match decide_refresh(current, &snap.state, s.always_refresh) {

@@ -3,7 +3,6 @@
 
 use crate::decide::state::{StateFile, STATE_FILE};
 use crate::failpoint;
-use crate::gather::identity::HashCache;
 use crate::kernel::lock;
 use crate::kernel::root::Root;
 use crate::limits;
@@ -11,19 +10,6 @@ use crate::meta::Merged;
 use crate::settings::ClassSettings;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-
-/// Write the hash cache when this run changed it (or it is missing); returns whether it wrote.
-/// Nothing is written on an unchanged boot.
-pub fn save_hash_cache(root: &Root, path: &Path, cache: &mut HashCache) -> Result<bool> {
-    let changed = cache.prune();
-    let exists = root.resolve_optional(path).ok().flatten().is_some();
-    if !changed && exists {
-        return Ok(false);
-    }
-    root.write_atomic(path, &cache.to_json()?, 0o644, false)
-        .with_context(|| format!("writing the hash cache {}", root.show(path).display()))?;
-    Ok(true)
-}
 
 /// The state record of the merge `m`: `Ok(None)` when there is none (systemd's merge, or an
 /// older extmerge), `Err` naming the file when it is there but unreadable or malformed.
