@@ -162,12 +162,10 @@ def main():
       "the static extmerge binary copied into the chroot. Every operation is two processes, "
       "confext then sysext (`--class=confext --mutable=auto`, then `--class=sysext`), like "
       "the initrd unit and like Flatcar's two systemd calls; the times below are the sum of "
-      "the two. Each copy starts without extmerge's image hash cache (`var/cache/extmerge` in "
-      "the root), so `merge` hashes every image, as on a first boot; the refreshes use it. "
-      "A fresh copy waits 200 ms (untimed) before the first operation: hard-linking its files "
-      "changed their ctime, and extmerge does not cache the hash of a file changed in the "
-      "last 100 ms (\"racily clean\", as git), which on a real system, with extensions written "
-      "long before the boot, never applies.")
+      "the two. A fresh copy waits 200 ms (untimed) before the first operation: hard-linking "
+      "its files changed their ctime, and extmerge looks again at anything changed in the last "
+      "100 ms (\"racily clean\", as git), which on a real system, with extensions written long "
+      "before the boot, never applies.")
     w("- **Operations**, in this order on each copy: `merge`; `refresh` with nothing changed "
       "(extmerge exits 77 per class, systemd prints \"Skipping extension refresh\" and exits "
       "0); `refresh` after the last sysext of the set was replaced by an updated image "

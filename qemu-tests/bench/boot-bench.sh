@@ -302,7 +302,7 @@ mkfs.ext4 -q -F -L extmerge-test -d "$RUN/checks" "$RUN/checks.img" || die "mkfs
 # Each round boots each variant twice from one fresh overlay of the disk: the first boot
 # ("cold": nothing of the variant's on the disk yet, as on a machine's first boot with these
 # extensions) and the second boot of the same overlay ("warm": whatever the first boot left,
-# e.g. extmerge's image hash cache in /var/cache/extmerge, as on every later boot).
+# e.g. the merge state extmerge recorded, as on every later boot).
 PHASES=(cold warm)
 
 # boot VARIANT ROUND N: boot N (1 = cold, 2 = warm) of this round's overlay for VARIANT;
@@ -584,12 +584,9 @@ mkdir -p "$(dirname "$REPORT")"
     echo "- **Cold and warm**: each round boots each variant from a fresh qcow2 overlay of the disk"
     echo "  (cold: nothing of the variant's own state on the disk, as on a machine's first boot with"
     echo "  these extensions, or after they changed), then boots that overlay once more (warm: every"
-    echo "  later boot). For extmerge the difference is its image hash cache"
-    echo "  (\`/var/cache/extmerge/hash-cache.json\`, kept by (device, inode, size, mtime, ctime)): to"
-    echo "  tell whether anything changed, \`refresh\` identifies every image by the sha256 of its"
-    echo "  contents and every directory extension by a digest of its whole tree; the cache spares the"
-    echo "  images' hashing on a warm boot, not the directories'. systemd keeps no such state, so its"
-    echo "  cold and warm boots do the same work."
+    echo "  later boot). extmerge identifies images and directory extensions by their inodes (stat"
+    echo "  data, no content is read), so cold and warm boots do the same identity work; what differs"
+    echo "  is that a warm boot finds the initrd's merge state and, when nothing changed, skips."
     echo "- **Order**: the rounds alternate the variants (extmerge cold, extmerge warm, systemd cold,"
     echo "  systemd warm, extmerge cold, …), so a drift of the host's load affects both alike."
     echo
