@@ -302,7 +302,7 @@ mkfs.ext4 -q -F -L extmerge-test -d "$RUN/checks" "$RUN/checks.img" || die "mkfs
 # Each round boots each variant twice from one fresh overlay of the disk: the first boot
 # ("cold": nothing of the variant's on the disk yet, as on a machine's first boot with these
 # extensions) and the second boot of the same overlay ("warm": whatever the first boot left,
-# e.g. the merge state extmerge recorded, as on every later boot).
+# as on every later boot).
 PHASES=(cold warm)
 
 # boot VARIANT ROUND N: boot N (1 = cold, 2 = warm) of this round's overlay for VARIANT;
@@ -585,8 +585,8 @@ mkdir -p "$(dirname "$REPORT")"
     echo "  (cold: nothing of the variant's own state on the disk, as on a machine's first boot with"
     echo "  these extensions, or after they changed), then boots that overlay once more (warm: every"
     echo "  later boot). extmerge identifies images and directory extensions by their inodes (stat"
-    echo "  data, no content is read), so cold and warm boots do the same identity work; what differs"
-    echo "  is that a warm boot finds the initrd's merge state and, when nothing changed, skips."
+    echo "  data, no content is read) and keeps no cache, so its cold and warm boots do the same work,"
+    echo "  as systemd's do."
     echo "- **Order**: the rounds alternate the variants (extmerge cold, extmerge warm, systemd cold,"
     echo "  systemd warm, extmerge cold, …), so a drift of the host's load affects both alike."
     echo
