@@ -7,6 +7,7 @@ pub mod discover;
 pub mod facts;
 pub mod host;
 pub mod identity;
+pub mod merged;
 pub mod release;
 pub mod snapshot;
 pub mod vpick;

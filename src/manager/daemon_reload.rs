@@ -1,0 +1,28 @@
+//! `systemctl daemon-reload`: `Manager.Reload`, synchronous, with systemd's long timeout
+//! (`bus_service_manager_reload()`): the call returns when the manager has reloaded.
+
+use super::connect::{connect, Manager};
+use anyhow::{anyhow, Result};
+use std::time::Duration;
+
+/// `DAEMON_RELOAD_TIMEOUT_SEC`: reloading can take long on a big system.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(6 * 60);
+
+/// Reload the service manager over `manager`.
+pub async fn reload_over(manager: &Manager) -> Result<()> {
+    manager.call("Reload", &()).await.map_err(|e| {
+        anyhow!(
+            "Failed to reload service manager (over {}): {}",
+            manager.via,
+            super::units::bus_error_message(&e)
+        )
+    })?;
+    tracing::info!("Reloaded the service manager.");
+    Ok(())
+}
+
+/// Connect to PID 1 and reload it.
+pub async fn reload() -> Result<()> {
+    let manager = connect("a daemon-reload", RELOAD_TIMEOUT).await?;
+    reload_over(&manager).await
+}
