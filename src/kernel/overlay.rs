@@ -442,8 +442,10 @@ impl FsContext {
             let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
             match rustix::mount::fsconfig_set_fd(&self.fd, key, fd) {
                 Ok(()) => return Ok(()),
-                Err(Errno::INVAL) => {
-                    // "Bad value": this overlayfs takes only strings; drop its log line.
+                // EINVAL, "Bad value": this overlayfs takes only strings; drop its log line.
+                // EBADF: fsconfig(FSCONFIG_SET_FD) of this kernel refuses O_PATH fds (6.12
+                // fget()s them), before overlayfs sees the key: the string it is, then.
+                Err(Errno::INVAL | Errno::BADF) => {
                     let _ = self.messages();
                     FD_LAYERS_MISSING.store(true, Ordering::Relaxed);
                 }
