@@ -9,5 +9,6 @@ pub mod loopdev;
 pub mod mounts;
 pub mod namespace;
 pub mod overlay;
+pub mod peer;
 pub mod root;
 pub mod stat;

@@ -9,20 +9,19 @@ use std::time::Duration;
 pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(6 * 60);
 
 /// Reload the service manager over `manager`.
-pub async fn reload_over(manager: &Manager) -> Result<()> {
-    manager.call("Reload", &()).await.map_err(|e| {
+pub fn reload_over(manager: &mut Manager) -> Result<()> {
+    manager.call("Reload", |_| Ok(())).map_err(|e| {
         anyhow!(
-            "Failed to reload service manager (over {}): {}",
-            manager.via,
-            super::units::bus_error_message(&e)
+            "Failed to reload service manager (over {}): {e}",
+            manager.via
         )
     })?;
-    tracing::info!("Reloaded the service manager.");
+    tracing::info!("Reloaded the service manager (over {}).", manager.via);
     Ok(())
 }
 
 /// Connect to PID 1 and reload it.
-pub async fn reload() -> Result<()> {
-    let manager = connect("a daemon-reload", RELOAD_TIMEOUT).await?;
-    reload_over(&manager).await
+pub fn reload() -> Result<()> {
+    let mut manager = connect("a daemon-reload", RELOAD_TIMEOUT)?;
+    reload_over(&mut manager)
 }

@@ -1,56 +1,68 @@
 //! Waiting for a job of the service manager, as systemd's `bus_wait_for_jobs_one()`: the
-//! `JobRemoved(u id, o job, s unit, s result)` signal for the job's object path. The signal
-//! stream is opened (and `Subscribe` called, which the system bus needs for the manager's
-//! signals) before any job is queued, so no signal is missed.
+//! `JobRemoved(u id, o job, s unit, s result)` signal for the job's object path. On the system
+//! bus the match rule and `Subscribe` are in place before any job is queued; the connection
+//! queues the signals that arrive while it waits for a reply, so none is missed.
 
 use super::connect::{Manager, DESTINATION, MANAGER, PATH};
-use anyhow::{anyhow, Context, Result};
-use futures_core::Stream;
-use std::pin::Pin;
-use zbus::message::Type;
-use zbus::{MatchRule, MessageStream, OwnedObjectPath};
+use anyhow::{anyhow, Result};
+use rustbus::connection::Timeout;
+use rustbus::wire::ObjectPath;
+use rustbus::MessageType;
 
-/// The `JobRemoved` signals of one connection.
-pub struct JobWatcher {
-    stream: MessageStream,
+fn is_job_removed(msg: &rustbus::message_builder::MarshalledMessage) -> bool {
+    msg.dynheader.member.as_deref() == Some("JobRemoved")
+        && msg.dynheader.interface.as_deref() == Some(MANAGER)
 }
 
-impl JobWatcher {
-    /// Start watching `manager`'s `JobRemoved` signals.
-    pub async fn new(manager: &Manager) -> Result<Self> {
-        let rule = MatchRule::builder()
-            .msg_type(Type::Signal)
-            .sender(DESTINATION)
-            .interface(MANAGER)
-            .member("JobRemoved")
-            .path(PATH)
-            .build()
-            .context("building the JobRemoved match rule")?;
-        let stream = MessageStream::for_match_rule(rule, manager.connection(), None)
-            .await
-            .context("adding the JobRemoved match")?;
-        // PID 1 sends a job's signals to its client even without a subscription; Subscribe is
-        // what systemctl relies on for the rest, so a failure is only noted.
-        if let Err(e) = manager.call("Subscribe", &()).await {
-            tracing::debug!("Subscribe to the service manager's signals failed: {e}");
-        }
-        Ok(JobWatcher { stream })
+/// Start watching `manager`'s `JobRemoved` signals (other signals are dropped on arrival: PID 1
+/// sends all of them on its private socket).
+pub fn watch(manager: &mut Manager) -> Result<()> {
+    manager.conn_mut().set_filter(Box::new(|m| {
+        m.typ != MessageType::Signal || is_job_removed(m)
+    }));
+    // A direct connection (the private socket) gets every signal of PID 1 without asking ("direct
+    // bus connections subscribe by default"; Subscribe there gets no answer from systemd 262).
+    if !manager.bus {
+        return Ok(());
     }
+    let rule = format!(
+        "type='signal',sender='{DESTINATION}',interface='{MANAGER}',member='JobRemoved',\
+         path='{PATH}'"
+    );
+    manager
+        .send(rustbus::standard_messages::add_match(&rule))
+        .map_err(|e| anyhow!("adding the JobRemoved match on {}: {e}", manager.via))?;
+    // PID 1 sends a job's signals to its client even without a subscription; Subscribe is what
+    // systemctl relies on for the rest, so a failure is only noted.
+    if let Err(e) = manager.call("Subscribe", |_| Ok(())) {
+        tracing::debug!("Subscribe to the service manager's signals failed: {e}");
+    }
+    Ok(())
+}
 
-    /// Wait until `job` is removed; its result (`done`, `failed`, `canceled`, …).
-    pub async fn wait(&mut self, job: &OwnedObjectPath) -> Result<String> {
-        loop {
-            let next = std::future::poll_fn(|cx| Pin::new(&mut self.stream).poll_next(cx)).await;
-            let msg = next
-                .ok_or_else(|| anyhow!("the connection closed before the job finished"))?
-                .context("reading the service manager's signals")?;
-            let (_id, path, _unit, result): (u32, OwnedObjectPath, String, String) = msg
-                .body()
-                .deserialize()
-                .context("parsing a JobRemoved signal")?;
-            if path == *job {
-                return Ok(result);
-            }
+/// Wait until `job` is removed; its result (`done`, `failed`, `canceled`, …).
+pub fn wait(manager: &mut Manager, job: &str) -> Result<String> {
+    loop {
+        let msg = manager
+            .conn_mut()
+            .wait_signal(Timeout::Infinite)
+            .map_err(|e| {
+                anyhow!(
+                    "reading the service manager's signals: {}",
+                    super::connect::plain(e)
+                )
+            })?;
+        if !is_job_removed(&msg) {
+            continue;
+        }
+        let (_id, path, _unit, result) = msg
+            .body
+            .parser()
+            .get4::<u32, ObjectPath<&str>, &str, &str>()
+            .map_err(|e| anyhow!("parsing a JobRemoved signal: {e}"))?;
+        tracing::debug!("Job {} removed: {result}.", path.as_ref());
+        if path.as_ref() == job {
+            return Ok(result.to_owned());
         }
     }
 }

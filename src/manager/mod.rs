@@ -13,8 +13,6 @@
 //! * [`units`] calls `RestartUnit` / `ReloadOrRestartUnit`, and `StopUnit` for a unit that is
 //!   gone;
 //! * [`jobs`] waits for a job through `JobRemoved`.
-//!
-//! The bus calls are async (zbus) and run to completion here with [`zbus::block_on`].
 
 pub mod connect;
 pub mod daemon_reload;
@@ -47,13 +45,10 @@ pub fn collect(root: &Root, s: &ClassSettings) -> Result<ManagerActions> {
 /// as in systemd.
 pub fn apply(actions: &ManagerActions) -> Result<()> {
     if actions.reload {
-        zbus::block_on(daemon_reload::reload())?;
+        daemon_reload::reload()?;
     }
     if !actions.restart.is_empty() || !actions.reload_or_restart.is_empty() {
-        zbus::block_on(units::restart_units(
-            &actions.restart,
-            &actions.reload_or_restart,
-        ))?;
+        units::restart_units(&actions.restart, &actions.reload_or_restart)?;
     }
     Ok(())
 }

@@ -6,67 +6,51 @@
 //! cannot be acted on, or whose job fails, is a warning; failing to reach PID 1 is an error.
 
 use super::connect::{connect, Manager, CALL_TIMEOUT};
-use super::jobs::{job_failure, JobWatcher};
+use super::jobs::{job_failure, wait, watch};
 use anyhow::{anyhow, Context, Result};
-use zbus::OwnedObjectPath;
+use rustbus::wire::ObjectPath;
 
 const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
 const LOAD_FAILED: &str = "org.freedesktop.systemd1.LoadFailed";
 
-/// The D-Bus error name of a method error reply outside `org.freedesktop.DBus.Error` (zbus
-/// reports those as `Error::FDO`; systemd's own errors are method errors).
-fn error_name(e: &zbus::Error) -> Option<&str> {
-    match e {
-        zbus::Error::MethodError(name, _, _) => Some(name.as_str()),
-        _ => None,
-    }
-}
-
-/// systemd's `bus_error_message()`: the error's message, else what it is.
-pub fn bus_error_message(e: &zbus::Error) -> String {
-    match e {
-        zbus::Error::MethodError(name, desc, _) => desc.clone().unwrap_or_else(|| name.to_string()),
-        other => other.to_string(),
-    }
-}
-
 /// Queue `method` for `unit`, or `StopUnit` when the unit is gone; the job and the method that
 /// queued it, or `None` (after logging why) when there is nothing to wait for.
-async fn queue(
-    manager: &Manager,
+fn queue(
+    manager: &mut Manager,
     method: &'static str,
     unit: &str,
-) -> Result<Option<(OwnedObjectPath, &'static str)>> {
-    let (reply, method) = match manager.call(method, &(unit, "replace")).await {
+) -> Result<Option<(String, &'static str)>> {
+    let args =
+        |m: &mut rustbus::message_builder::MarshalledMessage| m.body.push_param2(unit, "replace");
+    let (reply, method) = match manager.call(method, args) {
         Ok(reply) => (reply, method),
-        Err(e) if matches!(error_name(&e), Some(NO_SUCH_UNIT) | Some(LOAD_FAILED)) => {
-            match manager.call("StopUnit", &(unit, "replace")).await {
+        Err(e) if matches!(e.name(), Some(NO_SUCH_UNIT) | Some(LOAD_FAILED)) => {
+            match manager.call("StopUnit", args) {
                 Ok(reply) => (reply, "StopUnit"),
-                Err(e) if error_name(&e) == Some(NO_SUCH_UNIT) => {
+                Err(e) if e.name() == Some(NO_SUCH_UNIT) => {
                     tracing::debug!("Unit '{unit}' is already gone, nothing to stop.");
                     return Ok(None);
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        "Failed to StopUnit unit '{unit}': {}",
-                        bus_error_message(&e)
-                    );
+                    tracing::warn!("Failed to StopUnit unit '{unit}': {e}");
                     return Ok(None);
                 }
             }
         }
         Err(e) => {
-            tracing::warn!(
-                "Failed to {method} unit '{unit}': {}",
-                bus_error_message(&e)
-            );
+            tracing::warn!("Failed to {method} unit '{unit}': {e}");
             return Ok(None);
         }
     };
-    let job: OwnedObjectPath = reply.body().deserialize().map_err(|e| {
-        anyhow!("Failed to parse bus message: {e} (the reply to {method} of '{unit}')")
-    })?;
-    Ok(Some((job, method)))
+    let job = reply
+        .body
+        .parser()
+        .get::<ObjectPath<String>>()
+        .map_err(|e| {
+            anyhow!("Failed to parse bus message: {e} (the reply to {method} of '{unit}')")
+        })?;
+    tracing::debug!("{method} of '{unit}' queued job {}.", job.as_ref());
+    Ok(Some((job.as_ref().to_owned(), method)))
 }
 
 /// What was done, for the log.
@@ -84,17 +68,12 @@ fn done(method: &str, unit: &str, result: &str) -> String {
 }
 
 /// `method` for each of `units`, in order, each waited for.
-async fn dispatch(
-    manager: &Manager,
-    watcher: &mut JobWatcher,
-    units: &[String],
-    method: &'static str,
-) -> Result<()> {
+fn dispatch(manager: &mut Manager, units: &[String], method: &'static str) -> Result<()> {
     for unit in units {
-        let Some((job, method)) = queue(manager, method, unit).await? else {
+        let Some((job, method)) = queue(manager, method, unit)? else {
             continue;
         };
-        match watcher.wait(&job).await {
+        match wait(manager, &job) {
             Ok(result) => match job_failure(unit, &result) {
                 None => tracing::info!("{}", done(method, unit, &result)),
                 Some(msg) => {
@@ -115,17 +94,10 @@ async fn dispatch(
 
 /// Restart `restart`, then reload-or-restart `reload_or_restart`, over a connection of their
 /// own (as systemd).
-pub async fn restart_units(restart: &[String], reload_or_restart: &[String]) -> Result<()> {
-    let manager = connect("unit restarts", CALL_TIMEOUT).await?;
-    let mut watcher = JobWatcher::new(&manager)
-        .await
+pub fn restart_units(restart: &[String], reload_or_restart: &[String]) -> Result<()> {
+    let mut manager = connect("unit restarts", CALL_TIMEOUT)?;
+    watch(&mut manager)
         .with_context(|| format!("Failed to set up job watcher over {}", manager.via))?;
-    dispatch(&manager, &mut watcher, restart, "RestartUnit").await?;
-    dispatch(
-        &manager,
-        &mut watcher,
-        reload_or_restart,
-        "ReloadOrRestartUnit",
-    )
-    .await
+    dispatch(&mut manager, restart, "RestartUnit")?;
+    dispatch(&mut manager, reload_or_restart, "ReloadOrRestartUnit")
 }
