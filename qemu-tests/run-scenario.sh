@@ -28,6 +28,9 @@
 #   var-files          like files, written into the /var disk's filesystem
 #   emergency-boot-N   boot N must end in emergency.target in the initrd: one fixed string
 #                      per line that the journal excerpt must contain
+#   upstream-tests     file names of upstream's test/units/ (systemd-tests, in the chroot of
+#                      scripts/mkchroot.sh) copied to upstream/ on the checks disk, with the
+#                      package's version in upstream/version
 #   check-boot-N.sh    runs in the booted guest after multi-user.target in boot N and
 #                      prints "ok WHAT" / "not ok WHAT: WHY" lines (qemu-tests/guest/checks/
 #                      checklib.sh has the helpers); then the guest powers off
@@ -259,6 +262,24 @@ build_config() {
     ext4_image "$WORK/config" ignition "$WORK/config.img"
 }
 
+# ---- upstream's test files (upstream-tests), from the chroot's systemd-tests ----------
+copy_upstream_tests() {
+    [[ -f $SDIR/upstream-tests ]] || return 0
+    local chroot units name dest=$WORK/checks/upstream
+    "$REPO/scripts/mkchroot.sh" build
+    chroot=$("$REPO/scripts/mkchroot.sh" path)
+    units=$chroot/usr/lib/systemd/tests/testdata/units
+    mkdir -p "$dest"
+    while read -r name; do
+        [[ -z $name || $name == \#* ]] && continue
+        [[ -f $units/$name ]] || die "$SDIR/upstream-tests: no $units/$name (systemd-tests in the chroot?)"
+        cp "$units/$name" "$dest/"
+    done <"$SDIR/upstream-tests"
+    # shellcheck disable=SC2016 # dpkg-query's format
+    chroot "$chroot" dpkg-query -W -f='${Version}' systemd-tests >"$dest/version" ||
+        die "systemd-tests is not installed in $chroot"
+}
+
 # ---- the checks disk: checklib + this scenario's check-boot-N.sh ---------------------
 build_checks() {
     mkdir -p "$WORK/checks"
@@ -267,6 +288,7 @@ build_checks() {
         compgen -G "$SDIR/emergency-boot-*" >/dev/null ||
         die "scenario $NAME has no check-boot-N.sh"
     cp "$WORK/roothashes" "$WORK/checks/roothashes"
+    copy_upstream_tests
     chown -R 0:0 "$WORK/checks"
     ext4_image "$WORK/checks" extmerge-test "$WORK/checks.img"
 }

@@ -11,6 +11,7 @@
 //! * [`kernel`]: the only place with syscalls on mounts, loop and dm devices, and with `unsafe`;
 //! * [`image`]: open one extension image by kind, as the image policy allows;
 //! * [`merge`]: merge, refresh, unmerge and check as pipelines over the same steps;
+//! * [`manager`]: the service manager's reload and unit restarts the merged extensions ask for;
 //! * [`initrd`]: the kernel command line, `/var` and Flatcar's selection;
 //! * [`verbs`]: parse, call, print.
 
@@ -26,6 +27,7 @@ pub mod initrd;
 pub mod kernel;
 pub mod limits;
 pub mod log;
+pub mod manager;
 pub mod merge;
 pub mod meta;
 pub mod ondisk;

@@ -102,7 +102,9 @@ struct Cli {
     )]
     check_conflicts: Option<ConflictPolicy>,
 
-    /// Do not ask the service manager to reload after merging or unmerging.
+    /// Do not ask the service manager (PID 1) for what the merged extensions' release files
+    /// ask after merge, refresh or unmerge: a daemon-reload (EXTENSION_RELOAD_MANAGER=) and
+    /// unit restarts (EXTENSION_RESTART_UNITS=, EXTENSION_RELOAD_OR_RESTART_UNITS=).
     #[arg(long = "no-reload", global = true)]
     no_reload: bool,
 

@@ -72,6 +72,7 @@ const SCENARIOS: &[&str] = &[
     "var_disk",
     "kill_switch",
     "missing_default_confext",
+    "reload_units",
 ];
 
 #[test]
@@ -171,6 +172,14 @@ fn boot_kill_switch() {
 #[test]
 fn boot_missing_default_confext() {
     boot("missing_default_confext");
+}
+
+/// Issue 13 (points 5 and 6): upstream's TEST-50-DISSECT blocks that need a booted systemd
+/// (EXTENSION_RESTART_UNITS=, EXTENSION_RELOAD_OR_RESTART_UNITS=, EXTENSION_RELOAD_MANAGER=)
+/// pass with extmerge as systemd-sysext, after passing with systemd's own.
+#[test]
+fn boot_reload_units() {
+    boot("reload_units");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Decisions as pure functions over plain data: release matching, layer order and vpick choice,
-//! mutable-mode plans, conflicts, state comparison. No file-system, mount or process calls here
-//! (a test greps for them).
+//! mutable-mode plans, conflicts, state comparison, the service-manager actions extensions ask
+//! for. No file-system, mount or process calls here (a test greps for them).
 
 pub mod arch;
 pub mod conflicts;
@@ -8,5 +8,6 @@ pub mod mountopts;
 pub mod mutable;
 pub mod reject;
 pub mod release;
+pub mod reload;
 pub mod state;
 pub mod vpick;

@@ -386,6 +386,27 @@ pub fn pick_release_file(
     exact_exists: bool,
     candidates: &[ReleaseCandidate],
 ) -> Result<Option<String>, String> {
+    pick_release_file_as(name, exact_exists, candidates, false)
+}
+
+/// The same in systemd's relaxed mode, which only the service-manager reload uses
+/// (`relax_extension_release_check`): every fallback candidate qualifies, whatever its name or
+/// xattr. In a merged tree, whose directory holds the files of every merged extension, that
+/// finds one only when it is the only candidate.
+pub fn pick_release_file_relaxed(
+    name: &str,
+    exact_exists: bool,
+    candidates: &[ReleaseCandidate],
+) -> Result<Option<String>, String> {
+    pick_release_file_as(name, exact_exists, candidates, true)
+}
+
+fn pick_release_file_as(
+    name: &str,
+    exact_exists: bool,
+    candidates: &[ReleaseCandidate],
+    relax: bool,
+) -> Result<Option<String>, String> {
     if !image_name_is_valid(name) {
         return Err(format!(
             "'{name}' is not a valid image name, so it has no extension-release file"
@@ -402,7 +423,8 @@ pub fn pick_release_file(
     let mut accepted: Vec<&str> = candidates
         .iter()
         .filter(|c| {
-            release_suffix(&c.file_name).is_some_and(|x| x == stem || c.strict == Some(false))
+            release_suffix(&c.file_name)
+                .is_some_and(|x| relax || x == stem || c.strict == Some(false))
         })
         .map(|c| c.file_name.as_str())
         .collect();

@@ -9,6 +9,7 @@ pub mod facts;
 pub mod host;
 pub mod identity;
 pub mod image_identity;
+pub mod merged;
 pub mod release;
 pub mod snapshot;
 pub mod vpick;

@@ -6,8 +6,8 @@
 use crate::class::ImageClass;
 use crate::decide::mutable::parse_boolean;
 use crate::decide::release::{
-    image_name_is_valid, pick_release_file, release_suffix, ReleaseCandidate, ReleaseData,
-    TreeFacts, RELEASE_PREFIX,
+    image_name_is_valid, pick_release_file, pick_release_file_relaxed, release_suffix,
+    ReleaseCandidate, ReleaseData, TreeFacts, RELEASE_PREFIX,
 };
 use crate::gather::discover::list_dir;
 use crate::kernel::root::{file_type_name, proc_fd_path, Found, Root};
@@ -66,6 +66,25 @@ pub fn find_extension_release(
     class: ImageClass,
     name: &str,
 ) -> Result<Option<PathBuf>> {
+    find_release(tree, class, name, false)
+}
+
+/// The same with systemd's relaxed fallback (any single candidate), which its service-manager
+/// reload uses on the merged tree.
+pub fn find_extension_release_relaxed(
+    tree: &Root,
+    class: ImageClass,
+    name: &str,
+) -> Result<Option<PathBuf>> {
+    find_release(tree, class, name, true)
+}
+
+fn find_release(
+    tree: &Root,
+    class: ImageClass,
+    name: &str,
+    relax: bool,
+) -> Result<Option<PathBuf>> {
     if !image_name_is_valid(name) {
         bail!("'{name}' is not a valid image name, so it has no extension-release file");
     }
@@ -102,12 +121,22 @@ pub fn find_extension_release(
             .map_err(anyhow::Error::new)?;
         if entry.file_type() == FileType::RegularFile {
             candidates.push(ReleaseCandidate {
-                strict: read_strict_xattr(&entry),
+                // The relaxed lookup takes any candidate: its xattr does not matter.
+                strict: if relax {
+                    None
+                } else {
+                    read_strict_xattr(&entry)
+                },
                 file_name,
             });
         }
     }
-    match pick_release_file(name, false, &candidates) {
+    let pick = if relax {
+        pick_release_file_relaxed
+    } else {
+        pick_release_file
+    };
+    match pick(name, false, &candidates) {
         Ok(found) => Ok(found.map(|f| dir.in_root.join(f))),
         Err(msg) => Err(anyhow!("{msg} (in {})", shown.display())),
     }

@@ -102,7 +102,7 @@ impl FsContext {
             .map_err(|errno| self.error(&format!("fsconfig {key}"), errno))
     }
 
-    /// `FSCONFIG_SET_FD`, the raw answer (callers fall back to a string on `EINVAL`).
+    /// `FSCONFIG_SET_FD`, the raw answer (callers fall back to a string on `EINVAL`/`EBADF`).
     pub fn set_fd(&self, key: &str, fd: BorrowedFd<'_>) -> Result<(), Errno> {
         rustix::mount::fsconfig_set_fd(&self.fd, key, fd)
     }

@@ -10,6 +10,7 @@ pub mod loopdev;
 pub mod mounts;
 pub mod namespace;
 pub mod overlay;
+pub mod peer;
 pub mod root;
 pub mod root_walk;
 pub mod stat;

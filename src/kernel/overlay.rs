@@ -212,8 +212,10 @@ fn set_layer(ctx: &FsContext, key: &str, value: &OsStr) -> Result<(), Errno> {
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         match ctx.set_fd(key, fd) {
             Ok(()) => return Ok(()),
-            Err(Errno::INVAL) => {
-                // "Bad value": this overlayfs takes only strings; drop its log line.
+            // EINVAL, "Bad value": this overlayfs takes only strings; drop its log line.
+            // EBADF: fsconfig(FSCONFIG_SET_FD) of this kernel refuses O_PATH fds (6.12 fget()s
+            // them) before overlayfs sees the key: the string it is, then.
+            Err(Errno::INVAL | Errno::BADF) => {
                 let _ = ctx.messages();
                 features::overlay_fd_layers_missing();
             }

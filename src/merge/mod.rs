@@ -224,7 +224,14 @@ fn run_class(s: &ClassSettings, refresh: bool) -> Result<Outcome> {
             );
             return Ok(Outcome::Skipped);
         }
-        Step::Nothing => return unmerge_rest(&root, s, &current.merged, &[]),
+        Step::Nothing => {
+            // systemd's refresh falls back to unmerge(): the service manager's actions are
+            // collected from the merges about to go, and asked for once they are gone.
+            let actions = crate::manager::collect(&root, s)?;
+            let outcome = unmerge_rest(&root, s, &current.merged, &[])?;
+            crate::manager::apply(&actions)?;
+            return Ok(outcome);
+        }
         Step::Place {
             trees,
             state,
@@ -266,6 +273,9 @@ fn run_class(s: &ClassSettings, refresh: bool) -> Result<Outcome> {
         if placed.len() == 1 { "y" } else { "ies" },
         started.elapsed().as_millis()
     );
+    // What the extensions merged now ask of the service manager (nothing with --no-reload or
+    // --root).
+    crate::manager::apply(&crate::manager::collect(&root, s)?)?;
     Ok(Outcome::Merged(placed))
 }
 

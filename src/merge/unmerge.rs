@@ -229,6 +229,9 @@ pub fn peel_stale_stack(root: &Root, s: &ClassSettings, hierarchy: &Path) -> Res
 /// Unmerge every hierarchy of one class, peeling stacked merges; returns what was unmerged.
 pub fn unmerge_class(s: &ClassSettings) -> Result<Vec<PathBuf>> {
     let root = Root::open(&s.root)?;
+    // What the merged extensions ask of the service manager is read before they go, and asked
+    // for once they are gone (nothing with --no-reload or --root).
+    let actions = crate::manager::collect(&root, s)?;
     let mut done = Vec::new();
     for h in &s.hierarchies {
         while let Some(m) = meta::inspect(&root, h, s.class)
@@ -238,6 +241,7 @@ pub fn unmerge_class(s: &ClassSettings) -> Result<Vec<PathBuf>> {
             done.push(m.shown);
         }
     }
+    crate::manager::apply(&actions)?;
     Ok(done)
 }
 

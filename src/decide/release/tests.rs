@@ -383,6 +383,36 @@ fn pick_release_file_rules() {
 }
 
 #[test]
+fn relaxed_lookup_takes_any_single_candidate() {
+    let c = |f: &str, strict: Option<bool>| ReleaseCandidate {
+        file_name: f.into(),
+        strict,
+    };
+    let renamed = [c("extension-release.renamed", Some(true))];
+    assert_eq!(pick_release_file("foo", false, &renamed), Ok(None));
+    assert_eq!(
+        pick_release_file_relaxed("foo", false, &renamed),
+        Ok(Some("extension-release.renamed".to_owned()))
+    );
+    assert_eq!(
+        pick_release_file_relaxed("foo", true, &renamed),
+        Ok(Some("extension-release.foo".to_owned()))
+    );
+    // In a merged tree, every merged extension's file is a candidate: ambiguous.
+    let merged = [
+        c("extension-release.a", None),
+        c("extension-release.b", None),
+    ];
+    assert!(pick_release_file_relaxed("foo", false, &merged).is_err());
+    // The stem rule still applies, and invalid names are still not candidates.
+    assert_eq!(pick_release_file_relaxed("_1", false, &renamed), Ok(None));
+    assert_eq!(
+        pick_release_file_relaxed("foo", false, &[c("extension-release.x~", None)]),
+        Ok(None)
+    );
+}
+
+#[test]
 fn rejection_reasons_escape_control_characters_of_release_values() {
     let host = host_with(&[("ID", "debian"), ("VERSION_ID", "13")], Scope::System);
     // An unterminated quote makes ID span the rest of the file: one log line must stay one line.
