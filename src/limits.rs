@@ -22,5 +22,8 @@ pub const ROOTHASH_FILE: u64 = 4 << 10;
 pub const SIGNATURE_FILE: u64 = 4 << 20;
 /// A PEM certificate in `verity.d`.
 pub const CERTIFICATE: u64 = 1 << 20;
+/// The root's `systemd-sysext` executable, searched for the skip message (a dynamically linked
+/// one is ~100 KiB, a static one a few MiB).
+pub const SYSTEMD_BINARY: u64 = 64 << 20;
 /// `check --os-release=FILE`.
 pub const OS_RELEASE_ARG: u64 = RELEASE_FILE;

@@ -25,7 +25,8 @@ pub struct MetaContents {
     pub dev: (u32, u32),
     /// Workdir relative to the root (with or without leading `/`); only for a persistent upper.
     pub work_dir: Option<PathBuf>,
-    /// Origin JSON text, written as is (systemd's ends in a newline); `None` writes an empty file.
+    /// The refresh-skip record, written as is (systemd's ends in a newline); `None` writes no
+    /// `origin` file, as systemd without skip logic (257) does.
     pub origin: Option<String>,
     /// Backing block device of the host hierarchy when it is a lowerdir; `(0, 0)` means none.
     pub backing: Option<(u32, u32)>,
@@ -55,7 +56,7 @@ fn strip_leading_slashes(p: &Path) -> &[u8] {
 ///
 /// * list file (`extensions` / `confexts`): each name followed by `\n`; empty when none
 ///   (`WRITE_STRING_FILE_AVOID_NEWLINE`, newline added by hand).
-/// * `origin`: always written, as is (`AVOID_NEWLINE`; `strempty()` gives an empty file).
+/// * `origin`: as is (`AVOID_NEWLINE`), when the root's systemd reads one.
 /// * `dev`: `MAJOR:MINOR\n` (no `AVOID_NEWLINE`, so `write_string_file` appends `\n`).
 /// * `work_dir`: `cescape(<root-relative path without leading '/'>)\n`, only when set.
 /// * `backing`: `MAJOR:MINOR\n`, only when set and not `0:0`.
@@ -69,10 +70,9 @@ pub fn render(class: ImageClass, c: &MetaContents) -> Vec<(String, Vec<u8>)> {
     }
     files.push((class.list_file_name().to_string(), list));
 
-    files.push((
-        "origin".to_string(),
-        c.origin.clone().unwrap_or_default().into_bytes(),
-    ));
+    if let Some(origin) = &c.origin {
+        files.push(("origin".to_string(), origin.clone().into_bytes()));
+    }
 
     files.push((
         "dev".to_string(),
@@ -467,13 +467,14 @@ mod tests {
     }
 
     #[test]
-    fn origin_is_always_written_and_never_gets_a_newline() {
+    fn origin_is_written_as_is_or_not_at_all() {
         let mut c = contents();
         c.origin = None;
-        assert_eq!(
-            get(&render(ImageClass::Sysext, &c), "origin"),
-            Some(&b""[..])
-        );
+        let names: Vec<String> = render(ImageClass::Sysext, &c)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["extensions", "dev", "work_dir", "backing"]);
         c.origin = Some("{}".into());
         assert_eq!(
             get(&render(ImageClass::Sysext, &c), "origin"),

@@ -108,6 +108,23 @@ impl Env {
         c.output().unwrap()
     }
 
+    /// extmerge run on systemd's copy (`args` include the class and verb).
+    fn ours_on_sd(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_extmerge"))
+            .args(args)
+            .arg(format!("--root={}", self.sd.display()))
+            .envs(env.iter().copied())
+            .env_remove("JOURNAL_STREAM")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "extmerge {args:?} on systemd's copy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     fn finish(self) {
         let out = self.ours("all", &["unmerge"], &[]);
         assert!(
@@ -927,17 +944,7 @@ fn systemd_status_and_unmerge_accept_our_merge() {
     );
     env.place(&tree);
     // Merge with extmerge onto the copy systemd sees.
-    let out = Command::new(env!("CARGO_BIN_EXE_extmerge"))
-        .args(["merge", "--class=sysext"])
-        .arg(format!("--root={}", env.sd.display()))
-        .env_remove("JOURNAL_STREAM")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.ours_on_sd(&["merge", "--class=sysext"], &[]);
     let st = env.systemd("sysext", &["status", "--json=short"], &[]);
     assert!(
         st.status.success(),
@@ -1127,6 +1134,37 @@ fn deliberate_difference_forbidden_content_skips_one_instead_of_failing_all() {
     env.finish();
 }
 
+/// Merge `class` with extmerge onto systemd's copy, then systemd 262's own `refresh` must skip
+/// (its record equals ours field for field) and remount nothing. Returns extmerge's log.
+fn assert_systemd_skips_our_merge(
+    env: &Env,
+    class: &str,
+    hierarchy: &str,
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> String {
+    // The root carries the systemd that refreshes it: extmerge reads the generation from there.
+    let bin = env.sd.join("usr/bin/systemd-sysext");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(env.chroot.join("usr/bin/systemd-sysext"), &bin).unwrap();
+    let class_arg = format!("--class={class}");
+    let out = env.ours_on_sd(&[&[class_arg.as_str(), "merge"][..], args].concat(), vars);
+    let ours_log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let meta = format!(".systemd-{class}");
+    let h = env.sd.join(hierarchy);
+    let ours_origin = std::fs::read_to_string(h.join(&meta).join("origin")).unwrap();
+    let before = overlay_shape(&h, &[&env.sd]);
+    let r = env.systemd(class, &[&["refresh"][..], args].concat(), vars);
+    let log = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{log}");
+    assert!(
+        log.contains("Skipping extension refresh because no change was found"),
+        "systemd did not skip after our merge; our origin:\n{ours_origin}\nsystemd log:\n{log}"
+    );
+    assert_eq!(before, overlay_shape(&h, &[&env.sd]), "nothing remounted");
+    ours_log
+}
+
 /// systemd 262's own `refresh` must skip after extmerge merged the same tree (issue: origin record).
 fn systemd_refresh_skips_after_our_merge(name: &str) {
     let all = scenarios();
@@ -1138,40 +1176,7 @@ fn systemd_refresh_skips_after_our_merge(name: &str) {
     let tree = env.ours.parent().unwrap().join("tree");
     (s.build)(&tree);
     env.place(&tree);
-    let out = Command::new(env!("CARGO_BIN_EXE_extmerge"))
-        .arg(format!("--class={}", s.class))
-        .arg("merge")
-        .args(s.args)
-        .arg(format!("--root={}", env.sd.display()))
-        .envs(s.env.iter().copied())
-        .env_remove("JOURNAL_STREAM")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta = if s.class == "sysext" {
-        ".systemd-sysext"
-    } else {
-        ".systemd-confext"
-    };
-    let h = s.hierarchies[0];
-    let ours_origin = std::fs::read_to_string(env.sd.join(h).join(meta).join("origin")).unwrap();
-    let before = overlay_shape(&env.sd.join(h), &[&env.sd]);
-    let r = env.systemd(s.class, &[&["refresh"][..], s.args].concat(), s.env);
-    let log = String::from_utf8_lossy(&r.stderr);
-    assert!(r.status.success(), "{log}");
-    assert!(
-        log.contains("Skipping extension refresh because no change was found"),
-        "systemd did not skip after our merge of {name}; our origin:\n{ours_origin}\nsystemd log:\n{log}"
-    );
-    assert_eq!(
-        before,
-        overlay_shape(&env.sd.join(h), &[&env.sd]),
-        "nothing remounted"
-    );
+    assert_systemd_skips_our_merge(&env, s.class, s.hierarchies[0], s.args, s.env);
     env.finish();
 }
 
@@ -1197,3 +1202,143 @@ systemd_skips!(
     systemd_refresh_skips_import_env => "sysext_mutable_import_env",
     systemd_refresh_skips_ephemeral => "sysext_mutable_ephemeral",
 );
+
+/// systemd's copy of a tree with the host files only, placed; the test adds the extensions.
+fn env_with_host() -> Env {
+    let env = Env::new();
+    let tree = env.ours.parent().unwrap().join("tree");
+    host(&tree, OS);
+    std::fs::create_dir_all(tree.join("run/extensions")).unwrap();
+    env.place(&tree);
+    env
+}
+
+/// extmerge's own unmerge of systemd's copy (before the test's own mounts go away).
+fn unmerge_sd(env: &Env) {
+    env.ours_on_sd(&["--class=sysext", "unmerge"], &[]);
+}
+
+/// The root's own systemd 262 (the chroot's binary, copied in) is recognised, and said so.
+#[test]
+fn systemd_262_in_the_root_is_recognised_and_skips() {
+    let env = env_with_host();
+    sysext_dir(
+        &env.sd,
+        "var/lib/extensions/a",
+        "a",
+        "ID=_any\n",
+        "usr/bin/a",
+        "a",
+    );
+    let log = assert_systemd_skips_our_merge(&env, "sysext", "usr", &[], &[]);
+    let why = "/usr/bin/systemd-sysext has refresh-skip logic and links libsystemd-shared-262.so: systemd 262 reads upstream's record";
+    assert!(
+        log.contains(&format!("Writing the systemd 260+ refresh-skip record (string mutable mode, mountOptions) for the booted system's sysext refresh: {why}.")),
+        "{log}"
+    );
+    env.finish();
+}
+
+/// A directory whose `user.crtime_usec` is older than its birth time: systemd records the xattr.
+#[test]
+fn systemd_refresh_skips_with_a_crtime_xattr() {
+    let env = env_with_host();
+    sysext_dir(
+        &env.sd,
+        "var/lib/extensions/x",
+        "x",
+        "ID=_any\n",
+        "usr/bin/x",
+        "x",
+    );
+    run(Command::new("setfattr")
+        .args(["-n", "user.crtime_usec", "-v", "0x0100000000000000"])
+        .arg(env.sd.join("var/lib/extensions/x")));
+    assert_systemd_skips_our_merge(&env, "sysext", "usr", &[], &[]);
+    let origin = std::fs::read_to_string(env.sd.join("usr/.systemd-sysext/origin")).unwrap();
+    assert!(origin.contains("\"crtime\" : 1,"), "{origin}");
+    env.finish();
+}
+
+/// A block device image: systemd records crtime and mtime 0.
+#[test]
+fn systemd_refresh_skips_a_block_device_image() {
+    let env = env_with_host();
+    let img = env.ours.parent().unwrap().join("blk.img");
+    image(
+        &env.ours.parent().unwrap().join("x"),
+        "../blk.img",
+        "blk",
+        "ID=_any\n",
+        "squashfs",
+    );
+    let lo = WritableLoop::attach(&img);
+    std::fs::create_dir_all(env.sd.join("var/lib/extensions")).unwrap();
+    lo.node_at(&env.sd.join("var/lib/extensions/blk"));
+    assert_systemd_skips_our_merge(&env, "sysext", "usr", &[], &[]);
+    let origin = std::fs::read_to_string(env.sd.join("usr/.systemd-sysext/origin")).unwrap();
+    assert!(
+        origin.contains("\"crtime\" : 0,\n\t\t\t\"mtime\" : 0"),
+        "{origin}"
+    );
+    unmerge_sd(&env);
+    drop(lo);
+    env.finish();
+}
+
+/// A btrfs subvolume: systemd records the subvolume's otime and ctime.
+#[test]
+fn systemd_refresh_skips_a_btrfs_subvolume() {
+    let env = env_with_host();
+    let img = env.ours.parent().unwrap().join("sub.img");
+    let store = env.sd.join("run/extensions");
+    mount_fresh_btrfs(&img, &store);
+    run(Command::new("btrfs")
+        .args(["-q", "subvolume", "create"])
+        .arg(store.join("sub")));
+    sysext_dir(&store, "sub", "sub", "ID=_any\n", "usr/bin/sub", "s");
+    assert_systemd_skips_our_merge(&env, "sysext", "usr", &[], &[]);
+    unmerge_sd(&env);
+    run(Command::new("umount").arg(&store));
+    env.finish();
+}
+
+/// A directory whose birth time has 0 seconds (and some nanoseconds): systemd ignores it.
+#[test]
+fn systemd_refresh_skips_with_a_zero_birth_time() {
+    let env = env_with_host();
+    let base = env.ours.parent().unwrap();
+    sysext_dir(
+        &base.join("ext4src/z"),
+        ".",
+        "z",
+        "ID=_any\n",
+        "usr/bin/z",
+        "z",
+    );
+    let img = base.join("z.img");
+    mkfs_ext4(&base.join("ext4src"), &img, 8);
+    for field in ["crtime 0", "crtime_extra 20000"] {
+        run(Command::new("debugfs")
+            .args(["-w", "-R", &format!("set_inode_field /z {field}")])
+            .arg(&img));
+    }
+    let store = env.sd.join("run/extensions");
+    run(Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&img)
+        .arg(&store));
+    let birth = rustix::fs::statx(
+        rustix::fs::CWD,
+        store.join("z"),
+        rustix::fs::AtFlags::empty(),
+        rustix::fs::StatxFlags::BTIME,
+    )
+    .unwrap()
+    .stx_btime;
+    assert_eq!((birth.tv_sec, birth.tv_nsec), (0, 5000), "the fixture");
+    assert_systemd_skips_our_merge(&env, "sysext", "usr", &[], &[]);
+    unmerge_sd(&env);
+    run(Command::new("umount").arg(&store));
+    env.finish();
+}

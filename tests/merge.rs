@@ -18,9 +18,7 @@ struct Root {
 impl Root {
     /// A private mount namespace and a root tree with an os-release and some host files.
     fn new(os_release: &str) -> Root {
-        enter_private_mount_ns();
-        let t = tempfile::tempdir().unwrap();
-        let path = std::fs::canonicalize(t.path()).unwrap().join("root");
+        let (t, path, leak) = private_temp_root();
         write_files(
             &path,
             &[
@@ -31,7 +29,6 @@ impl Root {
                 ("etc/shadowed.conf", "host\n"),
             ],
         );
-        let leak = LeakCheck::new(t.path());
         Root { _t: t, path, leak }
     }
 
@@ -70,13 +67,7 @@ impl Root {
     }
 
     fn status(&self) -> Vec<Value> {
-        let out = self.run(&["status", "--json=short"]);
-        assert!(out.status.success());
-        serde_json::from_slice::<Value>(&out.stdout)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone()
+        json_rows(&self.run(&["status", "--json=short"]))
     }
 
     fn finish(self) {

@@ -1,139 +1,12 @@
-//! What a merge was built from: systemd's `origin` record (so systemd's own refresh skips) and
-//! our stronger state record (content identities), plus the pure comparison behind `refresh`.
+//! What a merge was built from: our state record (content identities, and which of systemd's
+//! refresh-skip records was written, [`crate::decide::origin`]), plus the pure comparison
+//! behind `refresh`.
 
-use crate::gather::identity::{Strong, WeakId};
-use crate::ondisk::bytes::hex;
+use crate::decide::skip_record::Choice;
+use crate::gather::identity::Strong;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-
-/// Per-extension identity in systemd's origin record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OriginId {
-    /// The dm-verity root hash (systemd then omits the weak identifiers).
-    Verity(String),
-    /// Mount ID, file handle (or inode), birth and modification time.
-    Weak(WeakId),
-}
-
-/// Input for systemd's origin JSON.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Origin {
-    /// Mutable mode name (`no`, `auto`, …).
-    pub mode: String,
-    /// Hierarchy → resolved mutable dir (root-stripped), in hierarchy order.
-    pub mutable_dirs: Vec<(String, String)>,
-    /// `$SYSTEMD_*_OVERLAYFS_MOUNT_OPTIONS` when set and non-empty.
-    pub mount_options: Option<String>,
-    /// Accepted extensions: name, root-stripped resolved path, identity.
-    pub extensions: Vec<(String, String, OriginId)>,
-}
-
-/// A tiny ordered JSON tree, so the output can follow systemd's key order and layout.
-enum J {
-    S(String),
-    U(u64),
-    I(i64),
-    O(Vec<(String, J)>),
-}
-
-fn escape(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// sd_json's SD_JSON_FORMAT_PRETTY: tab indentation and `"key" : value`.
-fn render(j: &J, indent: usize, out: &mut String) {
-    match j {
-        J::S(s) => escape(s, out),
-        J::U(u) => out.push_str(&u.to_string()),
-        J::I(i) => out.push_str(&i.to_string()),
-        J::O(members) if members.is_empty() => out.push_str("{}"),
-        J::O(members) => {
-            out.push_str("{\n");
-            for (i, (k, v)) in members.iter().enumerate() {
-                out.push_str(&"\t".repeat(indent + 1));
-                escape(k, out);
-                out.push_str(" : ");
-                render(v, indent + 1, out);
-                if i + 1 < members.len() {
-                    out.push(',');
-                }
-                out.push('\n');
-            }
-            out.push_str(&"\t".repeat(indent));
-            out.push('}');
-        }
-    }
-}
-
-impl Origin {
-    /// The origin file's text exactly as systemd 262 writes it (pretty JSON plus a newline).
-    pub fn to_json_text(&self) -> String {
-        let mut mutable = vec![("mode".to_string(), J::S(self.mode.clone()))];
-        if !self.mutable_dirs.is_empty() {
-            mutable.push((
-                "mutableDirs".into(),
-                J::O(
-                    self.mutable_dirs
-                        .iter()
-                        .map(|(h, d)| (h.clone(), J::S(d.clone())))
-                        .collect(),
-                ),
-            ));
-        }
-        let mut top = vec![("mutable".to_string(), J::O(mutable))];
-        if let Some(o) = &self.mount_options {
-            top.push(("mountOptions".into(), J::S(o.clone())));
-        }
-        if !self.extensions.is_empty() {
-            let exts = self
-                .extensions
-                .iter()
-                .map(|(name, path, id)| {
-                    let mut e = vec![("path".to_string(), J::S(path.clone()))];
-                    match id {
-                        OriginId::Verity(h) => e.push(("verityHash".into(), J::S(h.clone()))),
-                        OriginId::Weak(w) => {
-                            e.push(("onMountId".into(), J::U(w.on_mount_id)));
-                            match &w.file_handle {
-                                Some((ty, bytes)) => e.push((
-                                    "fileHandle".into(),
-                                    J::O(vec![
-                                        ("type".into(), J::I(i64::from(*ty))),
-                                        ("handle".into(), J::S(hex(bytes))),
-                                    ]),
-                                )),
-                                None => e.push(("inode".into(), J::U(w.inode))),
-                            }
-                            e.push(("crtime".into(), J::U(w.crtime)));
-                            e.push(("mtime".into(), J::U(w.mtime)));
-                        }
-                    }
-                    (name.clone(), J::O(e))
-                })
-                .collect();
-            top.push(("extensions".into(), J::O(exts)));
-        }
-        let mut out = String::new();
-        render(&J::O(top), 0, &mut out);
-        out.push('\n');
-        out
-    }
-}
 
 /// Version of our state record format.
 pub const STATE_VERSION: u32 = 2;
@@ -197,6 +70,10 @@ pub struct State {
     pub certificates: String,
     /// Every discovered candidate in layer order (acceptance is derived from these and the host).
     pub images: Vec<ImageRecord>,
+    /// Which refresh-skip record the root's systemd reads, and why (a record from before the
+    /// choice existed stands for systemd 262's, the only one written then).
+    #[serde(default = "Choice::legacy")]
+    pub skip_record: Choice,
 }
 
 /// Our state file as stored in each merged hierarchy's meta dir.
@@ -255,6 +132,11 @@ fn setting_differences(old: &State, new: &State) -> Vec<String> {
             "conflict policy",
             old.check_conflicts.clone(),
             new.check_conflicts.clone(),
+        ),
+        (
+            "systemd's refresh-skip record format",
+            old.skip_record.record.as_str().to_string(),
+            new.skip_record.record.as_str().to_string(),
         ),
     ];
     fields
@@ -365,60 +247,6 @@ pub fn decide_refresh(current: &Current, new: &State, always: bool) -> Decision 
 mod tests {
     use super::*;
 
-    fn weak(handle: Option<(i32, Vec<u8>)>) -> OriginId {
-        OriginId::Weak(WeakId {
-            on_mount_id: 2147519467,
-            file_handle: handle,
-            inode: 42,
-            crtime: 1790934805978956,
-            mtime: 0,
-        })
-    }
-
-    #[test]
-    fn origin_text_matches_systemd_262_layout() {
-        let o = Origin {
-            mode: "no".into(),
-            mutable_dirs: vec![],
-            mount_options: None,
-            extensions: vec![(
-                "bar".into(),
-                "/var/lib/extensions/bar".into(),
-                weak(Some((248, vec![0, 0, 0, 0, 0xfb, 0x1d]))),
-            )],
-        };
-        assert_eq!(
-            o.to_json_text(),
-            "{\n\t\"mutable\" : {\n\t\t\"mode\" : \"no\"\n\t},\n\t\"extensions\" : {\n\t\t\"bar\" : {\n\t\t\t\"path\" : \"/var/lib/extensions/bar\",\n\t\t\t\"onMountId\" : 2147519467,\n\t\t\t\"fileHandle\" : {\n\t\t\t\t\"type\" : 248,\n\t\t\t\t\"handle\" : \"00000000fb1d\"\n\t\t\t},\n\t\t\t\"crtime\" : 1790934805978956,\n\t\t\t\"mtime\" : 0\n\t\t}\n\t}\n}\n"
-        );
-    }
-
-    #[test]
-    fn origin_with_mutable_dirs_options_verity_and_inode_fallback() {
-        let o = Origin {
-            mode: "auto".into(),
-            mutable_dirs: vec![("/etc".into(), "/etc".into())],
-            mount_options: Some("relatime".into()),
-            extensions: vec![
-                (
-                    "a".into(),
-                    "/usr/lib/confexts/a.raw".into(),
-                    OriginId::Verity("ab12".into()),
-                ),
-                ("b".into(), "/run/confexts/b".into(), weak(None)),
-            ],
-        };
-        let v: serde_json::Value = serde_json::from_str(&o.to_json_text()).unwrap();
-        assert_eq!(v["mutable"]["mutableDirs"]["/etc"], "/etc");
-        assert_eq!(v["mountOptions"], "relatime");
-        assert_eq!(
-            v["extensions"]["a"],
-            serde_json::json!({"path": "/usr/lib/confexts/a.raw", "verityHash": "ab12"})
-        );
-        assert_eq!(v["extensions"]["b"]["inode"], 42);
-        assert!(v["extensions"]["b"].get("fileHandle").is_none());
-    }
-
     fn state() -> State {
         State {
             version: STATE_VERSION,
@@ -443,6 +271,7 @@ mod tests {
                 signature: None,
                 inode: Some("1:2".into()),
             }],
+            skip_record: Choice::legacy(),
         }
     }
 
@@ -529,6 +358,32 @@ mod tests {
         assert!(
             matches!(decide_refresh(&mixed, &sf.state, false), Decision::Rebuild(r) if r == ["the merged hierarchies do not carry the same state"])
         );
+    }
+
+    #[test]
+    fn a_new_skip_record_format_rebuilds_and_old_records_stand_for_262s() {
+        use crate::decide::skip_record::SkipRecord;
+        let a = state();
+        let mut b = a.clone();
+        b.skip_record = Choice {
+            record: SkipRecord::Systemd258,
+            reason: "r".into(),
+        };
+        assert_eq!(
+            differences(&a, &b),
+            ["systemd's refresh-skip record format changed (systemd-260 → systemd-258)"]
+        );
+        let mut c = a.clone();
+        c.skip_record.reason = "another reason".into();
+        assert!(differences(&a, &c).is_empty(), "only the format counts");
+        let mut v = serde_json::to_value(&b).unwrap();
+        assert_eq!(
+            v["skipRecord"],
+            serde_json::json!({"format": "systemd-258", "reason": "r"})
+        );
+        v.as_object_mut().unwrap().remove("skipRecord");
+        let old: State = serde_json::from_value(v).unwrap();
+        assert_eq!(old.skip_record, Choice::legacy());
     }
 
     #[test]

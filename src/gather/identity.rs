@@ -1,7 +1,6 @@
-//! Identities of extension images: systemd's weak identifiers (for its `origin` record) and our
-//! strong content identities (for our own skip decision).
+//! Our strong content identities of extension images (for our own skip decision); systemd's
+//! weak identifiers, for its record, are in [`crate::gather::weak_id`].
 
-use crate::gather::discover::ImageKind;
 use crate::gather::walk::{self, Entry, Limits, Visitor, WalkError};
 use crate::kernel::root::Root;
 use crate::ondisk::bytes::hex;
@@ -10,36 +9,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-
-/// systemd's weak identifiers of an image (what `origin` records when there is no verity hash).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WeakId {
-    /// Unique mount ID of the mount the image lives on (legacy ID on old kernels).
-    pub on_mount_id: u64,
-    /// `name_to_handle_at(AT_HANDLE_FID)` handle type and bytes, if the file system has handles.
-    pub file_handle: Option<(i32, Vec<u8>)>,
-    /// Inode number, used by systemd only when there is no file handle.
-    pub inode: u64,
-    /// Birth time in µs (0 if the file system does not record it).
-    pub crtime: u64,
-    /// Modification time in µs; 0 for plain directories, as systemd records it.
-    pub mtime: u64,
-}
-
-/// systemd's weak identifiers of the inode `fd` refers to.
-pub fn weak_id_of(fd: std::os::fd::BorrowedFd<'_>, kind: ImageKind) -> std::io::Result<WeakId> {
-    let id = crate::kernel::stat::identity(fd)?;
-    Ok(WeakId {
-        on_mount_id: id.mount_id,
-        file_handle: crate::kernel::stat::file_handle(fd),
-        inode: id.inode,
-        crtime: id.btime_us,
-        mtime: match kind {
-            ImageKind::Directory => 0,
-            _ => id.mtime_us,
-        },
-    })
-}
 
 /// A content identity that changes whenever what would be merged changes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,17 +168,11 @@ pub fn tree_identity(root: &Root, limits: &Limits) -> Result<Look, WalkError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
 
     /// [`tree_identity`]'s key for the directory at `dir`, within the default limits.
     pub(crate) fn tree_digest(dir: &Path) -> Result<String> {
         let root = Root::open(dir)?;
         Ok(tree_identity(&root, &Limits::default())?.key)
-    }
-
-    /// systemd's weak identifiers of the file at `path`.
-    fn weak_id(path: &Path, kind: ImageKind) -> std::io::Result<WeakId> {
-        weak_id_of(std::os::fd::AsFd::as_fd(&std::fs::File::open(path)?), kind)
     }
 
     #[test]
@@ -426,22 +389,5 @@ pub(crate) mod tests {
         let (a, b) = (restless(), restless());
         assert!(a.is_err() && b.is_err(), "{a:?} {b:?}");
         assert_ne!(a, b, "two unsettled looks never compare equal");
-    }
-
-    #[test]
-    fn weak_id_matches_stat_and_directory_mtime_is_zero() {
-        let t = tempfile::tempdir().unwrap();
-        let f = t.path().join("img.raw");
-        std::fs::write(&f, "x").unwrap();
-        let w = weak_id(&f, ImageKind::Raw).unwrap();
-        let m = std::fs::metadata(&f).unwrap();
-        assert_eq!(w.inode, m.ino());
-        assert_eq!(
-            w.mtime,
-            (m.mtime() as u64) * 1_000_000 + (m.mtime_nsec() as u64) / 1000
-        );
-        assert!(w.on_mount_id > 0);
-        let d = weak_id(t.path(), ImageKind::Directory).unwrap();
-        assert_eq!(d.mtime, 0);
     }
 }

@@ -1,5 +1,5 @@
 //! Reading the root through its handle: discovery, the host's identity, facts about the
-//! hierarchies, identities of the extensions. Never writes, never mounts.
+//! hierarchies and the root's systemd, identities of the extensions. Never writes, never mounts.
 
 pub mod certs;
 pub mod conffiles;
@@ -12,5 +12,7 @@ pub mod image_identity;
 pub mod merged;
 pub mod release;
 pub mod snapshot;
+pub mod systemd;
 pub mod vpick;
 pub mod walk;
+pub mod weak_id;

@@ -1,18 +1,21 @@
 //! Everything a merge of one class is built from, gathered without mounting or writing: the
 //! host (from the base, below every merge), the candidates opened once (identity, verity data
 //! and later the mount all come from those fds), the facts about each hierarchy, systemd's weak
-//! identifiers for its `origin` record and our state record.
+//! identifiers for its `origin` record, which form of that record the root's systemd reads, and
+//! our state record.
 //!
 //! Runs in the private namespace that assembles the merge (overlay layers must be in the
 //! mounting thread's namespace). systemd's weak identifiers are mount IDs of the *caller's*
 //! namespace: they are read through a [`Root`] opened there, whose walks stay in that namespace.
 
 use crate::decide::mutable::{HierarchyFacts, MutableMode};
+use crate::decide::origin::OriginId;
 use crate::decide::release::{HostInfo, Scope};
-use crate::decide::state::{ImageRecord, OriginId, State, STATE_VERSION};
+use crate::decide::skip_record::{self, Choice, SystemdFacts};
+use crate::decide::state::{ImageRecord, State, STATE_VERSION};
 use crate::gather::discover::{self, Candidate, Discovery, ImageKind};
 use crate::gather::identity::{self, Strong};
-use crate::gather::{certs, facts, host};
+use crate::gather::{certs, facts, host, systemd, weak_id};
 use crate::image::protect;
 use crate::image::ImageFile;
 use crate::kernel::root::{Found, Root};
@@ -32,13 +35,17 @@ pub struct Base {
     pub host: Result<HostInfo, String>,
     /// Trusted certificates for root-hash signatures.
     pub certs: Vec<(PathBuf, Vec<u8>)>,
+    /// What the root's files say about its systemd (which refresh-skip record it reads).
+    pub systemd: SystemdFacts,
 }
 
 impl Base {
     /// Read the base from `root` as it is (the caller made sure no merge covers it).
     pub fn read(root: &Root) -> Result<Base> {
+        let host = host::load(root).map_err(|e| format!("{e:#}"));
         Ok(Base {
-            host: host::load(root).map_err(|e| format!("{e:#}")),
+            systemd: systemd::facts(root, &host),
+            host,
             certs: certs::load(root)?,
         })
     }
@@ -229,7 +236,8 @@ fn gather(
         .iter()
         .map(|h| facts::gather_facts(root, h, s.mutable))
         .collect::<Result<Vec<_>>>()?;
-    let state = state_of(&base, s, &facts, images);
+    let skip_record = skip_record::choose(&base.systemd);
+    let state = state_of(&base, s, &facts, images, skip_record);
     Ok(Snapshot {
         base,
         found,
@@ -329,7 +337,7 @@ fn inspect(
         Some(h) => Some(OriginId::Verity(h.clone())),
         None => caller
             .and_then(|caller| caller.resolve(&c.path).ok())
-            .and_then(|f| identity::weak_id_of(f.fd.as_fd(), c.kind).ok())
+            .and_then(|f| weak_id::weak_id_of(f.fd.as_fd(), c.kind).ok())
             .map(OriginId::Weak),
     };
     let inode = match (&handle, &roothash) {
@@ -359,6 +367,7 @@ fn state_of(
     s: &ClassSettings,
     facts: &[HierarchyFacts],
     images: Vec<ImageRecord>,
+    skip_record: Choice,
 ) -> State {
     State {
         version: STATE_VERSION,
@@ -390,5 +399,6 @@ fn state_of(
         check_conflicts: s.check_conflicts.as_str().into(),
         certificates: certs_digest(&base.certs),
         images,
+        skip_record,
     }
 }

@@ -1,5 +1,6 @@
 //! What `statx` and `name_to_handle_at` say about one inode, by fd: the weak identifiers systemd
-//! records for an image (unique mount ID, file handle, birth and modification time).
+//! records for an image (unique mount ID, file handle, birth and modification time), and the
+//! two other sources of those times systemd reads (`user.crtime_usec`, btrfs subvolume times).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -29,6 +30,10 @@ pub struct Identity {
     pub btime_us: u64,
     /// Modification time in µs.
     pub mtime_us: u64,
+    /// Birth time as `(seconds, nanoseconds)`, `None` without `STATX_BTIME`.
+    pub btime: Option<(i64, u32)>,
+    /// Modification time as `(seconds, nanoseconds)`.
+    pub mtime: (i64, u32),
 }
 
 /// `statx(fd, "", AT_EMPTY_PATH)` for the identity fields.
@@ -42,16 +47,16 @@ pub fn identity(fd: BorrowedFd<'_>) -> io::Result<Identity> {
     } else {
         0
     };
-    let btime_us = if stx.stx_mask & StatxFlags::BTIME.bits() != 0 {
-        usec(stx.stx_btime.tv_sec, stx.stx_btime.tv_nsec)
-    } else {
-        0
-    };
+    let btime = (stx.stx_mask & StatxFlags::BTIME.bits() != 0)
+        .then_some((stx.stx_btime.tv_sec, stx.stx_btime.tv_nsec));
+    let mtime = (stx.stx_mtime.tv_sec, stx.stx_mtime.tv_nsec);
     Ok(Identity {
         mount_id,
         inode: stx.stx_ino,
-        btime_us,
-        mtime_us: usec(stx.stx_mtime.tv_sec, stx.stx_mtime.tv_nsec),
+        btime_us: btime.map_or(0, |(s, n)| usec(s, n)),
+        mtime_us: usec(mtime.0, mtime.1),
+        btime,
+        mtime,
     })
 }
 
@@ -80,4 +85,72 @@ pub fn file_handle(fd: BorrowedFd<'_>) -> Option<(i32, Vec<u8>)> {
     let bytes = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
     let ty = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
     Some((ty, buf[8..8 + bytes.min(MAX_HANDLE_SZ)].to_vec()))
+}
+
+/// The `user.crtime_usec` xattr systemd keeps a birth time in (`fd_setcrtime()`), read through
+/// the fd's magic link as systemd does for `O_PATH` fds; `None` when absent or unreadable (a
+/// value longer than 64 bytes is unreadable here and invalid to systemd alike).
+pub fn crtime_xattr(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 64];
+    let path = crate::kernel::root::proc_fd_path(fd);
+    let n = rustix::fs::getxattr(&path, "user.crtime_usec", &mut buf[..]).ok()?;
+    Some(buf[..n].to_vec())
+}
+
+/// `BTRFS_SUPER_MAGIC` from <linux/magic.h>.
+const BTRFS_SUPER_MAGIC: u32 = 0x9123_683E;
+/// `BTRFS_FIRST_FREE_OBJECTID`: the inode number of every subvolume's root directory.
+const BTRFS_FIRST_FREE_OBJECTID: u64 = 256;
+/// `BTRFS_IOC_GET_SUBVOL_INFO` = `_IOR(0x94, 60, struct btrfs_ioctl_get_subvol_info_args)`.
+const BTRFS_IOC_GET_SUBVOL_INFO: rustix::ioctl::Opcode = 0x81F8_943C;
+/// `sizeof(struct btrfs_ioctl_get_subvol_info_args)`, and where its `ctime` and `otime`
+/// (`struct btrfs_ioctl_timespec { __u64 sec; __u32 nsec; }`) are.
+const SUBVOL_INFO_SIZE: usize = 504;
+const SUBVOL_CTIME_AT: usize = 376;
+const SUBVOL_OTIME_AT: usize = 392;
+
+/// A btrfs subvolume's creation (`otime`) and change (`ctime`) time, as `(seconds,
+/// nanoseconds)` of its root item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubvolTimes {
+    /// When the subvolume was created.
+    pub otime: (u64, u32),
+    /// When its root item last changed.
+    pub ctime: (u64, u32),
+}
+
+fn timespec_at(b: &[u8; SUBVOL_INFO_SIZE], at: usize) -> (u64, u32) {
+    let mut sec = [0u8; 8];
+    let mut nsec = [0u8; 4];
+    sec.copy_from_slice(&b[at..at + 8]);
+    nsec.copy_from_slice(&b[at + 8..at + 12]);
+    (u64::from_ne_bytes(sec), u32::from_ne_bytes(nsec))
+}
+
+/// The times of the btrfs subvolume whose root directory `fd` is (inode `inode`), `None` when
+/// it is not one: systemd's `btrfs_might_be_subvol()` (inode 256) plus `fd_is_fs_type(fd,
+/// BTRFS_SUPER_MAGIC)`. The root item's times come from `BTRFS_IOC_GET_SUBVOL_INFO`, which
+/// reads the same item systemd's tree search does and needs no privilege.
+pub fn btrfs_subvolume_times(fd: BorrowedFd<'_>, inode: u64) -> io::Result<Option<SubvolTimes>> {
+    if inode != BTRFS_FIRST_FREE_OBJECTID {
+        return Ok(None);
+    }
+    let fs = rustix::fs::fstatfs(fd)?;
+    // f_type is a signed word whose width differs between architectures: the magic is 32 bits.
+    #[allow(clippy::unnecessary_cast)]
+    if fs.f_type as u32 != BTRFS_SUPER_MAGIC {
+        return Ok(None);
+    }
+    let dir = crate::kernel::root::reopen_dir(fd)?;
+    // SAFETY: the opcode's size is that of the array, which the kernel fills completely.
+    let info = unsafe {
+        rustix::ioctl::ioctl(
+            &dir,
+            rustix::ioctl::Getter::<BTRFS_IOC_GET_SUBVOL_INFO, [u8; SUBVOL_INFO_SIZE]>::new(),
+        )
+    }?;
+    Ok(Some(SubvolTimes {
+        otime: timespec_at(&info, SUBVOL_OTIME_AT),
+        ctime: timespec_at(&info, SUBVOL_CTIME_AT),
+    }))
 }

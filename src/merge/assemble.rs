@@ -6,8 +6,10 @@
 use crate::class::ImageClass;
 use crate::decide::mountopts::MountFlags;
 use crate::decide::mutable::{self, HierarchyPlan, Layer, UpperDir};
+use crate::decide::origin;
 use crate::decide::reject::Reject;
-use crate::decide::state::{Origin, OriginId, StateFile, STATE_FILE};
+use crate::decide::skip_record::{Choice, SkipRecord};
+use crate::decide::state::{StateFile, STATE_FILE};
 use crate::gather::snapshot::Snapshot;
 use crate::kernel::mounts;
 use crate::kernel::overlay::{self, OverlaySpec, MAX_LOWER_LAYERS};
@@ -17,7 +19,6 @@ use crate::meta::{self, MetaContents};
 use crate::settings::ClassSettings;
 use anyhow::{anyhow, Context, Result};
 use rustix::fs::FileType;
-use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -66,50 +67,49 @@ pub fn class_default_flags(class: ImageClass) -> MountFlags {
     }
 }
 
-/// systemd's origin record for the accepted extensions (identities taken before the namespace switch).
-pub fn build_origin(
+/// systemd's refresh-skip record for the accepted extensions, in the form the root's systemd
+/// reads (identities taken before the namespace switch); `None` when it reads none.
+fn skip_record_text(
     s: &ClassSettings,
+    snap: &Snapshot,
     accepted: &[(String, PathBuf)],
     mutable_dirs: &[(PathBuf, PathBuf)],
-    ids: &BTreeMap<String, OriginId>,
-) -> Result<String> {
-    let mut extensions = Vec::new();
-    for (name, path) in accepted {
-        let id = ids
-            .get(name)
-            .cloned()
-            .ok_or_else(|| anyhow!("no identity recorded for extension '{name}' (it could not be found from the caller's namespace)"))?;
-        extensions.push((name.clone(), path.display().to_string(), id));
+) -> Result<Option<String>> {
+    let format = snap.state.skip_record.record;
+    if format == SkipRecord::NoSkipLogic {
+        return Ok(None);
     }
-    // systemd quirk, copied so its refresh compares equal: for the ephemeral modes the origin
-    // names `/run/systemd/sysext/<hierarchy>` for every hierarchy, not the tmpfs actually used.
-    let mutable_dirs: Vec<(String, String)> = if matches!(
+    let origin = origin::origin_of(
         s.mutable,
-        crate::decide::mutable::MutableMode::Ephemeral
-            | crate::decide::mutable::MutableMode::EphemeralImport
-    ) {
-        s.hierarchies
-            .iter()
-            .map(|h| {
-                (
-                    h.display().to_string(),
-                    format!("/run/systemd/sysext/{}", mutable::hierarchy_component(h)),
-                )
-            })
-            .collect()
-    } else {
-        mutable_dirs
-            .iter()
-            .map(|(h, d)| (h.display().to_string(), d.display().to_string()))
-            .collect()
-    };
-    Ok(Origin {
-        mode: s.mutable.as_str().to_string(),
+        &s.hierarchies,
+        s.overlay_options.as_deref(),
+        accepted,
         mutable_dirs,
-        mount_options: s.overlay_options.clone(),
-        extensions,
+        &snap.origin_ids,
+    )
+    .map_err(anyhow::Error::msg)?;
+    Ok(origin.to_json_text(format))
+}
+
+/// One line on which refresh-skip record is written and why. Where the root's systemd has no
+/// skip logic, the booted system's refresh undoes the merge: that is worth a warning, once a run.
+fn log_skip_record(s: &ClassSettings, c: &Choice) {
+    tracing::info!(
+        CLASS = s.class.name(),
+        SKIP_RECORD = c.record.as_str(),
+        "Writing {} for the booted system's {} refresh: {}.",
+        c.record.describe(),
+        s.class,
+        c.reason
+    );
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if c.record == SkipRecord::NoSkipLogic {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "The root's systemd cannot skip an unchanged refresh: the booted system's stock systemd-sysext/systemd-confext refresh will unmerge and merge again (remounting /usr, /opt and /etc). extmerge's booted-system units avoid that: see README, 'In the booted system'."
+            )
+        });
     }
-    .to_json_text())
 }
 
 /// A work dir name not used by the overlay being replaced: the old and the new overlay coexist
@@ -447,7 +447,8 @@ pub fn assemble(
         .iter()
         .map(|l| (l.name.clone(), l.path.clone()))
         .collect();
-    let origin = build_origin(s, &accepted, &mutable_dirs, &snap.origin_ids)?;
+    let origin = skip_record_text(s, snap, &accepted, &mutable_dirs)?;
+    log_skip_record(s, &snap.state.skip_record);
 
     // Plan every hierarchy first: the state record lists which ones get an overlay.
     let mut plans = Vec::new();
@@ -479,7 +480,7 @@ pub fn assemble(
             extensions: accepted.iter().map(|(n, _)| n.clone()).collect(),
             dev: (0, 0),
             work_dir: None,
-            origin: Some(origin),
+            origin,
             backing: None,
         },
         state_text: &state_text,
@@ -535,28 +536,5 @@ mod tests {
         );
         assert!(class_default_flags(ImageClass::Confext)
             .contains(MountFlags::NOEXEC | MountFlags::NOSUID));
-    }
-
-    #[test]
-    fn origin_uses_recorded_identities_and_mutable_dirs() {
-        let s = settings(ImageClass::Sysext, None);
-        let acc = vec![("a".to_string(), PathBuf::from("/var/lib/extensions/a.raw"))];
-        let mut ids = BTreeMap::new();
-        ids.insert("a".to_string(), OriginId::Verity("ab".into()));
-        let text = build_origin(
-            &s,
-            &acc,
-            &[("/usr".into(), "/var/lib/extensions.mutable/usr".into())],
-            &ids,
-        )
-        .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v["mutable"]["mode"], "no");
-        assert_eq!(
-            v["mutable"]["mutableDirs"]["/usr"],
-            "/var/lib/extensions.mutable/usr"
-        );
-        assert_eq!(v["extensions"]["a"]["verityHash"], "ab");
-        assert!(build_origin(&s, &acc, &[], &BTreeMap::new()).is_err());
     }
 }

@@ -41,6 +41,33 @@ pub fn enter_private_mount_ns() {
     .unwrap_or_else(|e| panic!("making / recursively private: {e}"));
 }
 
+/// A temporary directory in a private mount namespace: the directory, the path of a root
+/// inside it (`<dir>/root`, resolved, not created yet) and the leak check over the directory.
+pub fn private_temp_root() -> (tempfile::TempDir, PathBuf, LeakCheck) {
+    enter_private_mount_ns();
+    let t = tempfile::tempdir().unwrap_or_else(|e| panic!("creating a temporary dir: {e}"));
+    let dir = std::fs::canonicalize(t.path())
+        .unwrap_or_else(|e| panic!("resolving {}: {e}", t.path().display()));
+    let leak = LeakCheck::new(&dir);
+    (t, dir.join("root"), leak)
+}
+
+/// The JSON array a command printed (`status --json`, `list --json`); it must have succeeded.
+pub fn json_rows(out: &std::process::Output) -> Vec<serde_json::Value> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match serde_json::from_slice(&out.stdout) {
+        Ok(serde_json::Value::Array(rows)) => rows,
+        other => panic!(
+            "not a JSON array ({other:?}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
+    }
+}
+
 /// Run a command, panicking with its stderr when it fails.
 pub fn run(cmd: &mut Command) {
     let out = cmd
@@ -269,6 +296,31 @@ impl WritableLoop {
         let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         WritableLoop { dev }
     }
+
+    /// A block device node for this loop device at `node` (an image found inside a root).
+    pub fn node_at(&self, node: &Path) {
+        let rdev = rustix::fs::stat(&self.dev)
+            .unwrap_or_else(|e| panic!("stat {}: {e}", self.dev.display()))
+            .st_rdev;
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            node,
+            rustix::fs::FileType::BlockDevice,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            rdev,
+        )
+        .unwrap_or_else(|e| panic!("mknod {}: {e}", node.display()));
+    }
+}
+
+/// Mount a fresh, empty 128 MiB btrfs (image file `img`) on `at`, loop-backed (the caller's
+/// namespace must be private; unmounting releases the loop device).
+pub fn mount_fresh_btrfs(img: &Path, at: &Path) {
+    std::fs::File::create(img)
+        .and_then(|f| f.set_len(128 << 20))
+        .unwrap_or_else(|e| panic!("creating {}: {e}", img.display()));
+    run(Command::new("mkfs.btrfs").args(["-q", "-f"]).arg(img));
+    run(Command::new("mount").args(["-o", "loop"]).arg(img).arg(at));
 }
 
 impl Drop for WritableLoop {
