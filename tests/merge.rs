@@ -233,6 +233,51 @@ fn status_since_is_when_the_hierarchy_in_the_root_was_merged() {
     r.finish();
 }
 
+/// Inspecting an extension never changes it: no access time moves (an atime update dirties the
+/// inode and, on btrfs, the subvolume's change time that systemd records for a subvolume).
+#[test]
+fn list_merge_refresh_and_unmerge_leave_access_times_alone() {
+    let r = Root::new(DEBIAN);
+    let ext = r.p("var/lib/extensions/a");
+    dir_sysext(&ext, "a", "ID=_any\n", &[("usr/share/a", "a")]);
+    let release = ext.join("usr/lib/extension-release.d/extension-release.a");
+    // An access time older than the modification time: relatime would update it on a read.
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    let atimes = || -> Vec<std::time::SystemTime> {
+        [
+            &release,
+            &ext.join("usr/share/a"),
+            &ext,
+            &ext.join("usr/lib"),
+        ]
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().accessed().unwrap())
+        .collect()
+    };
+    for p in [&release, &ext.join("usr/share/a")] {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_times(std::fs::FileTimes::new().set_accessed(old))
+            .unwrap();
+    }
+    for d in [&ext, &ext.join("usr/lib")] {
+        let f = std::fs::File::open(d).unwrap();
+        f.set_times(std::fs::FileTimes::new().set_accessed(old))
+            .unwrap();
+    }
+    let before = atimes();
+    assert!(before.iter().all(|t| *t == old));
+    r.ok(&["list", "--class=sysext"]);
+    r.ok(&["merge", "--class=sysext"]);
+    r.run(&["refresh", "--class=sysext"]);
+    r.ok(&["refresh", "--class=sysext", "--always-refresh=yes"]);
+    r.ok(&["unmerge", "--class=sysext"]);
+    assert_eq!(atimes(), before, "an access time moved");
+    r.finish();
+}
+
 #[test]
 fn highest_name_wins_and_lower_layers_shine_through() {
     let r = Root::new(DEBIAN);

@@ -167,11 +167,10 @@ pub fn proc_fd_path(fd: BorrowedFd<'_>) -> PathBuf {
 
 /// Open a directory fd (readable) from an `O_PATH` fd of it.
 pub fn reopen_dir(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::openat(
+    Ok(super::root_walk::open_noatime(
         fd,
-        ".",
+        OsStr::new("."),
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
     )?)
 }
 
@@ -540,11 +539,10 @@ fn reopen_read(parent: BorrowedFd<'_>, name: &OsStr, found: &Found) -> io::Resul
             format!("not a regular file ({})", file_type_name(ft)),
         ));
     }
-    let fd = rustix::fs::openat(
+    let fd = super::root_walk::open_noatime(
         parent,
         name,
         OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NOFOLLOW,
-        Mode::empty(),
     )?;
     let st = rustix::fs::fstat(&fd)?;
     if (st.st_dev, st.st_ino) != found.inode() {

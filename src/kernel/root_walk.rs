@@ -127,6 +127,20 @@ pub fn changed() -> io::Error {
     io::Error::other("it changed while being read (another file is there now)")
 }
 
+/// `openat` that leaves the access time alone where it may (`O_NOATIME`: the owner or
+/// `CAP_FOWNER`; else `EPERM`, and it opens normally). Inspecting an extension must not change
+/// it: an atime update dirties the inode, and on btrfs the subvolume's change time, which
+/// systemd records for a subvolume extension.
+pub fn open_noatime(dir: BorrowedFd<'_>, name: &OsStr, flags: OFlags) -> Result<OwnedFd, Errno> {
+    if flags.contains(OFlags::PATH) {
+        return rustix::fs::openat(dir, name, flags, Mode::empty());
+    }
+    match rustix::fs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(Errno::PERM) => rustix::fs::openat(dir, name, flags, Mode::empty()),
+        r => r,
+    }
+}
+
 fn open_checked(
     dir: BorrowedFd<'_>,
     name: &OsStr,
@@ -134,7 +148,7 @@ fn open_checked(
     expect: &EntryStat,
 ) -> io::Result<OwnedFd> {
     let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+    let fd = match open_noatime(dir, name, flags) {
         Ok(fd) => fd,
         // ELOOP: it is a symlink now; ENOTDIR: no longer a directory.
         Err(Errno::LOOP) | Err(Errno::NOTDIR) => return Err(changed()),
