@@ -6,7 +6,8 @@ pub mod config;
 pub mod switches;
 
 pub use config::{
-    config_files, load_config, parse_config_bytes, parse_config_text, ConfigValues, CONFIG_DIRS,
+    config_files, load_config, parse_config_bytes, parse_config_text, read_config, ConfigValues,
+    CONFIG_DIRS,
 };
 
 use crate::class::ImageClass;
@@ -206,8 +207,7 @@ pub fn resolve(
     });
 
     let handle = Root::open(&root)?;
-    let (config, config_files) = load_config(&handle, class)
-        .with_context(|| format!("reading the {class} configuration"))?;
+    let (config, config_files) = load_config(&handle, class);
     let (mutable, mutable_origin) = if let Some(m) = cli.mutable {
         (m, Origin::Cli)
     } else if let Some(m) = env_mutable {
@@ -486,30 +486,38 @@ mod tests {
         assert!(format!("{err:#}").contains("/nonexistent/extmerge-root"));
     }
 
-    /// A configuration file that cannot be read fails the class: silently dropping it could
-    /// drop the `ImagePolicy=` it sets.
+    /// A configuration file that cannot be read makes systemd 262 ignore the class's whole
+    /// configuration with a warning and go on; the other class is not affected.
     #[test]
-    fn an_oversized_config_file_fails_resolve_naming_file_and_cap() {
+    fn an_oversized_config_file_leaves_the_class_unconfigured() {
         let t = tempfile::tempdir().unwrap();
         let r = std::fs::canonicalize(t.path()).unwrap();
         write(
             &r,
-            "etc/systemd/confext.conf",
-            &format!(
-                "[ConfExt]\nImagePolicy=root=signed\n{}",
-                "#".repeat(1 << 20)
-            ),
+            "usr/lib/systemd/confext.conf",
+            "[ConfExt]\nMutable=auto\nImagePolicy=root=signed\n",
         );
-        let err = resolve(&cli(&r), ImageClass::Confext, &env_of(&[])).unwrap_err();
+        write(
+            &r,
+            "etc/systemd/confext.conf.d/10-big.conf",
+            &format!("[ConfExt]\nCheckConflicts=off\n{}", "#".repeat(1 << 20)),
+        );
+        write(&r, "etc/systemd/sysext.conf", "[SysExt]\nMutable=auto\n");
+        let s = resolve(&cli(&r), ImageClass::Confext, &env_of(&[])).unwrap();
         assert_eq!(
-            format!("{err:#}"),
-            format!(
-                "reading the confext configuration: reading {}: larger than the 1048576 bytes allowed",
-                r.join("etc/systemd/confext.conf").display()
-            )
+            (s.mutable, s.mutable_origin),
+            (MutableMode::No, Origin::Default)
         );
-        // The other class reads other files.
-        assert!(resolve(&cli(&r), ImageClass::Sysext, &env_of(&[])).is_ok());
+        assert_eq!(
+            (s.image_policy, s.image_policy_origin),
+            (None, Origin::Default)
+        );
+        assert_eq!(
+            (s.check_conflicts, s.check_conflicts_origin),
+            (ConflictPolicy::Warn, Origin::Default)
+        );
+        let s = resolve(&cli(&r), ImageClass::Sysext, &env_of(&[])).unwrap();
+        assert_eq!(s.mutable, MutableMode::Auto);
     }
 
     /// `Require=` is a list: assignments append across files and drop-ins, an empty one resets.
