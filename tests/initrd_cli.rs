@@ -509,20 +509,121 @@ fn an_oversized_configuration_file_is_a_warning_and_the_run_goes_on() {
     assert!(!stderr.contains("ERROR"), "{}", text(&o));
 }
 
-/// A `$SYSTEMD_PROC_CMDLINE` larger than the cap is reported with the cap, never parsed.
-#[test]
-fn an_oversized_kernel_command_line_is_reported_with_the_cap() {
+/// `extmerge ARGS` as systemd starts it (`$SYSTEMD_EXEC_PID` is its pid, so the kill switches
+/// count), with `$SYSTEMD_PROC_CMDLINE` set to `cmdline` or, for `None`, unset so that
+/// `/proc/cmdline` is read; `no_dac_caps` drops the capabilities that bypass file modes.
+fn extmerge_by_systemd(args: &[&str], cmdline: Option<&str>, no_dac_caps: bool) -> Output {
+    let mut c = Command::new("sh");
+    c.args(["-c", "SYSTEMD_EXEC_PID=$$ exec \"$@\"", "sh"]);
+    if no_dac_caps {
+        c.args([
+            "setpriv",
+            "--inh-caps=-dac_override,-dac_read_search",
+            "--bounding-set=-dac_override,-dac_read_search",
+            "--",
+        ]);
+    }
+    c.arg(BIN).args(args).env_remove("SYSTEMD_EXEC_PID");
+    match cmdline {
+        Some(v) => c.env("SYSTEMD_PROC_CMDLINE", v),
+        None => c.env_remove("SYSTEMD_PROC_CMDLINE"),
+    };
+    c.output()
+        .unwrap_or_else(|e| panic!("running {BIN} as systemd would: {e}"))
+}
+
+/// A root with one sysext directory `a` in /run/extensions.
+fn root_with_one_sysext() -> tempfile::TempDir {
     let t = tempfile::tempdir().unwrap();
-    let r = t.path();
-    let huge = format!("{} rd.extmerge=0", "x".repeat(1 << 16));
-    let o = extmerge(&["flatcar-select", "--dry-run", &root_arg(r)], &huge);
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains(
-            "$SYSTEMD_PROC_CMDLINE: 65550 bytes, larger than the 65536 bytes allowed for a kernel command line"
-        ),
+    write_files(
+        t.path(),
+        &[("usr/lib/os-release", "ID=debian\nVERSION_ID=13\n")],
+    );
+    sysext_dir(t.path(), "run/extensions", "a", "ID=_any\n");
+    t
+}
+
+/// How many lines of `list`'s table name the sysext `a` of [`root_with_one_sysext`].
+fn listed_a(o: &Output) -> usize {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.contains("/run/extensions/a"))
+        .count()
+}
+
+/// The run went on as if the kernel command line were empty (sysext `a` listed, exit 0), with
+/// one warning saying `why` and no error.
+fn assert_cmdline_ignored(o: &Output, why: &str) {
+    assert_eq!((o.status.code(), listed_a(o)), (Some(0), 1), "{}", text(o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let want = format!("WARN Failed to read the kernel command line, ignoring it: {why}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains(&want)).count(),
+        1,
+        "{}",
+        text(o)
+    );
+    assert!(!stderr.contains("ERROR"), "{}", text(o));
+}
+
+/// A kernel command line that cannot be read is logged and ignored, as systemd-sysext does
+/// ("Failed to check 'systemd.sysext=' kernel command line option, proceeding"): a kill
+/// switch beyond the cap does not count, the run goes on. Within the cap the same switch does.
+#[test]
+fn an_oversized_kernel_command_line_is_a_warning_and_ignored() {
+    let t = root_with_one_sysext();
+    let args = ["--class=sysext", "list", &root_arg(t.path())];
+    let huge = format!("{} systemd.sysext=0", "x".repeat(1 << 16));
+    let o = extmerge_by_systemd(&args, Some(&huge), false);
+    assert_cmdline_ignored(
+        &o,
+        "$SYSTEMD_PROC_CMDLINE: 65553 bytes, larger than the 65536 bytes allowed for a kernel \
+         command line",
+    );
+    let o = extmerge_by_systemd(&args, Some("quiet systemd.sysext=0"), false);
+    assert_eq!(
+        (o.status.code(), listed_a(&o)),
+        (Some(0), 0),
         "{}",
         text(&o)
     );
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("Disabled by the kernel command line option systemd.sysext=0"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// An unreadable `/proc/cmdline` (a mode-000 file bound over it, read without the capabilities
+/// that bypass file modes): a warning naming it and why, and the run goes on, as systemd's.
+#[test]
+fn an_unreadable_proc_cmdline_is_a_warning_and_ignored() {
+    enter_private_mount_ns();
+    let t = root_with_one_sysext();
+    let leak = LeakCheck::new(t.path());
+    let locked = t.path().join("cmdline");
+    fs::write(&locked, "systemd.sysext=0\n").unwrap();
+    fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let bind = Command::new("mount")
+        .arg("--bind")
+        .arg(&locked)
+        .arg("/proc/cmdline")
+        .status()
+        .unwrap();
+    assert!(
+        bind.success(),
+        "mount --bind {} /proc/cmdline",
+        locked.display()
+    );
+    let o = extmerge_by_systemd(&["--class=sysext", "list", &root_arg(t.path())], None, true);
+    let unbind = Command::new("umount")
+        .arg("/proc/cmdline")
+        .status()
+        .unwrap();
+    assert!(unbind.success(), "umount /proc/cmdline");
+    assert_cmdline_ignored(&o, "opening /proc/cmdline: Permission denied (os error 13)");
+    leak.assert_clean();
 }
 
 /// `mount-var` with `<root>/var` linking to a directory outside the root: mounted on the same
@@ -575,5 +676,82 @@ fn mount_var_through_a_link_out_of_the_root_stays_inside() {
     rustix::mount::unmount(&inside, rustix::mount::UnmountFlags::empty()).unwrap();
     drop(dev);
     assert_eq!(snapshot(&t.path().join("outside")), before);
+    leaks.assert_clean();
+}
+
+/// `check` opens images under the image policy `merge` uses (one selection: the class settings,
+/// then the pipeline's image opening): `ImagePolicy=` from the configuration refuses an
+/// unsigned image in both with the same reason, and `--image-policy=` overrides it in both.
+#[test]
+fn check_and_merge_apply_the_same_image_policy() {
+    enter_private_mount_ns();
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path().join("root");
+    let leaks = LeakCheck::new(t.path());
+    write_files(
+        &r,
+        &[
+            ("usr/lib/os-release", "ID=debian\nVERSION_ID=13\n"),
+            (
+                "etc/systemd/sysext.conf",
+                "[SysExt]\nImagePolicy=root=signed+absent:usr=signed+absent\n",
+            ),
+        ],
+    );
+    let ext = t.path().join("ext");
+    sysext_dir(&ext, "", "plain", "ID=_any\n");
+    fs::create_dir_all(r.join("var/lib/extensions")).unwrap();
+    mkfs_squashfs(&ext.join("plain"), &r.join("var/lib/extensions/plain.raw"));
+    let reason = "image policy 'root=signed+absent:usr=signed+absent' does not allow a \
+                  unprotected root partition";
+
+    let o = extmerge(
+        &["--class=sysext", "check", "--json=short", &root_arg(&r)],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report[0]["ignored"][0]["name"], "plain", "{}", text(&o));
+    assert_eq!(report[0]["ignored"][0]["reason"], reason, "{}", text(&o));
+
+    let o = extmerge(&["--class=sysext", "merge", &root_arg(&r)], "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!(
+            "Ignoring sysext 'plain' (/var/lib/extensions/plain.raw): {reason}"
+        )),
+        "{}",
+        text(&o)
+    );
+    assert!(!r.join("usr/lib/plain.txt").exists());
+
+    let o = extmerge(
+        &[
+            "--class=sysext",
+            "check",
+            "--json=short",
+            "--image-policy=*",
+            &root_arg(&r),
+        ],
+        "",
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report[0]["ignored"], serde_json::json!([]), "{}", text(&o));
+    let o = extmerge(
+        &[
+            "--class=sysext",
+            "refresh",
+            "--image-policy=*",
+            &root_arg(&r),
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        fs::read_to_string(r.join("usr/lib/plain.txt")).unwrap(),
+        "plain"
+    );
+    let o = extmerge(&["--class=sysext", "unmerge", &root_arg(&r)], "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     leaks.assert_clean();
 }

@@ -145,6 +145,20 @@ pub fn parse_hierarchies(value: &str) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
+/// The class a program name stands for: `systemd-sysext`, `systemd-confext`, or any last path
+/// component ending in `sysext` or `confext` (a symlink installing extmerge as either); `None`
+/// for `extmerge` itself and for no program name.
+pub fn class_from_argv0(argv0: Option<&std::ffi::OsStr>) -> Option<ImageClass> {
+    let name = Path::new(argv0?).file_name()?.to_string_lossy();
+    if name.ends_with("confext") {
+        Some(ImageClass::Confext)
+    } else if name.ends_with("sysext") {
+        Some(ImageClass::Sysext)
+    } else {
+        None
+    }
+}
+
 /// Canonicalize the root, with an error that names it.
 pub fn resolve_root(root: Option<&Path>) -> Result<PathBuf> {
     let root = root.unwrap_or(Path::new("/"));
@@ -518,6 +532,40 @@ mod tests {
         );
         let s = resolve(&cli(&r), ImageClass::Sysext, &env_of(&[])).unwrap();
         assert_eq!(s.mutable, MutableMode::Auto);
+    }
+
+    /// The program name picks systemd's personality: the last path component ending in
+    /// `sysext` or `confext`; anything else (extmerge itself, no argv0) is none.
+    #[test]
+    fn class_from_argv0_reads_the_last_path_component() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let of = |s: &str| class_from_argv0(Some(OsStr::new(s)));
+        assert_eq!(of("systemd-sysext"), Some(ImageClass::Sysext));
+        assert_eq!(of("/usr/bin/systemd-confext"), Some(ImageClass::Confext));
+        assert_eq!(of("./extmerge-sysext"), Some(ImageClass::Sysext));
+        assert_eq!(of("/usr/lib/systemd-confext/extmerge"), None);
+        assert_eq!(of("/usr/bin/extmerge"), None);
+        assert_eq!(of("systemd-sysext.real"), None);
+        assert_eq!(of(""), None);
+        assert_eq!(class_from_argv0(None), None);
+        assert_eq!(
+            class_from_argv0(Some(OsStr::from_bytes(b"/bin/\xff-confext"))),
+            Some(ImageClass::Confext)
+        );
+    }
+
+    /// What was read is used as is; a command line that cannot be read counts as empty.
+    #[test]
+    fn an_unreadable_kernel_cmdline_counts_as_empty() {
+        assert_eq!(
+            switches::kernel_cmdline_or_empty(Ok("quiet systemd.sysext=0".into())),
+            "quiet systemd.sysext=0"
+        );
+        assert_eq!(
+            switches::kernel_cmdline_or_empty(Err(anyhow::anyhow!("opening /proc/cmdline"))),
+            ""
+        );
     }
 
     /// `Require=` is a list: assignments append across files and drop-ins, an empty one resets.
