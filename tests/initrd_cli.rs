@@ -108,6 +108,43 @@ fn flatcar_select_plans_links_and_applies_them_once() {
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
 }
 
+/// `flatcar-select --dry-run` printing its plan to a pipe whose reader has gone, or to a full
+/// device: exit 1 with an error naming standard output, never a panic.
+#[test]
+fn flatcar_select_dry_run_to_a_closed_stdout_is_an_error() {
+    let t = flatcar_root();
+    let r = t.path();
+    let run = |stdout: std::process::Stdio| {
+        Command::new(BIN)
+            .args(["flatcar-select", "--dry-run", &root_arg(r)])
+            .env("SYSTEMD_PROC_CMDLINE", "")
+            .env_remove("SYSTEMD_EXEC_PID")
+            .env("RUST_BACKTRACE", "0")
+            .stdout(stdout)
+            .output()
+            .unwrap()
+    };
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    for (o, why) in [
+        (run(writer.into()), "Broken pipe (os error 32)"),
+        (run(full.into()), "No space left on device (os error 28)"),
+    ] {
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains(&format!("ERROR writing to standard output: {why}")),
+            "{}",
+            text(&o)
+        );
+        assert!(!stderr.contains("panicked"), "{}", text(&o));
+    }
+}
+
 #[test]
 fn flatcar_select_names_a_missing_image_and_where_to_place_it() {
     common::require_root();
