@@ -184,6 +184,39 @@ fn flatcar_select_does_nothing_outside_flatcar() {
     assert!(!r.join("etc/extensions").exists());
 }
 
+/// `check --os-release=FILE` decides "Flatcar or not" inside the root like `flatcar-select`: a
+/// `/usr/share/flatcar` that cannot be resolved is an error naming it, never "not Flatcar"
+/// (which would skip the images the update needs and report that it loses nothing).
+#[test]
+fn check_os_release_fails_when_the_flatcar_marker_cannot_be_resolved() {
+    common::require_root();
+    let t = flatcar_root();
+    let r = t.path();
+    fs::remove_dir_all(r.join("usr/share/flatcar")).unwrap();
+    std::os::unix::fs::symlink("flatcar", r.join("usr/share/flatcar")).unwrap();
+    let next = r.join("next-os-release");
+    fs::write(&next, FLATCAR_NEXT).unwrap();
+    let arg = format!("--os-release={}", next.display());
+    let want = format!(
+        "{}: too many levels of symbolic links",
+        r.join("usr/share/flatcar").display()
+    );
+    let o = extmerge(&["flatcar-select", "--dry-run", &root_arg(r)], "");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&want),
+        "{}",
+        text(&o)
+    );
+    let o = extmerge(&["--class=sysext", "check", &arg, &root_arg(r)], "");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&want),
+        "{}",
+        text(&o)
+    );
+}
+
 #[test]
 fn check_os_release_lists_what_an_update_would_lose() {
     common::require_root();
