@@ -263,13 +263,7 @@ fn run(cli: Cli) -> Result<i32> {
         Verb::Check {
             os_release: Some(file),
         } => verbs::update_check::run(&settings, file, cli.json),
-        Verb::Check { os_release: None } => {
-            let policy = settings
-                .first()
-                .map(|s| s.check_conflicts)
-                .unwrap_or_default();
-            verbs::check::run(&settings, policy, cli.json)
-        }
+        Verb::Check { os_release: None } => verbs::check::run(&settings, cli.json),
         Verb::MountVar | Verb::FlatcarSelect { .. } => unreachable!("handled above"),
     }?;
     Ok(code)

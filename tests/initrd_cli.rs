@@ -825,3 +825,52 @@ fn check_and_merge_apply_the_same_image_policy() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     leaks.assert_clean();
 }
+
+/// `check` judges each class under that class's own conflict policy, as `merge` does: a
+/// sysext conflict under the sysext configuration's `CheckConflicts=refuse` fails `check` also
+/// when the confext class (checked first) keeps the default `warn`.
+#[test]
+fn check_uses_each_class_own_conflict_policy() {
+    common::require_root();
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path();
+    write_files(
+        r,
+        &[
+            ("usr/lib/os-release", "ID=debian\nVERSION_ID=13\n"),
+            (
+                "etc/systemd/sysext.conf",
+                "[SysExt]\nCheckConflicts=refuse\n",
+            ),
+        ],
+    );
+    sysext_dir(r, "var/lib/extensions", "a", "ID=_any\n");
+    sysext_dir(r, "var/lib/extensions", "b", "ID=_any\n");
+    write_files(
+        r,
+        &[
+            ("var/lib/extensions/a/usr/lib/tool", "a\n"),
+            ("var/lib/extensions/b/usr/lib/tool", "b\n"),
+        ],
+    );
+    for class in ["--class=sysext", "--class=all"] {
+        let o = extmerge(&[class, "check", "--json=short", &root_arg(r)], "");
+        assert_eq!(o.status.code(), Some(1), "{class}: {}", text(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let sysext = report
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["class"] == "sysext")
+            .unwrap();
+        assert_eq!(
+            sysext["conflicts"][0]["path"],
+            "/usr/lib/tool",
+            "{}",
+            text(&o)
+        );
+    }
+    // The confext class alone has no conflict and the default policy.
+    let o = extmerge(&["--class=confext", "check", &root_arg(r)], "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
