@@ -162,26 +162,6 @@ enum Verb {
     },
 }
 
-/// The program name's class (`systemd-sysext`, `systemd-confext`, or a name ending in either),
-/// `None` for `extmerge` itself.
-fn class_from_argv0() -> Option<ClassArg> {
-    let argv0 = std::env::args_os()
-        .next()
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let name = argv0
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if name.ends_with("confext") {
-        Some(ClassArg::Confext)
-    } else if name.ends_with("sysext") {
-        Some(ClassArg::Sysext)
-    } else {
-        None
-    }
-}
-
 fn classes(arg: ClassArg) -> &'static [ImageClass] {
     match arg {
         ClassArg::Sysext => &[ImageClass::Sysext],
@@ -216,11 +196,17 @@ fn run(cli: Cli) -> Result<i32> {
         no_reload: cli.no_reload,
         check_conflicts: cli.check_conflicts,
         require: cli.require.clone(),
-        kernel_cmdline: Some(extmerge::initrd::kernel_cmdline()),
+        kernel_cmdline: Some(switches::kernel_cmdline_or_empty(
+            extmerge::initrd::read_kernel_cmdline(),
+        )),
         in_initrd: extmerge::initrd::running_in_initrd(),
     };
     // Invoked as systemd-sysext/systemd-confext, extmerge is a drop-in: systemd's exit codes.
-    let as_systemd = class_from_argv0();
+    let as_systemd =
+        settings::class_from_argv0(std::env::args_os().next().as_deref()).map(|c| match c {
+            ImageClass::Sysext => ClassArg::Sysext,
+            ImageClass::Confext => ClassArg::Confext,
+        });
     let class_arg = cli.class.or(as_systemd).unwrap_or(ClassArg::All);
     let env = |k: &str| std::env::var(k).ok();
     let verb = cli.verb.clone().unwrap_or(Verb::Status);
@@ -279,13 +265,7 @@ fn run(cli: Cli) -> Result<i32> {
         Verb::Check {
             os_release: Some(file),
         } => verbs::update_check::run(&settings, file, cli.json),
-        Verb::Check { os_release: None } => {
-            let policy = settings
-                .first()
-                .map(|s| s.check_conflicts)
-                .unwrap_or_default();
-            verbs::check::run(&settings, policy, cli.json)
-        }
+        Verb::Check { os_release: None } => verbs::check::run(&settings, cli.json),
         Verb::MountVar | Verb::FlatcarSelect { .. } => unreachable!("handled above"),
     }?;
     Ok(code)

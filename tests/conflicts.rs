@@ -236,24 +236,32 @@ fn check_reports_every_kind_across_directories_and_a_squashfs_image() {
         )]
     );
 
-    // warn reports but succeeds; refuse fails.
-    let both = [
-        r.settings(ImageClass::Confext),
-        r.settings(ImageClass::Sysext),
-    ];
+    // warn reports but succeeds; refuse fails. Each class is checked under its own policy.
+    let both = |confext: ConflictPolicy, sysext: ConflictPolicy| {
+        [
+            with_policy(r.settings(ImageClass::Confext), confext),
+            with_policy(r.settings(ImageClass::Sysext), sysext),
+        ]
+    };
+    use ConflictPolicy::{Off, Refuse, Warn};
+    assert_eq!(check::run(&both(Warn, Warn), JsonMode::Short).unwrap(), 0);
+    assert_eq!(check::run(&both(Off, Off), JsonMode::Off).unwrap(), 0);
     assert_eq!(
-        check::run(&both, ConflictPolicy::Warn, JsonMode::Short).unwrap(),
-        0
-    );
-    assert_eq!(
-        check::run(&both, ConflictPolicy::Off, JsonMode::Off).unwrap(),
-        0
-    );
-    assert_eq!(
-        check::run(&both, ConflictPolicy::Refuse, JsonMode::Short).unwrap(),
+        check::run(&both(Refuse, Refuse), JsonMode::Short).unwrap(),
         1
     );
+    assert_eq!(check::run(&both(Warn, Refuse), JsonMode::Off).unwrap(), 1);
+    assert_eq!(check::run(&both(Refuse, Off), JsonMode::Off).unwrap(), 1);
+    assert_eq!(check::run(&both(Off, Warn), JsonMode::Off).unwrap(), 0);
     r.leak.assert_clean();
+}
+
+/// `s` with the conflict policy `policy`, as the command line or configuration would set it.
+fn with_policy(s: ClassSettings, policy: ConflictPolicy) -> ClassSettings {
+    ClassSettings {
+        check_conflicts: policy,
+        ..s
+    }
 }
 
 #[test]
@@ -303,11 +311,11 @@ fn no_conflicts_succeeds_even_under_refuse() {
         rep.conflicts.is_empty() && rep.ignored.is_empty(),
         "{rep:#?}"
     );
-    let s = [r.settings(ImageClass::Sysext)];
-    assert_eq!(
-        check::run(&s, ConflictPolicy::Refuse, JsonMode::Off).unwrap(),
-        0
-    );
+    let s = [with_policy(
+        r.settings(ImageClass::Sysext),
+        ConflictPolicy::Refuse,
+    )];
+    assert_eq!(check::run(&s, JsonMode::Off).unwrap(), 0);
     assert_eq!(check::render(&[rep]), "No conflicts found.\n");
     r.leak.assert_clean();
 }

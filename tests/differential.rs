@@ -265,6 +265,27 @@ fn w(root: &Path, files: &[(&str, &str)]) {
     write_files(root, files);
 }
 
+/// A mutable directory for /opt (mode 0755) holding one file `name`.
+fn mutable_opt(r: &Path, name: &str) {
+    w(
+        r,
+        &[(&format!("var/lib/extensions.mutable/opt/{name}"), name)],
+    );
+    std::fs::set_permissions(
+        r.join("var/lib/extensions.mutable/opt"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+}
+
+/// A Debian host with a mutable directory for /opt and the sysext directory `cf` providing
+/// `opt/cf`: what `Mutable=auto` from a configuration file would use.
+fn host_with_mutable_opt(r: &Path) {
+    host(r, OS);
+    mutable_opt(r, "u");
+    sysext_dir(r, "var/lib/extensions/cf", "cf", "ID=_any\n", "opt/cf", "c");
+}
+
 fn sysext_dir(root: &Path, at: &str, name: &str, release: &str, file: &str, content: &str) {
     let dir = root.join(at);
     w(
@@ -750,12 +771,7 @@ fn scenarios() -> Vec<Scenario> {
             env: &[("SYSTEMD_SYSEXT_MUTABLE_MODE", "import")],
             build: |r| {
                 host(r, OS);
-                w(r, &[("var/lib/extensions.mutable/opt/imported", "i")]);
-                std::fs::set_permissions(
-                    r.join("var/lib/extensions.mutable/opt"),
-                    std::fs::Permissions::from_mode(0o755),
-                )
-                .unwrap();
+                mutable_opt(r, "imported");
                 sysext_dir(r, "var/lib/extensions/im", "im", "ID=_any\n", "opt/im", "i");
             },
         },
@@ -766,20 +782,49 @@ fn scenarios() -> Vec<Scenario> {
             args: &[],
             env: &[],
             build: |r| {
-                host(r, OS);
+                host_with_mutable_opt(r);
+                w(
+                    r,
+                    &[("etc/systemd/sysext.conf", "[SysExt]\nMutable=auto\n")],
+                );
+            },
+        },
+        // systemd 262 ignores the whole configuration when one file cannot be read ("Failed
+        // to parse sysext config file, ignoring"): here a drop-in with a line over its 1 MiB
+        // line limit, which is also over extmerge's 1 MiB file cap. Mutable=auto is not applied.
+        Scenario {
+            name: "config_file_unreadable_dropin_ignores_all",
+            class: "sysext",
+            hierarchies: &["opt"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host_with_mutable_opt(r);
+                let long = format!("[SysExt]\n#{}\n", "x".repeat(2 << 20));
                 w(
                     r,
                     &[
                         ("etc/systemd/sysext.conf", "[SysExt]\nMutable=auto\n"),
-                        ("var/lib/extensions.mutable/opt/u", "u"),
+                        ("etc/systemd/sysext.conf.d/10-long.conf", &long),
                     ],
                 );
-                std::fs::set_permissions(
-                    r.join("var/lib/extensions.mutable/opt"),
-                    std::fs::Permissions::from_mode(0o755),
-                )
-                .unwrap();
-                sysext_dir(r, "var/lib/extensions/cf", "cf", "ID=_any\n", "opt/cf", "c");
+            },
+        },
+        // The first main file found is a directory: no configuration at all, not the next
+        // directory's main file.
+        Scenario {
+            name: "config_main_file_a_directory_ignores_all",
+            class: "sysext",
+            hierarchies: &["opt"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host_with_mutable_opt(r);
+                w(
+                    r,
+                    &[("usr/lib/systemd/sysext.conf", "[SysExt]\nMutable=auto\n")],
+                );
+                std::fs::create_dir_all(r.join("etc/systemd/sysext.conf")).unwrap();
             },
         },
         Scenario {
@@ -912,6 +957,8 @@ differential!(
     sysext_mutable_yes,
     sysext_mutable_import_env,
     config_file_mutable_auto,
+    config_file_unreadable_dropin_ignores_all,
+    config_main_file_a_directory_ignores_all,
     nothing_found,
     sysext_mutable_ephemeral,
 );

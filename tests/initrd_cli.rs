@@ -108,6 +108,43 @@ fn flatcar_select_plans_links_and_applies_them_once() {
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
 }
 
+/// `flatcar-select --dry-run` printing its plan to a pipe whose reader has gone, or to a full
+/// device: exit 1 with an error naming standard output, never a panic.
+#[test]
+fn flatcar_select_dry_run_to_a_closed_stdout_is_an_error() {
+    let t = flatcar_root();
+    let r = t.path();
+    let run = |stdout: std::process::Stdio| {
+        Command::new(BIN)
+            .args(["flatcar-select", "--dry-run", &root_arg(r)])
+            .env("SYSTEMD_PROC_CMDLINE", "")
+            .env_remove("SYSTEMD_EXEC_PID")
+            .env("RUST_BACKTRACE", "0")
+            .stdout(stdout)
+            .output()
+            .unwrap()
+    };
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    for (o, why) in [
+        (run(writer.into()), "Broken pipe (os error 32)"),
+        (run(full.into()), "No space left on device (os error 28)"),
+    ] {
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains(&format!("ERROR writing to standard output: {why}")),
+            "{}",
+            text(&o)
+        );
+        assert!(!stderr.contains("panicked"), "{}", text(&o));
+    }
+}
+
 #[test]
 fn flatcar_select_names_a_missing_image_and_where_to_place_it() {
     common::require_root();
@@ -145,6 +182,39 @@ fn flatcar_select_does_nothing_outside_flatcar() {
         text(&o)
     );
     assert!(!r.join("etc/extensions").exists());
+}
+
+/// `check --os-release=FILE` decides "Flatcar or not" inside the root like `flatcar-select`: a
+/// `/usr/share/flatcar` that cannot be resolved is an error naming it, never "not Flatcar"
+/// (which would skip the images the update needs and report that it loses nothing).
+#[test]
+fn check_os_release_fails_when_the_flatcar_marker_cannot_be_resolved() {
+    common::require_root();
+    let t = flatcar_root();
+    let r = t.path();
+    fs::remove_dir_all(r.join("usr/share/flatcar")).unwrap();
+    std::os::unix::fs::symlink("flatcar", r.join("usr/share/flatcar")).unwrap();
+    let next = r.join("next-os-release");
+    fs::write(&next, FLATCAR_NEXT).unwrap();
+    let arg = format!("--os-release={}", next.display());
+    let want = format!(
+        "{}: too many levels of symbolic links",
+        r.join("usr/share/flatcar").display()
+    );
+    let o = extmerge(&["flatcar-select", "--dry-run", &root_arg(r)], "");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&want),
+        "{}",
+        text(&o)
+    );
+    let o = extmerge(&["--class=sysext", "check", &arg, &root_arg(r)], "");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&want),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -469,9 +539,11 @@ fn flatcar_select_warns_about_a_bad_line_and_applies_the_rest() {
     );
 }
 
-/// An oversized configuration file fails the class with an error naming it and the cap.
+/// An oversized configuration file is a warning naming it and the cap, and the run goes on
+/// without any configuration of that class, as systemd 262 ignores a configuration it cannot
+/// read ("Failed to parse sysext config file, ignoring: …").
 #[test]
-fn an_oversized_configuration_file_is_a_clear_error() {
+fn an_oversized_configuration_file_is_a_warning_and_the_run_goes_on() {
     let t = tempfile::tempdir().unwrap();
     let r = t.path();
     let big = format!("[SysExt]\nMutable=yes\n{}", "#".repeat(1 << 20));
@@ -479,37 +551,149 @@ fn an_oversized_configuration_file_is_a_clear_error() {
         r,
         &[
             ("usr/lib/os-release", "ID=debian\nVERSION_ID=13\n"),
+            (
+                "etc/systemd/sysext.conf",
+                "[SysExt]\nMutable=auto\nImagePolicy=root=signed\n",
+            ),
             ("usr/lib/systemd/sysext.conf.d/10-big.conf", &big),
         ],
     );
-    let o = extmerge(&["--class=sysext", "list", &root_arg(r)], "");
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = extmerge(
+        &["--class=sysext", "status", "--json=short", &root_arg(r)],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let want = format!(
-        "reading the sysext configuration: reading {}: larger than the 1048576 bytes allowed",
+        "WARN Failed to parse sysext config file, ignoring the whole sysext configuration: \
+         reading {}: larger than the 1048576 bytes allowed",
         r.join("usr/lib/systemd/sysext.conf.d/10-big.conf")
             .display()
     );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains(&want)).count(),
+        1,
+        "{}",
+        text(&o)
+    );
+    assert!(!stderr.contains("ERROR"), "{}", text(&o));
+}
+
+/// `extmerge ARGS` as systemd starts it (`$SYSTEMD_EXEC_PID` is its pid, so the kill switches
+/// count), with `$SYSTEMD_PROC_CMDLINE` set to `cmdline` or, for `None`, unset so that
+/// `/proc/cmdline` is read; `no_dac_caps` drops the capabilities that bypass file modes.
+fn extmerge_by_systemd(args: &[&str], cmdline: Option<&str>, no_dac_caps: bool) -> Output {
+    let mut c = Command::new("sh");
+    c.args(["-c", "SYSTEMD_EXEC_PID=$$ exec \"$@\"", "sh"]);
+    if no_dac_caps {
+        c.args([
+            "setpriv",
+            "--inh-caps=-dac_override,-dac_read_search",
+            "--bounding-set=-dac_override,-dac_read_search",
+            "--",
+        ]);
+    }
+    c.arg(BIN).args(args).env_remove("SYSTEMD_EXEC_PID");
+    match cmdline {
+        Some(v) => c.env("SYSTEMD_PROC_CMDLINE", v),
+        None => c.env_remove("SYSTEMD_PROC_CMDLINE"),
+    };
+    c.output()
+        .unwrap_or_else(|e| panic!("running {BIN} as systemd would: {e}"))
+}
+
+/// A root with one sysext directory `a` in /run/extensions.
+fn root_with_one_sysext() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    write_files(
+        t.path(),
+        &[("usr/lib/os-release", "ID=debian\nVERSION_ID=13\n")],
+    );
+    sysext_dir(t.path(), "run/extensions", "a", "ID=_any\n");
+    t
+}
+
+/// How many lines of `list`'s table name the sysext `a` of [`root_with_one_sysext`].
+fn listed_a(o: &Output) -> usize {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.contains("/run/extensions/a"))
+        .count()
+}
+
+/// The run went on as if the kernel command line were empty (sysext `a` listed, exit 0), with
+/// one warning saying `why` and no error.
+fn assert_cmdline_ignored(o: &Output, why: &str) {
+    assert_eq!((o.status.code(), listed_a(o)), (Some(0), 1), "{}", text(o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let want = format!("WARN Failed to read the kernel command line, ignoring it: {why}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains(&want)).count(),
+        1,
+        "{}",
+        text(o)
+    );
+    assert!(!stderr.contains("ERROR"), "{}", text(o));
+}
+
+/// A kernel command line that cannot be read is logged and ignored, as systemd-sysext does
+/// ("Failed to check 'systemd.sysext=' kernel command line option, proceeding"): a kill
+/// switch beyond the cap does not count, the run goes on. Within the cap the same switch does.
+#[test]
+fn an_oversized_kernel_command_line_is_a_warning_and_ignored() {
+    let t = root_with_one_sysext();
+    let args = ["--class=sysext", "list", &root_arg(t.path())];
+    let huge = format!("{} systemd.sysext=0", "x".repeat(1 << 16));
+    let o = extmerge_by_systemd(&args, Some(&huge), false);
+    assert_cmdline_ignored(
+        &o,
+        "$SYSTEMD_PROC_CMDLINE: 65553 bytes, larger than the 65536 bytes allowed for a kernel \
+         command line",
+    );
+    let o = extmerge_by_systemd(&args, Some("quiet systemd.sysext=0"), false);
+    assert_eq!(
+        (o.status.code(), listed_a(&o)),
+        (Some(0), 0),
+        "{}",
+        text(&o)
+    );
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains(&want),
+        String::from_utf8_lossy(&o.stderr)
+            .contains("Disabled by the kernel command line option systemd.sysext=0"),
         "{}",
         text(&o)
     );
 }
 
-/// A `$SYSTEMD_PROC_CMDLINE` larger than the cap is reported with the cap, never parsed.
+/// An unreadable `/proc/cmdline` (a mode-000 file bound over it, read without the capabilities
+/// that bypass file modes): a warning naming it and why, and the run goes on, as systemd's.
 #[test]
-fn an_oversized_kernel_command_line_is_reported_with_the_cap() {
-    let t = tempfile::tempdir().unwrap();
-    let r = t.path();
-    let huge = format!("{} rd.extmerge=0", "x".repeat(1 << 16));
-    let o = extmerge(&["flatcar-select", "--dry-run", &root_arg(r)], &huge);
+fn an_unreadable_proc_cmdline_is_a_warning_and_ignored() {
+    enter_private_mount_ns();
+    let t = root_with_one_sysext();
+    let leak = LeakCheck::new(t.path());
+    let locked = t.path().join("cmdline");
+    fs::write(&locked, "systemd.sysext=0\n").unwrap();
+    fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let bind = Command::new("mount")
+        .arg("--bind")
+        .arg(&locked)
+        .arg("/proc/cmdline")
+        .status()
+        .unwrap();
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains(
-            "$SYSTEMD_PROC_CMDLINE: 65550 bytes, larger than the 65536 bytes allowed for a kernel command line"
-        ),
-        "{}",
-        text(&o)
+        bind.success(),
+        "mount --bind {} /proc/cmdline",
+        locked.display()
     );
+    let o = extmerge_by_systemd(&["--class=sysext", "list", &root_arg(t.path())], None, true);
+    let unbind = Command::new("umount")
+        .arg("/proc/cmdline")
+        .status()
+        .unwrap();
+    assert!(unbind.success(), "umount /proc/cmdline");
+    assert_cmdline_ignored(&o, "opening /proc/cmdline: Permission denied (os error 13)");
+    leak.assert_clean();
 }
 
 /// `mount-var` with `<root>/var` linking to a directory outside the root: mounted on the same
@@ -563,4 +747,130 @@ fn mount_var_through_a_link_out_of_the_root_stays_inside() {
     drop(dev);
     assert_eq!(snapshot(&t.path().join("outside")), before);
     leaks.assert_clean();
+}
+
+/// `check` opens images under the image policy `merge` uses (one selection: the class settings,
+/// then the pipeline's image opening): `ImagePolicy=` from the configuration refuses an
+/// unsigned image in both with the same reason, and `--image-policy=` overrides it in both.
+#[test]
+fn check_and_merge_apply_the_same_image_policy() {
+    enter_private_mount_ns();
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path().join("root");
+    let leaks = LeakCheck::new(t.path());
+    write_files(
+        &r,
+        &[
+            ("usr/lib/os-release", "ID=debian\nVERSION_ID=13\n"),
+            (
+                "etc/systemd/sysext.conf",
+                "[SysExt]\nImagePolicy=root=signed+absent:usr=signed+absent\n",
+            ),
+        ],
+    );
+    let ext = t.path().join("ext");
+    sysext_dir(&ext, "", "plain", "ID=_any\n");
+    fs::create_dir_all(r.join("var/lib/extensions")).unwrap();
+    mkfs_squashfs(&ext.join("plain"), &r.join("var/lib/extensions/plain.raw"));
+    let reason = "image policy 'root=signed+absent:usr=signed+absent' does not allow a \
+                  unprotected root partition";
+
+    let o = extmerge(
+        &["--class=sysext", "check", "--json=short", &root_arg(&r)],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report[0]["ignored"][0]["name"], "plain", "{}", text(&o));
+    assert_eq!(report[0]["ignored"][0]["reason"], reason, "{}", text(&o));
+
+    let o = extmerge(&["--class=sysext", "merge", &root_arg(&r)], "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!(
+            "Ignoring sysext 'plain' (/var/lib/extensions/plain.raw): {reason}"
+        )),
+        "{}",
+        text(&o)
+    );
+    assert!(!r.join("usr/lib/plain.txt").exists());
+
+    let o = extmerge(
+        &[
+            "--class=sysext",
+            "check",
+            "--json=short",
+            "--image-policy=*",
+            &root_arg(&r),
+        ],
+        "",
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report[0]["ignored"], serde_json::json!([]), "{}", text(&o));
+    let o = extmerge(
+        &[
+            "--class=sysext",
+            "refresh",
+            "--image-policy=*",
+            &root_arg(&r),
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        fs::read_to_string(r.join("usr/lib/plain.txt")).unwrap(),
+        "plain"
+    );
+    let o = extmerge(&["--class=sysext", "unmerge", &root_arg(&r)], "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    leaks.assert_clean();
+}
+
+/// `check` judges each class under that class's own conflict policy, as `merge` does: a
+/// sysext conflict under the sysext configuration's `CheckConflicts=refuse` fails `check` also
+/// when the confext class (checked first) keeps the default `warn`.
+#[test]
+fn check_uses_each_class_own_conflict_policy() {
+    common::require_root();
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path();
+    write_files(
+        r,
+        &[
+            ("usr/lib/os-release", "ID=debian\nVERSION_ID=13\n"),
+            (
+                "etc/systemd/sysext.conf",
+                "[SysExt]\nCheckConflicts=refuse\n",
+            ),
+        ],
+    );
+    sysext_dir(r, "var/lib/extensions", "a", "ID=_any\n");
+    sysext_dir(r, "var/lib/extensions", "b", "ID=_any\n");
+    write_files(
+        r,
+        &[
+            ("var/lib/extensions/a/usr/lib/tool", "a\n"),
+            ("var/lib/extensions/b/usr/lib/tool", "b\n"),
+        ],
+    );
+    for class in ["--class=sysext", "--class=all"] {
+        let o = extmerge(&[class, "check", "--json=short", &root_arg(r)], "");
+        assert_eq!(o.status.code(), Some(1), "{class}: {}", text(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let sysext = report
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["class"] == "sysext")
+            .unwrap();
+        assert_eq!(
+            sysext["conflicts"][0]["path"],
+            "/usr/lib/tool",
+            "{}",
+            text(&o)
+        );
+    }
+    // The confext class alone has no conflict and the default policy.
+    let o = extmerge(&["--class=confext", "check", &root_arg(r)], "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }

@@ -257,6 +257,30 @@ fn main_file(root: &Root, in_root: &Path) -> Result<MainFile> {
     }
 }
 
+/// The drop-in directories of `base` that can be opened, highest priority first. One that
+/// cannot be (unreadable, a link loop) is skipped with a warning, as systemd's
+/// `conf_files_list()` does ("Failed to chase and open directory …, ignoring").
+fn dropin_dirs(root: &Root, base: &str) -> Vec<String> {
+    let mut dirs = Vec::new();
+    for d in CONFIG_DIRS {
+        let dir = format!("{d}/systemd/{base}.conf.d");
+        let opened = match root.resolve(Path::new(&dir)) {
+            Ok(f) if f.is_dir() => f.open_dir().map(drop).map_err(anyhow::Error::new),
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(anyhow::Error::new(e)),
+        };
+        match opened {
+            Ok(()) => dirs.push(dir),
+            Err(e) => tracing::warn!(
+                "Failed to open directory {}, ignoring: {e:#}",
+                root.show(Path::new(&dir)).display()
+            ),
+        }
+    }
+    dirs
+}
+
 /// The configuration files that apply, as in-root paths in the order they are read: the first
 /// main file found, then the drop-ins.
 ///
@@ -277,10 +301,7 @@ pub fn config_files(root: &Root, class: ImageClass) -> Result<Vec<PathBuf>> {
             }
         }
     }
-    let dirs: Vec<String> = CONFIG_DIRS
-        .iter()
-        .map(|d| format!("{d}/systemd/{base}.conf.d"))
-        .collect();
+    let dirs = dropin_dirs(root, base);
     let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
     files.extend(
         conffiles::list(root, &dirs, ".conf")?
@@ -293,10 +314,9 @@ pub fn config_files(root: &Root, class: ImageClass) -> Result<Vec<PathBuf>> {
 /// Read every applicable configuration file of a class inside `root`; later files override
 /// earlier ones. Returns the values and the files read (root-prefixed, for messages).
 ///
-/// A bad line is a warning naming the file and the line; a file that cannot be read (larger
-/// than [`limits::CONFIG_FILE`], not a regular file, unreadable) is an error: ignoring it could
-/// drop an `ImagePolicy=` that was meant to be in force.
-pub fn load_config(root: &Root, class: ImageClass) -> Result<(ConfigValues, Vec<PathBuf>)> {
+/// A bad line is a warning naming the file and the line. A file that cannot be read (larger
+/// than [`limits::CONFIG_FILE`], not a regular file, unreadable) is an error naming it.
+pub fn read_config(root: &Root, class: ImageClass) -> Result<(ConfigValues, Vec<PathBuf>)> {
     let mut merged = ConfigValues::default();
     let mut shown = Vec::new();
     for f in config_files(root, class)? {
@@ -315,6 +335,20 @@ pub fn load_config(root: &Root, class: ImageClass) -> Result<(ConfigValues, Vec<
     Ok((merged, shown))
 }
 
+/// The configuration of a class as systemd 262 applies it ([`read_config`]): when one applicable
+/// file cannot be read, none counts. systemd's `parse_config_file()` logs "Failed to parse sysext
+/// config file, ignoring" and goes on with the command line, environment and defaults; so does
+/// this, with one warning that names the file and why (an oversized file names the cap, where
+/// systemd's own limit is a line of 1 MiB).
+pub fn load_config(root: &Root, class: ImageClass) -> (ConfigValues, Vec<PathBuf>) {
+    read_config(root, class).unwrap_or_else(|e| {
+        tracing::warn!(
+            "Failed to parse {class} config file, ignoring the whole {class} configuration: {e:#}"
+        );
+        (ConfigValues::default(), Vec::new())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,7 +361,7 @@ mod tests {
     }
 
     fn load(r: &Path, class: ImageClass) -> Result<(ConfigValues, Vec<PathBuf>)> {
-        load_config(&Root::open(r).unwrap(), class)
+        read_config(&Root::open(r).unwrap(), class)
     }
 
     #[test]
@@ -515,14 +549,23 @@ mod tests {
         assert!(files.is_empty(), "{files:?}");
     }
 
+    /// systemd 262 reads no configuration at all when one applicable file cannot be read
+    /// ("Failed to parse sysext config file, ignoring: …"): the strict reader names the file and
+    /// why, the loader falls back to no configured values.
     #[test]
-    fn an_oversized_or_odd_config_file_is_an_error_naming_it() {
+    fn an_oversized_or_odd_config_file_ignores_the_whole_configuration() {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();
+        write(
+            r,
+            "etc/systemd/sysext.conf",
+            b"[SysExt]\nImagePolicy=root=signed\n",
+        );
         let mut big = b"[SysExt]\nMutable=yes\n".to_vec();
         big.resize(limits::CONFIG_FILE as usize + 1, b'#');
         write(r, "usr/lib/systemd/sysext.conf.d/10-big.conf", &big);
-        let e = format!("{:#}", load(r, ImageClass::Sysext).unwrap_err());
+        let root = Root::open(r).unwrap();
+        let e = format!("{:#}", read_config(&root, ImageClass::Sysext).unwrap_err());
         assert_eq!(
             e,
             format!(
@@ -531,20 +574,90 @@ mod tests {
                     .display()
             )
         );
+        // Not just the oversized file: the main file's ImagePolicy= is dropped too.
+        assert_eq!(
+            load_config(&root, ImageClass::Sysext),
+            (ConfigValues::default(), Vec::new())
+        );
         big.truncate(limits::CONFIG_FILE as usize);
         write(r, "usr/lib/systemd/sysext.conf.d/10-big.conf", &big);
+        let (v, files) = load(r, ImageClass::Sysext).unwrap();
         assert_eq!(
-            load(r, ImageClass::Sysext).unwrap().0.mutable,
-            Some(MutableMode::Yes)
+            (v.mutable, v.image_policy.as_deref(), files.len()),
+            (Some(MutableMode::Yes), Some("root=signed"), 2)
         );
+        // A main file that is a directory: systemd's fopen() fails with EISDIR.
+        std::fs::remove_file(r.join("etc/systemd/sysext.conf")).unwrap();
         std::fs::create_dir_all(r.join("etc/systemd/sysext.conf")).unwrap();
-        let e = format!("{:#}", load(r, ImageClass::Sysext).unwrap_err());
+        let e = format!("{:#}", read_config(&root, ImageClass::Sysext).unwrap_err());
         assert_eq!(
             e,
             format!(
                 "configuration file {} is not a regular file (directory)",
                 r.join("etc/systemd/sysext.conf").display()
             )
+        );
+        assert_eq!(
+            load_config(&root, ImageClass::Sysext),
+            (ConfigValues::default(), Vec::new())
+        );
+        // The other class reads other files.
+        write(r, "etc/systemd/confext.conf", b"[ConfExt]\nMutable=auto\n");
+        assert_eq!(
+            load_config(&root, ImageClass::Confext).0.mutable,
+            Some(MutableMode::Auto)
+        );
+    }
+
+    /// `/usr/lib/systemd/sysext.conf` with `Mutable=yes`, `DIR/systemd/sysext.conf.d/10-a.conf`
+    /// with `ImagePolicy=a`, and an empty `/etc/systemd`.
+    fn main_and_dropin(r: &Path, dir: &str) {
+        write(r, "usr/lib/systemd/sysext.conf", b"[SysExt]\nMutable=yes\n");
+        let dropin = format!("{dir}/systemd/sysext.conf.d/10-a.conf");
+        write(r, &dropin, b"[SysExt]\nImagePolicy=a\n");
+        std::fs::create_dir_all(r.join("etc/systemd")).unwrap();
+    }
+
+    /// A main file that is a link loop is unreadable as in systemd (ELOOP): no configuration.
+    #[test]
+    fn a_main_file_link_loop_ignores_the_whole_configuration() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        main_and_dropin(r, "run");
+        symlink("sysext.conf", r.join("etc/systemd/sysext.conf")).unwrap();
+        let root = Root::open(r).unwrap();
+        assert_eq!(
+            format!("{:#}", read_config(&root, ImageClass::Sysext).unwrap_err()),
+            format!(
+                "{}: too many levels of symbolic links",
+                r.join("etc/systemd/sysext.conf").display()
+            )
+        );
+        assert_eq!(
+            load_config(&root, ImageClass::Sysext),
+            (ConfigValues::default(), Vec::new())
+        );
+    }
+
+    /// A drop-in directory that cannot be opened is skipped (systemd: "Failed to chase and open
+    /// directory …, ignoring"); the other files still count.
+    #[test]
+    fn an_unopenable_dropin_directory_is_skipped() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        main_and_dropin(r, "usr/lib");
+        symlink("sysext.conf.d", r.join("etc/systemd/sysext.conf.d")).unwrap();
+        let (v, files) = load(r, ImageClass::Sysext).unwrap();
+        assert_eq!(
+            (v.mutable, v.image_policy.as_deref()),
+            (Some(MutableMode::Yes), Some("a"))
+        );
+        assert_eq!(
+            files,
+            [
+                r.join("usr/lib/systemd/sysext.conf"),
+                r.join("usr/lib/systemd/sysext.conf.d/10-a.conf")
+            ]
         );
     }
 }

@@ -6,7 +6,8 @@ pub mod config;
 pub mod switches;
 
 pub use config::{
-    config_files, load_config, parse_config_bytes, parse_config_text, ConfigValues, CONFIG_DIRS,
+    config_files, load_config, parse_config_bytes, parse_config_text, read_config, ConfigValues,
+    CONFIG_DIRS,
 };
 
 use crate::class::ImageClass;
@@ -144,6 +145,20 @@ pub fn parse_hierarchies(value: &str) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
+/// The class a program name stands for: `systemd-sysext`, `systemd-confext`, or any last path
+/// component ending in `sysext` or `confext` (a symlink installing extmerge as either); `None`
+/// for `extmerge` itself and for no program name.
+pub fn class_from_argv0(argv0: Option<&std::ffi::OsStr>) -> Option<ImageClass> {
+    let name = Path::new(argv0?).file_name()?.to_string_lossy();
+    if name.ends_with("confext") {
+        Some(ImageClass::Confext)
+    } else if name.ends_with("sysext") {
+        Some(ImageClass::Sysext)
+    } else {
+        None
+    }
+}
+
 /// Canonicalize the root, with an error that names it.
 pub fn resolve_root(root: Option<&Path>) -> Result<PathBuf> {
     let root = root.unwrap_or(Path::new("/"));
@@ -206,8 +221,7 @@ pub fn resolve(
     });
 
     let handle = Root::open(&root)?;
-    let (config, config_files) = load_config(&handle, class)
-        .with_context(|| format!("reading the {class} configuration"))?;
+    let (config, config_files) = load_config(&handle, class);
     let (mutable, mutable_origin) = if let Some(m) = cli.mutable {
         (m, Origin::Cli)
     } else if let Some(m) = env_mutable {
@@ -486,30 +500,72 @@ mod tests {
         assert!(format!("{err:#}").contains("/nonexistent/extmerge-root"));
     }
 
-    /// A configuration file that cannot be read fails the class: silently dropping it could
-    /// drop the `ImagePolicy=` it sets.
+    /// A configuration file that cannot be read makes systemd 262 ignore the class's whole
+    /// configuration with a warning and go on; the other class is not affected.
     #[test]
-    fn an_oversized_config_file_fails_resolve_naming_file_and_cap() {
+    fn an_oversized_config_file_leaves_the_class_unconfigured() {
         let t = tempfile::tempdir().unwrap();
         let r = std::fs::canonicalize(t.path()).unwrap();
         write(
             &r,
-            "etc/systemd/confext.conf",
-            &format!(
-                "[ConfExt]\nImagePolicy=root=signed\n{}",
-                "#".repeat(1 << 20)
-            ),
+            "usr/lib/systemd/confext.conf",
+            "[ConfExt]\nMutable=auto\nImagePolicy=root=signed\n",
         );
-        let err = resolve(&cli(&r), ImageClass::Confext, &env_of(&[])).unwrap_err();
+        write(
+            &r,
+            "etc/systemd/confext.conf.d/10-big.conf",
+            &format!("[ConfExt]\nCheckConflicts=off\n{}", "#".repeat(1 << 20)),
+        );
+        write(&r, "etc/systemd/sysext.conf", "[SysExt]\nMutable=auto\n");
+        let s = resolve(&cli(&r), ImageClass::Confext, &env_of(&[])).unwrap();
         assert_eq!(
-            format!("{err:#}"),
-            format!(
-                "reading the confext configuration: reading {}: larger than the 1048576 bytes allowed",
-                r.join("etc/systemd/confext.conf").display()
-            )
+            (s.mutable, s.mutable_origin),
+            (MutableMode::No, Origin::Default)
         );
-        // The other class reads other files.
-        assert!(resolve(&cli(&r), ImageClass::Sysext, &env_of(&[])).is_ok());
+        assert_eq!(
+            (s.image_policy, s.image_policy_origin),
+            (None, Origin::Default)
+        );
+        assert_eq!(
+            (s.check_conflicts, s.check_conflicts_origin),
+            (ConflictPolicy::Warn, Origin::Default)
+        );
+        let s = resolve(&cli(&r), ImageClass::Sysext, &env_of(&[])).unwrap();
+        assert_eq!(s.mutable, MutableMode::Auto);
+    }
+
+    /// The program name picks systemd's personality: the last path component ending in
+    /// `sysext` or `confext`; anything else (extmerge itself, no argv0) is none.
+    #[test]
+    fn class_from_argv0_reads_the_last_path_component() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let of = |s: &str| class_from_argv0(Some(OsStr::new(s)));
+        assert_eq!(of("systemd-sysext"), Some(ImageClass::Sysext));
+        assert_eq!(of("/usr/bin/systemd-confext"), Some(ImageClass::Confext));
+        assert_eq!(of("./extmerge-sysext"), Some(ImageClass::Sysext));
+        assert_eq!(of("/usr/lib/systemd-confext/extmerge"), None);
+        assert_eq!(of("/usr/bin/extmerge"), None);
+        assert_eq!(of("systemd-sysext.real"), None);
+        assert_eq!(of(""), None);
+        assert_eq!(class_from_argv0(None), None);
+        assert_eq!(
+            class_from_argv0(Some(OsStr::from_bytes(b"/bin/\xff-confext"))),
+            Some(ImageClass::Confext)
+        );
+    }
+
+    /// What was read is used as is; a command line that cannot be read counts as empty.
+    #[test]
+    fn an_unreadable_kernel_cmdline_counts_as_empty() {
+        assert_eq!(
+            switches::kernel_cmdline_or_empty(Ok("quiet systemd.sysext=0".into())),
+            "quiet systemd.sysext=0"
+        );
+        assert_eq!(
+            switches::kernel_cmdline_or_empty(Err(anyhow::anyhow!("opening /proc/cmdline"))),
+            ""
+        );
     }
 
     /// `Require=` is a list: assignments append across files and drop-ins, an empty one resets.

@@ -14,6 +14,16 @@ pub fn invoked_by_systemd() -> bool {
         .is_some_and(|pid| pid == std::process::id())
 }
 
+/// The kernel command line to honour, given the result of reading it. One that cannot be read
+/// (unreadable, larger than the cap) is a warning and counts as empty, as in systemd-sysext,
+/// which logs a failed `proc_cmdline_get_bool()` and proceeds as if no switch were set.
+pub fn kernel_cmdline_or_empty(read: anyhow::Result<String>) -> String {
+    read.unwrap_or_else(|e| {
+        tracing::warn!("Failed to read the kernel command line, ignoring it: {e:#}");
+        String::new()
+    })
+}
+
 /// The kernel command line option that disables `class`, if one does.
 ///
 /// As systemd: `systemd.<class>=0`; in the initrd also `rd.systemd.<class>=0` (systemd's

@@ -7,22 +7,26 @@ use crate::settings::ClassSettings;
 use crate::verbs::{print_json, JsonMode, EXIT_FAILURE, EXIT_SUCCESS};
 use anyhow::Result;
 
-/// Check every class; print a table or JSON; exit 1 only under `refuse` with conflicts.
+/// Check every class under its own conflict policy (as `merge` applies it); print a table or
+/// JSON; exit 1 only when a class under `refuse` has conflicts.
 ///
 /// `off` still reports (checking is what was asked for) but never fails.
-pub fn run(classes: &[ClassSettings], policy: ConflictPolicy, json: JsonMode) -> Result<i32> {
+pub fn run(classes: &[ClassSettings], json: JsonMode) -> Result<i32> {
     let mut code = EXIT_SUCCESS;
     let mut reports = Vec::new();
+    let mut refused = false;
     for s in classes {
-        match check_class(s, policy, None) {
-            Ok(r) => reports.push(r),
+        match check_class(s, s.check_conflicts, None) {
+            Ok(r) => {
+                refused |= s.check_conflicts == ConflictPolicy::Refuse && !r.conflicts.is_empty();
+                reports.push(r);
+            }
             Err(e) => {
                 tracing::error!(CLASS = s.class.name(), "{} check failed: {e:#}", s.class);
                 code = EXIT_FAILURE;
             }
         }
     }
-    let total: usize = reports.iter().map(|r| r.conflicts.len()).sum();
     if json != JsonMode::Off {
         print_json(json, &reports)?;
     } else {
@@ -33,7 +37,7 @@ pub fn run(classes: &[ClassSettings], policy: ConflictPolicy, json: JsonMode) ->
         }
         crate::verbs::print_text(&text)?;
     }
-    if policy == ConflictPolicy::Refuse && total > 0 {
+    if refused {
         code = EXIT_FAILURE;
     }
     Ok(code)

@@ -5,7 +5,7 @@
 use crate::initrd::flatcar::{self, Action};
 use crate::kernel::root::Root;
 use crate::settings::switches;
-use crate::verbs::{print_json, JsonMode, EXIT_FAILURE, EXIT_SUCCESS};
+use crate::verbs::{print_json, print_text, JsonMode, EXIT_FAILURE, EXIT_SUCCESS};
 use anyhow::Result;
 use std::path::Path;
 
@@ -45,9 +45,8 @@ pub fn run(
         if json != JsonMode::Off {
             print_json(json, &actions)?;
         } else {
-            for a in &actions {
-                println!("{a}");
-            }
+            let plan: String = actions.iter().map(|a| format!("{a}\n")).collect();
+            print_text(&plan)?;
         }
         return Ok(if flatcar::missing_error(&actions).is_some() {
             EXIT_FAILURE

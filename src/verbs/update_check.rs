@@ -40,7 +40,9 @@ pub struct ClassUpdate {
 }
 
 /// Read the update's os-release as the root's would be read (same scope and architecture).
-fn next_host(root: &Path, file: &Path) -> Result<(HostInfo, String)> {
+/// `file` is the command line's path on the running system (the update's partition is not
+/// below the root); everything about the root itself goes through `root`.
+fn next_host(root: &Root, file: &Path) -> Result<(HostInfo, String)> {
     let ctx = || format!("cannot read the update's os-release {}", file.display());
     let f = std::fs::File::open(file).with_context(ctx)?;
     if !f.metadata().with_context(ctx)?.is_file() {
@@ -53,7 +55,7 @@ fn next_host(root: &Path, file: &Path) -> Result<(HostInfo, String)> {
     let (data, _) = release::parse_env(&text);
     let host = HostInfo::from_release(
         &data,
-        crate::gather::host::host_scope(&Root::open(root)?)?,
+        crate::gather::host::host_scope(root)?,
         &crate::kernel::features::uname_architecture(),
         file,
     )
@@ -64,9 +66,10 @@ fn next_host(root: &Path, file: &Path) -> Result<(HostInfo, String)> {
 /// Exit 1 when an extension that matches now would stop matching, or a Flatcar image for the
 /// new version is missing; 0 when the update loses nothing.
 pub fn run(classes: &[ClassSettings], os_release: &Path, json: JsonMode) -> Result<i32> {
-    let Some(root) = classes.first().map(|s| s.root.clone()) else {
+    let Some(first) = classes.first() else {
         return Ok(EXIT_SUCCESS);
     };
+    let root = Root::open(&first.root)?;
     let (next, text) = next_host(&root, os_release)?;
     let mut report = UpdateReport {
         os_release: os_release.to_path_buf(),
@@ -89,9 +92,9 @@ pub fn run(classes: &[ClassSettings], os_release: &Path, json: JsonMode) -> Resu
             extensions,
         });
     }
-    if flatcar::is_flatcar_root(&root) {
+    if flatcar::is_flatcar(&root)? {
         if let Some(version) = flatcar::image_version(&text) {
-            let inputs = flatcar::gather_for(&root, version, &text)?;
+            let inputs = flatcar::gather_version(&root, version, &text)?;
             report.flatcar_missing = flatcar::plan(&inputs)
                 .into_iter()
                 .filter(|a| matches!(a, Action::Missing { .. }))
