@@ -133,16 +133,27 @@ fn autofs_entries_with_ignore_are_skipped() {
 }
 
 #[test]
-fn huge_and_random_input_is_parsed_without_panic() {
-    let junk: Vec<u8> = (0..(2u32 << 20))
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    let got = parse_fstab(&junk);
-    assert!(!got.is_empty());
-    assert!(got.iter().all(|e| !e.fsname.is_empty()));
-    assert!(got.windows(2).all(|w| w[0].line < w[1].line));
-    // One long line without any newline at all.
-    assert_eq!(parse_fstab(&vec![b'a'; 3 << 20]).len(), 1);
+fn huge_input_is_parsed_in_bounded_pieces() {
+    // 2 MiB of short entries; and one 3 MiB line without any newline at all.
+    let many = b"LABEL=x /mnt ext4\n".repeat(2 << 16);
+    let got = parse_fstab(&many);
+    assert_eq!(
+        (got.len(), got.last().map(|e| e.line)),
+        (2 << 16, Some(2 << 16))
+    );
+    let one = parse_fstab(&vec![b'a'; 3 << 20]);
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].fsname.len(), LINE_MAX);
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_bytes_give_entries_in_line_order(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+        let got = parse_fstab(&data);
+        let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
+        proptest::prop_assert!(got.iter().all(|e| !e.fsname.is_empty() && e.line <= lines));
+        proptest::prop_assert!(got.windows(2).all(|w| w[0].line < w[1].line));
+    }
 }
 
 #[test]

@@ -123,18 +123,18 @@ fn what_refuses_the_whole_file() {
     );
 }
 
-#[test]
-fn random_input_never_panics() {
-    let junk: Vec<u8> = (0..(1u32 << 20))
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-        .collect();
-    let mut parsed = 0;
-    for chunk in junk.chunks(4096) {
-        if let Ok(file) = parse_unit_file(chunk) {
-            parsed += 1;
-            assert!(file.assignments.iter().all(|a| !a.key.is_empty()));
-            assert!(file.warnings.windows(2).all(|w| w[0].line <= w[1].line));
+proptest::proptest! {
+    #[test]
+    fn any_bytes_give_stripped_assignments_in_line_order(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+        if let Ok(file) = parse_unit_file(&data) {
+            let ws: &[char] = &[' ', '\t', '\n', '\r'];
+            for a in &file.assignments {
+                proptest::prop_assert!(!a.key.is_empty());
+                proptest::prop_assert_eq!(a.key.trim_matches(ws), a.key.as_str());
+                proptest::prop_assert_eq!(a.value.trim_matches(ws), a.value.as_str());
+            }
+            proptest::prop_assert!(file.assignments.windows(2).all(|w| w[0].line <= w[1].line));
+            proptest::prop_assert!(file.warnings.windows(2).all(|w| w[0].line <= w[1].line));
         }
     }
-    assert!(parsed > 0, "some chunk without a bad section header parses");
 }
