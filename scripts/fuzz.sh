@@ -215,6 +215,21 @@ seed() {
                 '24 22 0:6 /a\040b /mnt/x\040y rw master:2 - tmpfs tmpfs rw' \
                 '25 24 0:7 / /mnt/x\040y/sub ro - overlay overlay ro,lowerdir=/a:/b' >"$dir/seed-table"
             ;;
+        fstab)
+            printf '%s\n' '# /etc/fstab: static file system information.' 'LABEL=ROOT / ext4 defaults 0 1' \
+                'UUID=0a1b /var auto defaults,nofail,x-systemd.device-timeout=5 0 2' \
+                '/dev/disk/by-label/my\040var /var\040x xfs noauto,auto,x-systemd.automount' \
+                'tmpfs /tmp tmpfs mode=1777 0 0' 'auto.net /net autofs ignore' >"$dir/seed-fstab"
+            printf 'LABEL=a /srv\0 ext4\nLABEL=v /var ext4\n\t \n  # c\n' >"$dir/seed-nul"
+            ;;
+        unit_file)
+            # shellcheck disable=SC1003 # a literal backslash continues the line
+            printf '%s\n' '# written by Ignition' '[Unit]' 'Before=local-fs.target' '[Mount]' \
+                'What=/dev/disk/by-label/VAR' 'Where=/var' 'Type=xfs' 'Options=noatime,\' \
+                '; comment inside a continuation' '  nodev' 'What=%%' '[Install]' \
+                'WantedBy=local-fs.target' >"$dir/seed-var-mount"
+            printf '\xef\xbb\xbf[Mount]\r\nWhat=/a\rType=ext4\0Where=var\n\r=x\n[Mount\n' >"$dir/seed-odd"
+            ;;
         cescape)
             printf 'a\tb\\c\n\001\377"x\047' >"$dir/seed-bytes"
             printf '%s' '\x41\101\u00e4\U0001F600\s\q\000' >"$dir/seed-escapes"

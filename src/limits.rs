@@ -6,6 +6,10 @@
 pub const RELEASE_FILE: u64 = 64 << 10;
 /// `{sysext,confext}.conf` and their drop-ins.
 pub const CONFIG_FILE: u64 = 1 << 20;
+/// The root's `etc/fstab` (read for a `/var` entry in the initrd).
+pub const FSTAB: u64 = 1 << 20;
+/// A unit file or drop-in (`var.mount`, `var.mount.d/*.conf`); systemd's own line limit is 1 MiB.
+pub const UNIT_FILE: u64 = 1 << 20;
 /// Flatcar's `enabled-sysext.conf` and OEM release files.
 pub const FLATCAR_FILE: u64 = 1 << 20;
 /// The kernel command line (`/proc/cmdline` or `$SYSTEMD_PROC_CMDLINE`).

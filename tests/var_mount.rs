@@ -1,5 +1,6 @@
-//! `/var` from the kernel command line: `ensure_var` on writable loop devices (root, each
-//! test in its own private mount namespace, each ending with a `LeakCheck`).
+//! `/var` from the kernel command line (here) and from the root's own configuration
+//! (`root_config`): `ensure_var` on writable loop devices (root, each test in its own private
+//! mount namespace, each ending with a `LeakCheck`).
 //!
 //! The host has no udev, so `/dev/disk/by-*` links are absent and every LABEL=/UUID=
 //! lookup exercises the sysfs + superblock fallback. PARTUUID=/PARTLABEL= cannot be tested
@@ -8,6 +9,8 @@
 //! tests and the QEMU guest (Debian kernel) is where a partitioned /var disk belongs.
 
 mod common;
+#[path = "var_mount/root_config.rs"]
+mod root_config;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// What an entry does for its name.
-enum Entry {
+pub enum Entry {
     /// A regular, non-empty file.
     Provides(Found),
     /// A link to `/dev/null` or an empty file: the name is masked.
@@ -21,7 +21,9 @@ enum Entry {
     Ignored,
 }
 
-fn classify(root: &Root, in_root: &Path) -> anyhow::Result<Entry> {
+/// What the entry at `in_root` is for systemd's `null_or_empty()` checks: a file, a mask, or
+/// nothing (missing, dangling, not a regular file).
+pub fn classify(root: &Root, in_root: &Path) -> anyhow::Result<Entry> {
     if let Ok(link) = root.resolve_nofollow(in_root) {
         if link.file_type() == FileType::Symlink {
             let target = rustix::fs::readlinkat(&link.fd, "", Vec::new())

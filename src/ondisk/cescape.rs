@@ -197,6 +197,27 @@ pub fn cunescape(input: &str) -> Result<Vec<u8>, CunescapeError> {
     Ok(out)
 }
 
+/// The byte ranges of `s` between the separators `sep` that no backslash escapes (an escape
+/// is taken as the backslash and the byte after it; the pieces keep their escapes). Empty
+/// pieces count; there is always at least one.
+pub fn split_unescaped(s: &[u8], sep: u8) -> Vec<std::ops::Range<usize>> {
+    let mut pieces = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < s.len() {
+        if s[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if s[i] == sep {
+            pieces.push(start..i);
+            start = i + 1;
+        }
+        i += 1;
+    }
+    pieces.push(start.min(s.len())..s.len());
+    pieces
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +282,20 @@ mod tests {
             assert!(cunescape(bad).is_err(), "{bad:?} should be rejected");
         }
         assert_eq!(cunescape("ab\\q").unwrap_err().offset, 2);
+    }
+
+    #[test]
+    fn split_unescaped_keeps_escapes_and_empty_pieces() {
+        let pieces = |s: &str| -> Vec<String> {
+            split_unescaped(s.as_bytes(), b',')
+                .into_iter()
+                .map(|r| s[r].to_string())
+                .collect()
+        };
+        assert_eq!(pieces(""), [""]);
+        assert_eq!(pieces(",a,,b,"), ["", "a", "", "b", ""]);
+        assert_eq!(pieces(r"a\,b\\,c"), [r"a\,b\\", "c"]);
+        assert_eq!(pieces("ä\\ö,x\\"), ["ä\\ö", "x\\"]);
     }
 
     proptest! {

@@ -4,9 +4,11 @@
 pub mod bytes;
 pub mod cescape;
 pub mod envfile;
+pub mod fstab;
 pub mod gpt;
 pub mod mountinfo;
 pub mod signature;
 pub mod superblock;
+pub mod unitfile;
 pub mod verity;
 pub mod version;

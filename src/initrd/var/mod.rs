@@ -1,7 +1,8 @@
-//! `/var` from the kernel command line: in the initrd, mount the filesystem that the command
-//! line names for `/var` at `<root>/var` (`/sysroot/var`) before discovery, so extensions,
-//! confexts and the `extensions.mutable` link on a separate `/var` are merged in the initrd
-//! and the booted system's refresh finds nothing to do.
+//! `/var` in the initrd: mount the filesystem that the kernel command line names for `/var` —
+//! or, when it names none, the one the root's own configuration defines (`etc/fstab`,
+//! `etc/systemd/system/var.mount`, see [`var_from_root`]) — at `<root>/var` (`/sysroot/var`)
+//! before discovery, so extensions, confexts and the `extensions.mutable` link on a separate
+//! `/var` are merged in the initrd and the booted system's refresh finds nothing to do.
 //!
 //! # Which parameter
 //!
@@ -14,6 +15,14 @@
 //!   in `src/shared/generator.c`), so a later duplicate only logs "Duplicate entry" and the
 //!   first one defines `var.mount`. Using the first keeps both stages on the same device.
 //! * `rd.systemd.mount-extra=` is not looked at: it mounts inside the initrd's own tree.
+//! * else the root's own `/var` ([`var_from_root`]: `etc/systemd/system/var.mount`, then
+//!   `etc/fstab`, as the booted system's systemd decides it).
+//!
+//! The command line winning is our rule, not the booted system's: its fstab-generator reads
+//! `/etc/fstab` before the command line (`run_generator()`), so an fstab entry for `/var` beats
+//! `systemd.mount-extra=` there, and `/etc/systemd/system/var.mount` beats both. When the two
+//! name different devices, `mount-var` warns; the booted system's `var.mount` then finds the
+//! command line's `/var` mounted and is active on it.
 //!
 //! Syntax as in `mount_array_add()` (`src/fstab-generator/fstab-generator.c`):
 //! `extract_many_words(":", EXTRACT_CUNESCAPE|EXTRACT_DONT_COALESCE_SEPARATORS)` — empty
@@ -75,7 +84,9 @@
 
 mod device;
 mod mount;
+mod rootcfg;
 mod spec;
+mod unit;
 
 #[cfg(test)]
 mod tests;
@@ -90,7 +101,9 @@ use rustix::fs::{AtFlags, StatxFlags};
 
 pub use device::{probe_path, probe_superblock, resolve_device, FsInfo, SB_PROBE_LEN};
 pub use mount::MountPlan;
-pub use spec::{spec_from_cmdline, VarSpec, What};
+pub use rootcfg::{var_from_root, RootVar};
+pub use spec::{spec_from_cmdline, var_from_cmdline, CmdlineVar, VarSpec, What};
+pub use unit::{MountSettings, Setting};
 
 use crate::initrd::cmdline::{get, Param};
 use crate::kernel::root::{Found, Root};

@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
 use crate::initrd::cmdline::{get, Param};
-use crate::ondisk::cescape::cunescape;
+use crate::ondisk::cescape::{cunescape, split_unescaped};
 
 /// The generator's key; matched exactly, as its `parse_proc_cmdline_item()` uses `streq`.
 const MOUNT_EXTRA: &str = "systemd.mount-extra";
@@ -43,7 +43,8 @@ pub struct VarSpec {
     pub fstype: Option<String>,
     /// Mount options as written (comma-separated); `None` = defaults (read-write).
     pub options: Option<String>,
-    /// The parameter it came from, `key=value` as written (for messages).
+    /// Where it came from, for messages: the parameter as written (`key=value`), or the
+    /// file and line of the root's configuration (`/sysroot/etc/fstab:3`).
     pub source_param: String,
 }
 
@@ -85,19 +86,39 @@ impl fmt::Display for What {
     }
 }
 
+/// What the kernel command line says about `/var`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CmdlineVar {
+    /// Nothing names `/var`.
+    Unnamed,
+    /// The parameter (as written) names a `/var` that is not a block device filesystem (tmpfs,
+    /// network, bind): the booted system's business.
+    NotBlock(String),
+    /// The `/var` to mount.
+    Spec(VarSpec),
+}
+
 /// The `/var` spec on the command line: `rd.extmerge.var=` (initrd only, last one wins),
 /// else the first `systemd.mount-extra=` entry for `/var` (see the module docs for why first).
 ///
 /// `Ok(None)`: nothing names `/var`, or the entry that does is not a block device (tmpfs,
 /// network, bind) and is left to the booted system. A malformed spec is an `Err`.
 pub fn spec_from_cmdline(params: &[Param], in_initrd: bool) -> Result<Option<VarSpec>, String> {
+    Ok(match var_from_cmdline(params, in_initrd)? {
+        CmdlineVar::Spec(spec) => Some(spec),
+        CmdlineVar::Unnamed | CmdlineVar::NotBlock(_) => None,
+    })
+}
+
+/// [`spec_from_cmdline`], telling "not named" from "named but not a block device".
+pub fn var_from_cmdline(params: &[Param], in_initrd: bool) -> Result<CmdlineVar, String> {
     if in_initrd {
         if let Some(value) = get(params, RD_VAR, false) {
             let source = format!("{RD_VAR}={}", value.unwrap_or(""));
             let value = value.ok_or_else(|| {
                 format!("{RD_VAR} needs a value: {RD_VAR}=WHAT[:FSTYPE[:OPTIONS]]")
             })?;
-            return parse_rd_var(value, source).map(Some);
+            return parse_rd_var(value, source).map(CmdlineVar::Spec);
         }
     }
     for param in params.iter().filter(|p| p.key == MOUNT_EXTRA) {
@@ -108,11 +129,11 @@ pub fn spec_from_cmdline(params: &[Param], in_initrd: bool) -> Result<Option<Var
         let source = format!("{MOUNT_EXTRA}={value}");
         match parse_mount_extra(value, &source)? {
             Entry::OtherWhere => continue,
-            Entry::NotBlock => return Ok(None),
-            Entry::Var(spec) => return Ok(Some(spec)),
+            Entry::NotBlock => return Ok(CmdlineVar::NotBlock(source)),
+            Entry::Var(spec) => return Ok(CmdlineVar::Spec(spec)),
         }
     }
-    Ok(None)
+    Ok(CmdlineVar::Unnamed)
 }
 
 /// What one `systemd.mount-extra=` entry means for us.
@@ -170,7 +191,7 @@ fn parse_mount_extra(value: &str, source: &str) -> Result<Entry, String> {
 }
 
 /// tmpfs, network and bind mounts are the booted system's business, not the initrd's.
-fn not_block(fstype: Option<&str>, options: Option<&str>) -> bool {
+pub(super) fn not_block(fstype: Option<&str>, options: Option<&str>) -> bool {
     let fstype_virtual =
         fstype.is_some_and(|t| NOT_BLOCK_FSTYPES.contains(&t) || t.starts_with("fuse"));
     let options_virtual = options.is_some_and(|o| {
@@ -180,7 +201,8 @@ fn not_block(fstype: Option<&str>, options: Option<&str>) -> bool {
     fstype_virtual || options_virtual
 }
 
-fn build(
+/// A [`VarSpec`] from the raw fields; errors are prefixed with `source`.
+pub(super) fn build(
     what: Vec<u8>,
     fstype: Option<Vec<u8>>,
     options: Option<Vec<u8>>,
@@ -260,26 +282,14 @@ fn unquote(s: &str) -> &str {
     }
 }
 
-/// `s` cut at every ':' that is not part of a backslash escape (fields still escaped).
+/// `s` cut at every ':' that is not part of a backslash escape (fields still escaped). An
+/// escape never contains ':' itself, except the invalid `\:` that cunescape refuses later.
 fn raw_fields(s: &str) -> Vec<&str> {
-    let bytes = s.as_bytes();
-    let mut fields = Vec::new();
-    let (mut start, mut i) = (0, 0);
-    while i < bytes.len() {
-        match bytes[i] {
-            // An escape never contains ':' itself, except the invalid `\:` that cunescape
-            // refuses later; skipping one byte is enough to find the separators.
-            b'\\' => i += 2,
-            b':' => {
-                fields.push(&s[start..i]);
-                start = i + 1;
-                i += 1;
-            }
-            _ => i += 1,
-        }
-    }
-    fields.push(&s[start.min(s.len())..]);
-    fields
+    // The cuts are at ASCII ':' (or the ends), so every piece is a valid `str` slice.
+    split_unescaped(s.as_bytes(), b':')
+        .into_iter()
+        .map(|r| &s[r])
+        .collect()
 }
 
 /// `extract_many_words(&s, ":", EXTRACT_CUNESCAPE|EXTRACT_DONT_COALESCE_SEPARATORS, …)` for
