@@ -45,15 +45,6 @@ fn read_cmdline_file(path: &std::path::Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// [`read_kernel_cmdline`] for callers that cannot fail: an error is logged and the command
-/// line taken as empty (no kill switch, no `/var`). Prefer `read_kernel_cmdline()?`.
-pub fn kernel_cmdline() -> String {
-    read_kernel_cmdline().unwrap_or_else(|e| {
-        tracing::error!("Ignoring the kernel command line: {e:#}");
-        String::new()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
