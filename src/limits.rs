@@ -16,8 +16,6 @@ pub const FLATCAR_FILE: u64 = 1 << 20;
 pub const CMDLINE: u64 = 64 << 10;
 /// Our state record and its run-time copy.
 pub const STATE_FILE: u64 = 32 << 20;
-/// The image hash cache.
-pub const HASH_CACHE: u64 = 64 << 20;
 /// One file of a meta directory (`dev`, `work_dir`, `extensions`, `origin`).
 pub const META_FILE: u64 = 1 << 20;
 /// A `.roothash`/`.usrhash` sidecar (one line of hex).

@@ -1570,7 +1570,7 @@ fn setup_huge_extension_release(c: &Ctx) {
 }
 
 fn check_huge_extension_release(c: &Ctx) {
-    // The default CPU limit: the 128 MiB file is still hashed for the directory's identity.
+    // The default CPU limit: a 128 MiB file inside a directory extension costs nothing to identify.
     let o = em(&["merge"]).data(64 * MIB).go(c);
     o.expect(0);
     assert_goods(c, "merge");

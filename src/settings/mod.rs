@@ -145,14 +145,15 @@ pub fn parse_hierarchies(value: &str) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-/// The class a program name stands for: `systemd-sysext`, `systemd-confext`, or any last path
-/// component ending in `sysext` or `confext` (a symlink installing extmerge as either); `None`
-/// for `extmerge` itself and for no program name.
+/// The class a program name stands for, as systemd decides it: a last path component that
+/// contains `systemd-confext` is confext, one that contains `systemd-sysext` sysext (a symlink
+/// installing extmerge as either); `None` for `extmerge` itself and for no program name.
 pub fn class_from_argv0(argv0: Option<&std::ffi::OsStr>) -> Option<ImageClass> {
+    // systemd's invoked_as(): the last path component *contains* the name.
     let name = Path::new(argv0?).file_name()?.to_string_lossy();
-    if name.ends_with("confext") {
+    if name.contains("systemd-confext") {
         Some(ImageClass::Confext)
-    } else if name.ends_with("sysext") {
+    } else if name.contains("systemd-sysext") {
         Some(ImageClass::Sysext)
     } else {
         None
@@ -543,14 +544,15 @@ mod tests {
         let of = |s: &str| class_from_argv0(Some(OsStr::new(s)));
         assert_eq!(of("systemd-sysext"), Some(ImageClass::Sysext));
         assert_eq!(of("/usr/bin/systemd-confext"), Some(ImageClass::Confext));
-        assert_eq!(of("./extmerge-sysext"), Some(ImageClass::Sysext));
+        assert_eq!(of("./extmerge-sysext"), None);
         assert_eq!(of("/usr/lib/systemd-confext/extmerge"), None);
         assert_eq!(of("/usr/bin/extmerge"), None);
-        assert_eq!(of("systemd-sysext.real"), None);
+        assert_eq!(of("systemd-sysext.real"), Some(ImageClass::Sysext));
+        assert_eq!(of("x-systemd-confext-y"), Some(ImageClass::Confext));
         assert_eq!(of(""), None);
         assert_eq!(class_from_argv0(None), None);
         assert_eq!(
-            class_from_argv0(Some(OsStr::from_bytes(b"/bin/\xff-confext"))),
+            class_from_argv0(Some(OsStr::from_bytes(b"/bin/\xffsystemd-confext"))),
             Some(ImageClass::Confext)
         );
     }
