@@ -827,6 +827,23 @@ fn scenarios() -> Vec<Scenario> {
                 std::fs::create_dir_all(r.join("etc/systemd/sysext.conf")).unwrap();
             },
         },
+        // A drop-in that is a directory: systemd fails to read it and ignores the whole
+        // configuration, the main file's Mutable= included.
+        Scenario {
+            name: "config_dropin_a_directory_ignores_all",
+            class: "sysext",
+            hierarchies: &["opt"],
+            args: &[],
+            env: &[],
+            build: |r| {
+                host_with_mutable_opt(r);
+                w(
+                    r,
+                    &[("etc/systemd/sysext.conf", "[SysExt]\nMutable=auto\n")],
+                );
+                std::fs::create_dir_all(r.join("etc/systemd/sysext.conf.d/10-dir.conf")).unwrap();
+            },
+        },
         Scenario {
             name: "sysext_mutable_ephemeral",
             class: "sysext",
@@ -959,6 +976,7 @@ differential!(
     config_file_mutable_auto,
     config_file_unreadable_dropin_ignores_all,
     config_main_file_a_directory_ignores_all,
+    config_dropin_a_directory_ignores_all,
     nothing_found,
     sysext_mutable_ephemeral,
 );

@@ -20,7 +20,7 @@ pub const VERITY_DIRS: [&str; 4] = [
 /// empty file masks it; a file without a parseable certificate is skipped with a warning.
 pub fn load(root: &Root) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
     let mut certs = Vec::new();
-    for (_, found) in conffiles::list(root, &VERITY_DIRS, ".crt")? {
+    for (_, found) in conffiles::list(root, &VERITY_DIRS, ".crt", conffiles::NonRegular::Skip)? {
         let shown = root.show(&found.in_root);
         let loaded = root
             .read_optional(&found.in_root, limits::CERTIFICATE)

@@ -17,8 +17,19 @@ pub enum Entry {
     Provides(Found),
     /// A link to `/dev/null` or an empty file: the name is masked.
     Masked,
-    /// Dangling link or not a regular file: as if absent (`CONF_FILES_REGULAR`).
+    /// Missing, or a dangling link: as if absent.
     Ignored,
+    /// Something other than a regular file (a directory, a FIFO, a socket).
+    NotRegular(Found),
+}
+
+/// What [`list`] does with an entry that is not a regular file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonRegular {
+    /// Leave it out (`CONF_FILES_REGULAR`: certificates, unit drop-ins).
+    Skip,
+    /// Fail naming it: systemd's configuration parser opens it and fails (`EISDIR`, …).
+    Fail,
 }
 
 /// What the entry at `in_root` is for systemd's `null_or_empty()` checks: a file, a mask, or
@@ -42,7 +53,7 @@ pub fn classify(root: &Root, in_root: &Path) -> anyhow::Result<Entry> {
         return Ok(Entry::Masked);
     }
     Ok(if found.file_type() != FileType::RegularFile {
-        Entry::Ignored
+        Entry::NotRegular(found)
     } else if found.stat.st_size == 0 {
         Entry::Masked
     } else {
@@ -51,8 +62,14 @@ pub fn classify(root: &Root, in_root: &Path) -> anyhow::Result<Entry> {
 }
 
 /// The files named `*<suffix>` in `dirs` (in-root, highest priority first), one per name, in
-/// name order. A directory that does not exist is skipped; one that cannot be read is an error.
-pub fn list(root: &Root, dirs: &[&str], suffix: &str) -> anyhow::Result<Vec<(OsString, Found)>> {
+/// name order. A directory that does not exist is skipped; one that cannot be read is an error;
+/// an entry that is not a regular file is left out or an error, as `non_regular` says.
+pub fn list(
+    root: &Root,
+    dirs: &[&str],
+    suffix: &str,
+    non_regular: NonRegular,
+) -> anyhow::Result<Vec<(OsString, Found)>> {
     let mut names: BTreeMap<OsString, Option<Found>> = BTreeMap::new();
     for dir in dirs {
         let resolved = match root.resolve(Path::new(dir)) {
@@ -71,6 +88,14 @@ pub fn list(root: &Root, dirs: &[&str], suffix: &str) -> anyhow::Result<Vec<(OsS
                 Entry::Provides(f) => names.insert(name, Some(f)),
                 Entry::Masked => names.insert(name, None),
                 Entry::Ignored => None,
+                Entry::NotRegular(f) => match non_regular {
+                    NonRegular::Skip => None,
+                    NonRegular::Fail => anyhow::bail!(
+                        "{} is not a regular file ({})",
+                        root.show(&f.in_root).display(),
+                        crate::kernel::root::file_type_name(f.file_type())
+                    ),
+                },
             };
         }
     }
@@ -102,16 +127,21 @@ mod tests {
         std::fs::write(r.join("etc/x.d/ignored.txt"), "x").unwrap();
         symlink("/nowhere", r.join("etc/x.d/e.conf")).unwrap();
         let root = Root::open(r).unwrap();
-        let got: Vec<(String, String)> = list(&root, &["/etc/x.d", "/usr/lib/x.d"], ".conf")
-            .unwrap()
-            .into_iter()
-            .map(|(n, f)| {
-                (
-                    n.to_string_lossy().into_owned(),
-                    f.in_root.display().to_string(),
-                )
-            })
-            .collect();
+        let got: Vec<(String, String)> = list(
+            &root,
+            &["/etc/x.d", "/usr/lib/x.d"],
+            ".conf",
+            NonRegular::Skip,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|(n, f)| {
+            (
+                n.to_string_lossy().into_owned(),
+                f.in_root.display().to_string(),
+            )
+        })
+        .collect();
         assert_eq!(
             got,
             [

@@ -304,7 +304,7 @@ pub fn config_files(root: &Root, class: ImageClass) -> Result<Vec<PathBuf>> {
     let dirs = dropin_dirs(root, base);
     let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
     files.extend(
-        conffiles::list(root, &dirs, ".conf")?
+        conffiles::list(root, &dirs, ".conf", conffiles::NonRegular::Fail)?
             .into_iter()
             .map(|(_, f)| f.in_root),
     );

@@ -108,7 +108,7 @@ pub fn var_from_root(root: &Root, params: &[Param]) -> Result<RootVar> {
         Base::Answer(answer) => return Ok(answer),
         Base::Settings { settings, unit } => (settings, unit),
     };
-    for (_, found) in conffiles::list(root, DROPIN_DIRS, ".conf")? {
+    for (_, found) in conffiles::list(root, DROPIN_DIRS, ".conf", conffiles::NonRegular::Skip)? {
         apply_unit_file(root, &found.in_root, &mut settings, &mut warnings)?;
     }
     for w in &warnings {
@@ -171,7 +171,7 @@ fn fragment(root: &Root, dir: &str, warnings: &mut Vec<String>) -> Result<Option
     let path = Path::new(dir).join(UNIT);
     let shown = root.show(&path).display().to_string();
     match conffiles::classify(root, &path)? {
-        Entry::Ignored => Ok(None),
+        Entry::Ignored | Entry::NotRegular(_) => Ok(None),
         Entry::Masked => Ok(Some(Base::Answer(RootVar::Masked(shown)))),
         Entry::Provides(found) => {
             let mut settings = MountSettings::default();
