@@ -559,3 +559,59 @@ fn check_finds_conflicts_deeper_than_path_max() {
     assert!(rep.conflicts[0].detail.contains("different content"));
     r.leak.assert_clean();
 }
+
+/// Flatcar's `/etc` is its own upper directory (`extensions.mutable/etc -> /etc`, `Mutable=auto`):
+/// the user's files there win over every confext, so neither `check` nor a refusing `merge`
+/// counts them as base files a confext shadows; both judge the same way.
+#[test]
+fn a_self_upper_etc_is_judged_alike_by_check_and_merge() {
+    let r = Root::new();
+    write_files(
+        &r.path,
+        &[("usr/lib/systemd/confext.conf", "[ConfExt]\nMutable=auto\n")],
+    );
+    std::fs::create_dir_all(r.p("var/lib/extensions.mutable")).unwrap();
+    symlink("/etc", r.p("var/lib/extensions.mutable/etc")).unwrap();
+    let rel = "etc/extension-release.d/extension-release.site";
+    write_files(
+        &r.p("var/lib/confexts/site"),
+        &[
+            (rel, "ID=_any\n"),
+            ("etc/site.conf", "from the confext\n"),
+            ("etc/new.conf", "new\n"),
+        ],
+    );
+    let out = r.extmerge(&["check", "--class=confext", "--json=short"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["conflicts"], serde_json::json!([]), "{v}");
+    let out = r.extmerge(&["check", "--class=confext", "--check-conflicts=refuse"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = r.extmerge(&["merge", "--class=confext", "--check-conflicts=refuse"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(!log.contains("Refusing"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(r.p("etc/site.conf")).unwrap(),
+        "host\n",
+        "the user's file wins"
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.p("etc/new.conf")).unwrap(),
+        "new\n"
+    );
+    // A base the merge does not write to is judged as usual: the same confext with /etc only a
+    // lower layer shadows site.conf.
+    let out = r.extmerge(&["unmerge"]);
+    assert!(out.status.success());
+    let out = r.extmerge(&["check", "--class=confext", "--json=short", "--mutable=no"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["conflicts"][0]["kind"], "shadows-base", "{v}");
+    assert_eq!(v[0]["conflicts"][0]["path"], "/etc/site.conf", "{v}");
+    r.leak.assert_clean();
+}

@@ -278,6 +278,26 @@ fn list_merge_refresh_and_unmerge_leave_access_times_alone() {
     r.finish();
 }
 
+/// `--mutable=yes` creates the mutable directories before anything is gathered, so the state it
+/// records is the one the next run finds: the first refresh after the merge skips.
+#[test]
+fn the_first_refresh_after_a_mutable_yes_merge_skips() {
+    let r = Root::new(DEBIAN);
+    dir_sysext(
+        &r.p("var/lib/extensions/a"),
+        "a",
+        "ID=_any\n",
+        &[("usr/share/a", "a"), ("opt/a", "a")],
+    );
+    assert!(!r.p("var/lib/extensions.mutable").exists());
+    r.ok(&["merge", "--class=sysext", "--mutable=yes"]);
+    assert!(r.p("var/lib/extensions.mutable/usr").is_dir());
+    assert!(r.p("var/lib/extensions.mutable/opt").is_dir());
+    let (code, log) = refresh(&r, &["--class=sysext", "--mutable=yes"]);
+    assert_eq!(code, 77, "{log}");
+    r.finish();
+}
+
 #[test]
 fn highest_name_wins_and_lower_layers_shine_through() {
     let r = Root::new(DEBIAN);

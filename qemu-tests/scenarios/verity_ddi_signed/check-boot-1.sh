@@ -29,4 +29,19 @@ check "the confext's file is not copied up into the real /etc" \
     unshare -m sh -c 'umount -l /etc && test ! -e /etc/flatcar-default/defaults.conf'
 check_stock_refresh_skipped systemd-sysext.service systemd-confext.service
 check_no_reload
+
+# check and check --os-release open the DDIs the way merge does (one open path, verity and
+# signature included): both are accepted, and the same os-release keeps both.
+out=$(extmerge check --json=short 2>&1)
+check_eq "extmerge check exits 0 on the signed DDIs" 0 "$?"
+check_eq "extmerge check ignores no extension of either class" 2 "$(grep -o '"ignored":\[\]' <<<"$out" | wc -l)"
+out=$(extmerge check --os-release=/usr/lib/os-release --json=short 2>&1)
+check_eq "check --os-release exits 0 when the update keeps every extension" 0 "$?"
+for name in hello-ddi 00-flatcar-default; do
+    want="{\"name\":\"$name\",\"matches_now\":true,\"matches_next\":true}"
+    if grep -qF -- "$want" <<<"$out"; then ok "check --os-release judged the DDI $name"; else
+        not_ok "check --os-release judged the DDI $name: $(tr '\n' ' ' <<<"$out")"
+    fi
+done
+check "check --os-release reports nothing lost" grep -qF '"would_stop":[]' <<<"$out"
 finish

@@ -14,4 +14,15 @@ initrd_lines "'hello-verity'" | diag
 check_status_lists sysext hello-verity
 check_stock_refresh_skipped systemd-sysext.service
 check_no_reload
+
+# check and check --os-release open the sidecar-verity image the way merge does.
+out=$(extmerge --class=sysext check --json=short 2>&1)
+check_eq "extmerge check exits 0 on the verity image" 0 "$?"
+check "extmerge check ignores no extension" grep -qF '"ignored":[]' <<<"$out"
+out=$(extmerge --class=sysext check --os-release=/usr/lib/os-release --json=short 2>&1)
+check_eq "check --os-release exits 0" 0 "$?"
+want='{"name":"hello-verity","matches_now":true,"matches_next":true}'
+if grep -qF -- "$want" <<<"$out"; then ok "check --os-release judged the verity image"; else
+    not_ok "check --os-release judged the verity image: $(tr '\n' ' ' <<<"$out")"
+fi
 finish
