@@ -18,9 +18,11 @@ pub mod attach;
 pub mod base;
 pub mod check;
 pub mod conflicts;
+pub mod list;
 pub mod open;
 pub mod prepare;
 pub mod record;
+pub mod status;
 pub mod unmerge;
 
 use crate::decide::mutable::MutableMode;
