@@ -26,86 +26,49 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const DEBIAN: &str = "ID=debian\nVERSION_ID=13\n";
 /// Exit status of a refresh that found nothing to do.
 const EXIT_SKIPPED: i32 = 77;
 
-/// One case's temporary root and the paths around it.
+/// One case's temporary root (in its own private mount namespace) with the good extensions.
 struct Ctx {
-    _t: tempfile::TempDir,
-    /// The (canonical) temporary directory; the root is below it, scratch space next to it.
-    base: PathBuf,
+    t: TestRoot,
     /// The root passed with `--root`.
     root: PathBuf,
 }
 
+impl std::ops::Deref for Ctx {
+    type Target = TestRoot;
+    fn deref(&self) -> &TestRoot {
+        &self.t
+    }
+}
+
 impl Ctx {
     fn new() -> Ctx {
-        let t = tempfile::tempdir().unwrap();
-        let base = std::fs::canonicalize(t.path()).unwrap();
-        let root = base.join("root");
-        write_files(
-            &root,
-            &[
-                ("usr/lib/os-release", DEBIAN),
-                ("usr/bin/host-tool", "host\n"),
-                ("usr/share/host-data", "host\n"),
-                ("etc/hostname", "box\n"),
-                ("etc/host.conf", "host\n"),
-            ],
-        );
+        let t = TestRoot::new(&[
+            ("usr/lib/os-release", DEBIAN),
+            ("usr/bin/host-tool", "host\n"),
+            ("usr/share/host-data", "host\n"),
+            ("etc/hostname", "box\n"),
+            ("etc/host.conf", "host\n"),
+        ]);
         sysext_dir(
-            &root.join("var/lib/extensions/good-sys"),
+            &t.p("var/lib/extensions/good-sys"),
             "good-sys",
             DEBIAN,
             &[("usr/share/good-sys", "good-sys\n")],
         );
         confext_dir(
-            &root.join("var/lib/confexts/good-conf"),
+            &t.p("var/lib/confexts/good-conf"),
             "good-conf",
             DEBIAN,
             &[("etc/good-conf.conf", "good-conf\n")],
         );
-        Ctx { _t: t, base, root }
+        Ctx {
+            root: t.path.clone(),
+            t,
+        }
     }
-
-    /// Path below the root.
-    fn p(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
-    }
-
-    /// Scratch path next to the root (image sources, things "outside the root").
-    fn scratch(&self, rel: &str) -> PathBuf {
-        self.base.join(rel)
-    }
-
-    fn read(&self, rel: &str) -> Option<String> {
-        std::fs::read_to_string(self.p(rel)).ok()
-    }
-
-    /// The mountinfo lines of mounts exactly at `rel` below the root.
-    fn mounts_at(&self, rel: &str) -> Vec<String> {
-        let target = self.p(rel).to_string_lossy().into_owned();
-        mountinfo()
-            .lines()
-            .filter(|l| l.split(' ').nth(4) == Some(target.as_str()))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-fn sysext_dir(dir: &Path, name: &str, release: &str, files: &[(&str, &str)]) {
-    let rel = format!("usr/lib/extension-release.d/extension-release.{name}");
-    let mut all: Vec<(&str, &str)> = vec![(rel.as_str(), release)];
-    all.extend_from_slice(files);
-    write_files(dir, &all);
-}
-
-fn confext_dir(dir: &Path, name: &str, release: &str, files: &[(&str, &str)]) {
-    let rel = format!("etc/extension-release.d/extension-release.{name}");
-    let mut all: Vec<(&str, &str)> = vec![(rel.as_str(), release)];
-    all.extend_from_slice(files);
-    write_files(dir, &all);
 }
 
 fn mkdirs(p: &Path) {
@@ -1239,7 +1202,7 @@ fn check_goods(c: &Ctx, sysext_merged: bool, log: &str) {
 fn run_case(case: &Case) -> Result<(), String> {
     let started = Instant::now();
     let c = Ctx::new();
-    let leak = LeakCheck::new(&c.base);
+    let leak = &c.leak;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case_in(case, &c)));
     // Whatever happened, unmerge and look for leaks, so one case cannot poison the next.
     // (A corrupted meta copy bound over /usr's meta dir goes with the overlay it sits on.)

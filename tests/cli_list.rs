@@ -1,27 +1,21 @@
 //! End-to-end tests of `extmerge list` and the CLI surface, run against temporary root trees.
 
+mod common;
+
+use common::{extmerge_command as bin, sysext_dir, write_files};
 use serde_json::Value;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_extmerge"))
-}
-
 fn write(root: &Path, rel: &str, text: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
+    write_files(root, &[(rel, text)]);
 }
 
+/// A directory sysext `name` at `at` below `root`, with a tool in usr/bin.
 fn dir_ext(root: &Path, at: &str, name: &str, release: &str) {
-    write(
-        root,
-        &format!("{at}/usr/lib/extension-release.d/extension-release.{name}"),
-        release,
-    );
-    write(root, &format!("{at}/usr/bin/{name}-tool"), "#!/bin/sh\n");
+    let tool = format!("usr/bin/{name}-tool");
+    sysext_dir(&root.join(at), name, release, &[(&tool, "#!/bin/sh\n")]);
 }
 
 fn list_json(root: &Path, class: &str) -> Vec<Value> {

@@ -13,71 +13,34 @@ use extmerge::verbs::check;
 use extmerge::verbs::JsonMode;
 use serde_json::Value;
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-const DEBIAN: &str = "ID=debian\nVERSION_ID=13\n";
+type Root = TestRoot;
 
-struct Root {
-    _t: tempfile::TempDir,
-    path: PathBuf,
-    leak: LeakCheck,
+/// A private mount namespace and a root whose base OS has a `usr/sbin -> bin` link.
+fn new_root() -> Root {
+    let r = TestRoot::new(&[
+        ("usr/lib/os-release", DEBIAN),
+        ("usr/bin/host-tool", "host\n"),
+        ("usr/lib/old-lib", "old\n"),
+        ("usr/share/data/base.txt", "base\n"),
+        ("etc/hostname", "box\n"),
+        ("etc/site.conf", "host\n"),
+    ]);
+    symlink("bin", r.p("usr/sbin")).unwrap();
+    r
 }
 
-impl Root {
-    /// A private mount namespace and a root whose base OS has a `usr/sbin -> bin` link.
-    fn new() -> Root {
-        enter_private_mount_ns();
-        let t = tempfile::tempdir().unwrap();
-        let path = std::fs::canonicalize(t.path()).unwrap().join("root");
-        write_files(
-            &path,
-            &[
-                ("usr/lib/os-release", DEBIAN),
-                ("usr/bin/host-tool", "host\n"),
-                ("usr/lib/old-lib", "old\n"),
-                ("usr/share/data/base.txt", "base\n"),
-                ("etc/hostname", "box\n"),
-                ("etc/site.conf", "host\n"),
-            ],
-        );
-        symlink("bin", path.join("usr/sbin")).unwrap();
-        let leak = LeakCheck::new(t.path());
-        Root { _t: t, path, leak }
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.path.join(rel)
-    }
-
-    fn settings(&self, class: ImageClass) -> ClassSettings {
-        let cli = CliOptions {
-            root: Some(self.path.clone()),
-            ..Default::default()
-        };
-        resolve(&cli, class, &|_| None).unwrap()
-    }
-
-    fn report(&self, class: ImageClass, policy: ConflictPolicy) -> ClassReport {
-        check_class(&self.settings(class), policy, None).unwrap()
-    }
-
-    fn extmerge(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_extmerge"))
-            .args(args)
-            .arg(format!("--root={}", self.path.display()))
-            .env("EXTMERGE_LOG", "debug")
-            .env_remove("JOURNAL_STREAM")
-            .output()
-            .unwrap()
-    }
+fn settings(r: &Root, class: ImageClass) -> ClassSettings {
+    let cli = CliOptions {
+        root: Some(r.path.clone()),
+        ..Default::default()
+    };
+    resolve(&cli, class, &|_| None).unwrap()
 }
 
-fn sysext_tree(dir: &Path, name: &str, release: &str, files: &[(&str, &str)]) {
-    let rel = format!("usr/lib/extension-release.d/extension-release.{name}");
-    let mut all: Vec<(&str, &str)> = vec![(rel.as_str(), release)];
-    all.extend_from_slice(files);
-    write_files(dir, &all);
+fn report(r: &Root, class: ImageClass, policy: ConflictPolicy) -> ClassReport {
+    check_class(&settings(r, class), policy, None).unwrap()
 }
 
 fn mknod_whiteout(path: &Path) {
@@ -95,14 +58,14 @@ fn mknod_whiteout(path: &Path) {
 /// a-dir (directory), b-sq (squashfs image), c-dir (directory with a whiteout),
 /// d-fedora (directory, incompatible) and a confext that shadows a base file.
 fn populate(r: &Root) {
-    sysext_tree(
+    sysext_dir(
         &r.p("var/lib/extensions/a-dir"),
         "a-dir",
         "ID=_any\n",
         &[("usr/bin/tool", "a\n"), ("usr/bin/dup", "same\n")],
     );
     let src = r.p("../src/b-sq");
-    sysext_tree(
+    sysext_dir(
         &src,
         "b-sq",
         DEBIAN,
@@ -122,14 +85,14 @@ fn populate(r: &Root) {
     )
     .unwrap();
     mkfs_squashfs(&src, &r.p("var/lib/extensions/b-sq.raw"));
-    sysext_tree(
+    sysext_dir(
         &r.p("var/lib/extensions/c-dir"),
         "c-dir",
         "ID=_any\n",
         &[("usr/bin/c-only", "c\n")],
     );
     mknod_whiteout(&r.p("var/lib/extensions/c-dir/usr/lib/old-lib"));
-    sysext_tree(
+    sysext_dir(
         &r.p("var/lib/extensions/d-fedora"),
         "d-fedora",
         "ID=fedora\n",
@@ -167,10 +130,10 @@ fn v(names: &[&str]) -> Vec<String> {
 
 #[test]
 fn check_reports_every_kind_across_directories_and_a_squashfs_image() {
-    let r = Root::new();
+    let r = new_root();
     populate(&r);
 
-    let rep = r.report(ImageClass::Sysext, ConflictPolicy::Warn);
+    let rep = report(&r, ImageClass::Sysext, ConflictPolicy::Warn);
     use ConflictKind::*;
     assert_eq!(
         summary(&rep),
@@ -225,7 +188,7 @@ fn check_reports_every_kind_across_directories_and_a_squashfs_image() {
         rep.ignored
     );
 
-    let conf = r.report(ImageClass::Confext, ConflictPolicy::Warn);
+    let conf = report(&r, ImageClass::Confext, ConflictPolicy::Warn);
     assert_eq!(
         summary(&conf),
         [(
@@ -239,8 +202,8 @@ fn check_reports_every_kind_across_directories_and_a_squashfs_image() {
     // warn reports but succeeds; refuse fails. Each class is checked under its own policy.
     let both = |confext: ConflictPolicy, sysext: ConflictPolicy| {
         [
-            with_policy(r.settings(ImageClass::Confext), confext),
-            with_policy(r.settings(ImageClass::Sysext), sysext),
+            with_policy(settings(&r, ImageClass::Confext), confext),
+            with_policy(settings(&r, ImageClass::Sysext), sysext),
         ]
     };
     use ConflictPolicy::{Off, Refuse, Warn};
@@ -266,9 +229,9 @@ fn with_policy(s: ClassSettings, policy: ConflictPolicy) -> ClassSettings {
 
 #[test]
 fn refuse_drops_the_later_extension_and_says_so() {
-    let r = Root::new();
+    let r = new_root();
     populate(&r);
-    let rep = r.report(ImageClass::Sysext, ConflictPolicy::Refuse);
+    let rep = report(&r, ImageClass::Sysext, ConflictPolicy::Refuse);
     // All conflicts of the full set are still listed.
     assert_eq!(rep.conflicts.len(), 6, "{:#?}", rep.conflicts);
     let names: Vec<&str> = rep.ignored.iter().map(|i| i.name.as_str()).collect();
@@ -282,8 +245,7 @@ fn refuse_drops_the_later_extension_and_says_so() {
     );
 
     // The base shadowing of a confext alone never drops it.
-    assert!(r
-        .report(ImageClass::Confext, ConflictPolicy::Refuse)
+    assert!(report(&r, ImageClass::Confext, ConflictPolicy::Refuse)
         .ignored
         .is_empty());
     r.leak.assert_clean();
@@ -291,28 +253,28 @@ fn refuse_drops_the_later_extension_and_says_so() {
 
 #[test]
 fn no_conflicts_succeeds_even_under_refuse() {
-    let r = Root::new();
-    sysext_tree(
+    let r = new_root();
+    sysext_dir(
         &r.p("var/lib/extensions/a"),
         "a",
         "ID=_any\n",
         &[("usr/bin/a", "a\n"), ("usr/share/common/a", "a\n")],
     );
     let src = r.p("../src/b");
-    sysext_tree(
+    sysext_dir(
         &src,
         "b",
         DEBIAN,
         &[("usr/bin/b", "b\n"), ("usr/share/common/b", "b\n")],
     );
     mkfs_squashfs(&src, &r.p("var/lib/extensions/b.raw"));
-    let rep = r.report(ImageClass::Sysext, ConflictPolicy::Refuse);
+    let rep = report(&r, ImageClass::Sysext, ConflictPolicy::Refuse);
     assert!(
         rep.conflicts.is_empty() && rep.ignored.is_empty(),
         "{rep:#?}"
     );
     let s = [with_policy(
-        r.settings(ImageClass::Sysext),
+        settings(&r, ImageClass::Sysext),
         ConflictPolicy::Refuse,
     )];
     assert_eq!(check::run(&s, JsonMode::Off).unwrap(), 0);
@@ -322,14 +284,14 @@ fn no_conflicts_succeeds_even_under_refuse() {
 
 #[test]
 fn merged_hierarchy_is_compared_with_the_base_below_it() {
-    let r = Root::new();
-    sysext_tree(
+    let r = new_root();
+    sysext_dir(
         &r.p("var/lib/extensions/a"),
         "a",
         "ID=_any\n",
         &[("usr/bin/a", "a\n"), ("usr/bin/host-tool", "a\n")],
     );
-    let out = r.extmerge(&["merge", "--class=sysext"]);
+    let out = r.run(&["merge", "--class=sysext"]);
     assert!(
         out.status.success(),
         "{}",
@@ -337,7 +299,7 @@ fn merged_hierarchy_is_compared_with_the_base_below_it() {
     );
     assert_eq!(std::fs::read_to_string(r.p("usr/bin/a")).unwrap(), "a\n");
     // Without looking below the merge, every file of 'a' would shadow itself.
-    let rep = r.report(ImageClass::Sysext, ConflictPolicy::Warn);
+    let rep = report(&r, ImageClass::Sysext, ConflictPolicy::Warn);
     assert_eq!(
         summary(&rep),
         [(
@@ -349,16 +311,16 @@ fn merged_hierarchy_is_compared_with_the_base_below_it() {
     );
     // Checking changed nothing in our namespace: still merged.
     assert_eq!(std::fs::read_to_string(r.p("usr/bin/a")).unwrap(), "a\n");
-    let out = r.extmerge(&["unmerge"]);
+    let out = r.run(&["unmerge"]);
     assert!(out.status.success());
     r.leak.assert_clean();
 }
 
 #[test]
 fn table_lists_kind_path_winner_providers() {
-    let r = Root::new();
+    let r = new_root();
     populate(&r);
-    let rep = r.report(ImageClass::Sysext, ConflictPolicy::Warn);
+    let rep = report(&r, ImageClass::Sysext, ConflictPolicy::Warn);
     let table = check::render(&[rep]);
     let mut lines = table.lines();
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
@@ -373,9 +335,9 @@ fn table_lists_kind_path_winner_providers() {
 /// Through the binary, once `main.rs` routes `check` (and `--check-conflicts=`) here.
 #[test]
 fn binary_check_json() {
-    let r = Root::new();
+    let r = new_root();
     populate(&r);
-    let out = r.extmerge(&["check", "--class=sysext", "--json=short"]);
+    let out = r.run(&["check", "--class=sysext", "--json=short"]);
     assert!(
         out.status.success(),
         "{}",
@@ -402,7 +364,7 @@ fn binary_check_json() {
         ]
     );
     assert_eq!(rep["ignored"][0]["name"], "d-fedora");
-    let out = r.extmerge(&["check", "--class=sysext", "--check-conflicts=refuse"]);
+    let out = r.run(&["check", "--class=sysext", "--check-conflicts=refuse"]);
     assert_eq!(out.status.code(), Some(1));
     r.leak.assert_clean();
 }
@@ -430,19 +392,19 @@ fn deep_dirs(dir: &Path, levels: usize) {
 /// a and b ship the same file; `deep` ships a tree 300 directories deep (the walk stops at
 /// 256 levels) next to a file of its own.
 fn populate_deep(r: &Root) {
-    sysext_tree(
+    sysext_dir(
         &r.p("var/lib/extensions/a"),
         "a",
         "ID=_any\n",
         &[("usr/bin/tool", "a\n")],
     );
-    sysext_tree(
+    sysext_dir(
         &r.p("var/lib/extensions/b"),
         "b",
         "ID=_any\n",
         &[("usr/bin/tool", "b\n")],
     );
-    sysext_tree(
+    sysext_dir(
         &r.p("var/lib/extensions/deep"),
         "deep",
         "ID=_any\n",
@@ -453,9 +415,9 @@ fn populate_deep(r: &Root) {
 
 #[test]
 fn check_warn_judges_the_others_when_one_extension_is_too_deep() {
-    let r = Root::new();
+    let r = new_root();
     populate_deep(&r);
-    let rep = r.report(ImageClass::Sysext, ConflictPolicy::Warn);
+    let rep = report(&r, ImageClass::Sysext, ConflictPolicy::Warn);
     assert_eq!(
         summary(&rep),
         [(
@@ -474,14 +436,14 @@ fn check_warn_judges_the_others_when_one_extension_is_too_deep() {
 /// whatever the policy, and the others are still merged and judged.
 #[test]
 fn merge_skips_an_extension_too_deep_to_identify_under_any_policy() {
-    let r = Root::new();
+    let r = new_root();
     populate_deep(&r);
     let stop = format!(
         "/usr/share/deep{}: more than 256 directory levels deep",
         "/d".repeat(253)
     );
     for (policy, winner) in [("refuse", "a\n"), ("warn", "b\n")] {
-        let out = r.extmerge(&[
+        let out = r.run(&[
             "merge",
             "--class=sysext",
             &format!("--check-conflicts={policy}"),
@@ -509,7 +471,7 @@ fn merge_skips_an_extension_too_deep_to_identify_under_any_policy() {
         );
         assert!(!r.p("usr/bin/deep-tool").exists());
         assert!(r.p("usr/bin/host-tool").exists());
-        let out = r.extmerge(&["unmerge"]);
+        let out = r.run(&["unmerge"]);
         assert!(out.status.success());
         assert!(!r.p("usr/bin/tool").exists());
     }
@@ -520,10 +482,10 @@ fn merge_skips_an_extension_too_deep_to_identify_under_any_policy() {
 #[test]
 fn check_finds_conflicts_deeper_than_path_max() {
     use rustix::fs::{mkdirat, openat, Mode, OFlags, CWD};
-    let r = Root::new();
+    let r = new_root();
     let name = "n".repeat(50);
     for e in ["a", "b"] {
-        sysext_tree(
+        sysext_dir(
             &r.p(&format!("var/lib/extensions/{e}")),
             e,
             "ID=_any\n",
@@ -546,7 +508,7 @@ fn check_finds_conflicts_deeper_than_path_max() {
         .unwrap();
         rustix::io::write(&f, e.as_bytes()).unwrap();
     }
-    let rep = r.report(ImageClass::Sysext, ConflictPolicy::Warn);
+    let rep = report(&r, ImageClass::Sysext, ConflictPolicy::Warn);
     let path = format!(
         "/usr/share/long/{}/file",
         vec![name.as_str(); 100].join("/")
@@ -565,7 +527,7 @@ fn check_finds_conflicts_deeper_than_path_max() {
 /// counts them as base files a confext shadows; both judge the same way.
 #[test]
 fn a_self_upper_etc_is_judged_alike_by_check_and_merge() {
-    let r = Root::new();
+    let r = new_root();
     write_files(
         &r.path,
         &[("usr/lib/systemd/confext.conf", "[ConfExt]\nMutable=auto\n")],
@@ -581,18 +543,18 @@ fn a_self_upper_etc_is_judged_alike_by_check_and_merge() {
             ("etc/new.conf", "new\n"),
         ],
     );
-    let out = r.extmerge(&["check", "--class=confext", "--json=short"]);
+    let out = r.run(&["check", "--class=confext", "--json=short"]);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["conflicts"], serde_json::json!([]), "{v}");
-    let out = r.extmerge(&["check", "--class=confext", "--check-conflicts=refuse"]);
+    let out = r.run(&["check", "--class=confext", "--check-conflicts=refuse"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = r.extmerge(&["merge", "--class=confext", "--check-conflicts=refuse"]);
+    let out = r.run(&["merge", "--class=confext", "--check-conflicts=refuse"]);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(!log.contains("Refusing"), "{log}");
@@ -607,9 +569,9 @@ fn a_self_upper_etc_is_judged_alike_by_check_and_merge() {
     );
     // A base the merge does not write to is judged as usual: the same confext with /etc only a
     // lower layer shadows site.conf.
-    let out = r.extmerge(&["unmerge"]);
+    let out = r.run(&["unmerge"]);
     assert!(out.status.success());
-    let out = r.extmerge(&["check", "--class=confext", "--json=short", "--mutable=no"]);
+    let out = r.run(&["check", "--class=confext", "--json=short", "--mutable=no"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["conflicts"][0]["kind"], "shadows-base", "{v}");
     assert_eq!(v[0]["conflicts"][0]["path"], "/etc/site.conf", "{v}");

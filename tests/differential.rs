@@ -283,26 +283,17 @@ fn mutable_opt(r: &Path, name: &str) {
 fn host_with_mutable_opt(r: &Path) {
     host(r, OS);
     mutable_opt(r, "u");
-    sysext_dir(r, "var/lib/extensions/cf", "cf", "ID=_any\n", "opt/cf", "c");
+    sysext_at(r, "var/lib/extensions/cf", "cf", "ID=_any\n", "opt/cf", "c");
 }
 
-fn sysext_dir(root: &Path, at: &str, name: &str, release: &str, file: &str, content: &str) {
-    let dir = root.join(at);
-    w(
-        &dir,
-        &[
-            (
-                &format!("usr/lib/extension-release.d/extension-release.{name}"),
-                release,
-            ),
-            (file, content),
-        ],
-    );
+/// A directory sysext `name` at `root/at` with one file.
+fn sysext_at(root: &Path, at: &str, name: &str, release: &str, file: &str, content: &str) {
+    common::sysext_dir(&root.join(at), name, release, &[(file, content)]);
 }
 
 fn image(root: &Path, at: &str, name: &str, release: &str, fs: &str) {
     let src = root.parent().unwrap().join("img-src").join(name);
-    sysext_dir(
+    sysext_at(
         &src,
         ".",
         name,
@@ -344,7 +335,7 @@ fn scenarios() -> Vec<Scenario> {
             env: &[],
             build: |r| {
                 host(r, OS);
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/a",
                     "a",
@@ -362,7 +353,7 @@ fn scenarios() -> Vec<Scenario> {
             env: &[],
             build: |r| {
                 host(r, OS);
-                sysext_dir(
+                sysext_at(
                     r,
                     "etc/extensions/v",
                     "v",
@@ -380,7 +371,7 @@ fn scenarios() -> Vec<Scenario> {
             env: &[],
             build: |r| {
                 host(r, OS);
-                sysext_dir(
+                sysext_at(
                     r,
                     "run/extensions/l",
                     "l",
@@ -398,7 +389,7 @@ fn scenarios() -> Vec<Scenario> {
             env: &[],
             build: |r| {
                 host(r, OS);
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/old",
                     "old",
@@ -406,7 +397,7 @@ fn scenarios() -> Vec<Scenario> {
                     "usr/bin/old",
                     "o",
                 );
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/new",
                     "new",
@@ -424,7 +415,7 @@ fn scenarios() -> Vec<Scenario> {
             env: &[],
             build: |r| {
                 host(r, OS);
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/lv",
                     "lv",
@@ -442,7 +433,7 @@ fn scenarios() -> Vec<Scenario> {
             env: &[],
             build: |r| {
                 host(r, OS);
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/arm",
                     "arm",
@@ -450,7 +441,7 @@ fn scenarios() -> Vec<Scenario> {
                     "usr/bin/arm",
                     "a",
                 );
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/any",
                     "any",
@@ -468,7 +459,7 @@ fn scenarios() -> Vec<Scenario> {
             env: &[],
             build: |r| {
                 host(r, OS);
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/i",
                     "i",
@@ -476,7 +467,7 @@ fn scenarios() -> Vec<Scenario> {
                     "usr/bin/i",
                     "i",
                 );
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/s",
                     "s",
@@ -539,8 +530,8 @@ fn scenarios() -> Vec<Scenario> {
             env: &[],
             build: |r| {
                 host(r, OS);
-                sysext_dir(r, "etc/extensions/p", "p", "ID=_any\n", "usr/bin/p", "etc");
-                sysext_dir(
+                sysext_at(r, "etc/extensions/p", "p", "ID=_any\n", "usr/bin/p", "etc");
+                sysext_at(
                     r,
                     "var/lib/extensions/p",
                     "p",
@@ -558,7 +549,7 @@ fn scenarios() -> Vec<Scenario> {
             env: &[],
             build: |r| {
                 host(r, OS);
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/m",
                     "m",
@@ -567,7 +558,7 @@ fn scenarios() -> Vec<Scenario> {
                     "m",
                 );
                 std::fs::create_dir_all(r.join("etc/extensions/m")).unwrap();
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/k",
                     "k",
@@ -585,7 +576,7 @@ fn scenarios() -> Vec<Scenario> {
             env: &[],
             build: |r| {
                 host(r, OS);
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/d",
                     "d",
@@ -618,7 +609,7 @@ fn scenarios() -> Vec<Scenario> {
             env: &[],
             build: |r| {
                 host(r, OS);
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/vp.v/vp_1.9",
                     "vp",
@@ -626,7 +617,7 @@ fn scenarios() -> Vec<Scenario> {
                     "usr/bin/vp",
                     "1.9",
                 );
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/vp.v/vp_1.10",
                     "vp",
@@ -644,7 +635,7 @@ fn scenarios() -> Vec<Scenario> {
             env: &[],
             build: |r| {
                 host(r, OS);
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/app_9",
                     "app_9",
@@ -652,7 +643,7 @@ fn scenarios() -> Vec<Scenario> {
                     "usr/share/doc/x",
                     "nine",
                 );
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/app_10",
                     "app_10",
@@ -670,7 +661,7 @@ fn scenarios() -> Vec<Scenario> {
             env: &[],
             build: |r| {
                 host(r, OS);
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/foo_1.2",
                     "foo",
@@ -688,7 +679,7 @@ fn scenarios() -> Vec<Scenario> {
             env: &[],
             build: |r| {
                 host(r, OS);
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/both",
                     "both",
@@ -708,7 +699,7 @@ fn scenarios() -> Vec<Scenario> {
             build: |r| {
                 host(r, OS);
                 std::fs::remove_dir_all(r.join("opt")).unwrap();
-                sysext_dir(
+                sysext_at(
                     r,
                     "var/lib/extensions/o",
                     "o",
@@ -760,7 +751,7 @@ fn scenarios() -> Vec<Scenario> {
             env: &[],
             build: |r| {
                 host(r, OS);
-                sysext_dir(r, "var/lib/extensions/y", "y", "ID=_any\n", "opt/y", "y");
+                sysext_at(r, "var/lib/extensions/y", "y", "ID=_any\n", "opt/y", "y");
             },
         },
         Scenario {
@@ -772,7 +763,7 @@ fn scenarios() -> Vec<Scenario> {
             build: |r| {
                 host(r, OS);
                 mutable_opt(r, "imported");
-                sysext_dir(r, "var/lib/extensions/im", "im", "ID=_any\n", "opt/im", "i");
+                sysext_at(r, "var/lib/extensions/im", "im", "ID=_any\n", "opt/im", "i");
             },
         },
         Scenario {
@@ -852,7 +843,7 @@ fn scenarios() -> Vec<Scenario> {
             env: &[],
             build: |r| {
                 host(r, OS);
-                sysext_dir(r, "var/lib/extensions/ep", "ep", "ID=_any\n", "opt/ep", "e");
+                sysext_at(r, "var/lib/extensions/ep", "ep", "ID=_any\n", "opt/ep", "e");
             },
         },
         Scenario {
@@ -992,7 +983,7 @@ fn systemd_status_and_unmerge_accept_our_merge() {
     let env = Env::new();
     let tree = env.ours.parent().unwrap().join("tree");
     host(&tree, OS);
-    sysext_dir(
+    sysext_at(
         &tree,
         "var/lib/extensions/a",
         "a",
@@ -1050,7 +1041,7 @@ fn status_and_list_json_and_exit_codes_match_systemd() {
     let env = Env::new();
     let tree = env.ours.parent().unwrap().join("tree");
     host(&tree, OS);
-    sysext_dir(
+    sysext_at(
         &tree,
         "var/lib/extensions/a",
         "a",
@@ -1164,7 +1155,7 @@ fn deliberate_difference_forbidden_content_skips_one_instead_of_failing_all() {
     let env = Env::new();
     let tree = env.ours.parent().unwrap().join("tree");
     host(&tree, OS);
-    sysext_dir(
+    sysext_at(
         &tree,
         "var/lib/extensions/bad",
         "bad",
@@ -1172,7 +1163,7 @@ fn deliberate_difference_forbidden_content_skips_one_instead_of_failing_all() {
         "usr/lib/os-release",
         "ID=evil\n",
     );
-    sysext_dir(
+    sysext_at(
         &tree,
         "var/lib/extensions/good",
         "good",
@@ -1287,7 +1278,7 @@ fn unmerge_sd(env: &Env) {
 #[test]
 fn systemd_262_in_the_root_is_recognised_and_skips() {
     let env = env_with_host();
-    sysext_dir(
+    sysext_at(
         &env.sd,
         "var/lib/extensions/a",
         "a",
@@ -1308,7 +1299,7 @@ fn systemd_262_in_the_root_is_recognised_and_skips() {
 #[test]
 fn systemd_refresh_skips_with_a_crtime_xattr() {
     let env = env_with_host();
-    sysext_dir(
+    sysext_at(
         &env.sd,
         "var/lib/extensions/x",
         "x",
@@ -1361,7 +1352,7 @@ fn systemd_refresh_skips_a_btrfs_subvolume() {
     run(Command::new("btrfs")
         .args(["-q", "subvolume", "create"])
         .arg(store.join("sub")));
-    sysext_dir(&store, "sub", "sub", "ID=_any\n", "usr/bin/sub", "s");
+    sysext_at(&store, "sub", "sub", "ID=_any\n", "usr/bin/sub", "s");
     assert_systemd_skips_our_merge(&env, "sysext", "usr", &[], &[]);
     unmerge_sd(&env);
     run(Command::new("umount").arg(&store));
@@ -1373,7 +1364,7 @@ fn systemd_refresh_skips_a_btrfs_subvolume() {
 fn systemd_refresh_skips_with_a_zero_birth_time() {
     let env = env_with_host();
     let base = env.ours.parent().unwrap();
-    sysext_dir(
+    sysext_at(
         &base.join("ext4src/z"),
         ".",
         "z",

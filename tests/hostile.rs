@@ -35,7 +35,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const DEBIAN: &str = "ID=debian\nVERSION_ID=13\n";
 /// Exit status of a refresh that found nothing changed.
 const EXIT_SKIPPED: i32 = 77;
 const MIB: u64 = 1 << 20;
@@ -64,30 +63,32 @@ const DATA_BYTES: u64 = GIB;
 
 /// One case's temporary directory: `root/` (the `--root`), `outside/` (sentinel), `scratch/`.
 struct Ctx {
-    _t: tempfile::TempDir,
+    t: TestRoot,
     base: PathBuf,
     root: PathBuf,
     outside: PathBuf,
 }
 
+impl std::ops::Deref for Ctx {
+    type Target = TestRoot;
+    fn deref(&self) -> &TestRoot {
+        &self.t
+    }
+}
+
 impl Ctx {
     fn new() -> Ctx {
-        let t = tempfile::tempdir().unwrap();
-        let base = std::fs::canonicalize(t.path()).unwrap();
+        let t = TestRoot::new(&[
+            ("usr/lib/os-release", DEBIAN),
+            ("usr/bin/host-tool", "host\n"),
+            ("usr/share/host-data", "host\n"),
+            ("etc/hostname", "box\n"),
+            ("etc/host.conf", "host\n"),
+        ]);
+        let (base, root) = (t.base.clone(), t.path.clone());
         // Some cases run extmerge as an unprivileged user, which must be able to reach the root.
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let root = base.join("root");
         let outside = base.join("outside");
-        write_files(
-            &root,
-            &[
-                ("usr/lib/os-release", DEBIAN),
-                ("usr/bin/host-tool", "host\n"),
-                ("usr/share/host-data", "host\n"),
-                ("etc/hostname", "box\n"),
-                ("etc/host.conf", "host\n"),
-            ],
-        );
         sysext_tree(
             &root.join("run/extensions/good-sys"),
             "good-sys",
@@ -99,7 +100,7 @@ impl Ctx {
             &[("etc/good-conf.conf", "good-conf\n")],
         );
         let c = Ctx {
-            _t: t,
+            t,
             base,
             root,
             outside,
@@ -146,11 +147,6 @@ impl Ctx {
         symlink("/dev/null", o.join("system/systemd-confext.service")).unwrap();
     }
 
-    /// Path below the root.
-    fn p(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
-    }
-
     /// Path in the sentinel tree.
     fn o(&self, rel: &str) -> PathBuf {
         self.outside.join(rel)
@@ -163,10 +159,6 @@ impl Ctx {
         p
     }
 
-    fn read(&self, rel: &str) -> Option<String> {
-        std::fs::read_to_string(self.p(rel)).ok()
-    }
-
     /// Mountinfo lines of mounts exactly at `path`.
     fn mounts_at_path(&self, path: &Path) -> Vec<String> {
         let target = path.to_string_lossy().into_owned();
@@ -175,11 +167,6 @@ impl Ctx {
             .filter(|l| l.split(' ').nth(4) == Some(target.as_str()))
             .map(str::to_string)
             .collect()
-    }
-
-    /// Mountinfo lines of mounts exactly at `rel` below the root.
-    fn mounts_at(&self, rel: &str) -> Vec<String> {
-        self.mounts_at_path(&self.p(rel))
     }
 
     /// Mount options of the top mount at `rel`.
@@ -216,17 +203,11 @@ fn mkdirs(p: &Path) {
 }
 
 fn sysext_tree(dir: &Path, name: &str, files: &[(&str, &str)]) {
-    let rel = format!("usr/lib/extension-release.d/extension-release.{name}");
-    let mut all: Vec<(&str, &str)> = vec![(rel.as_str(), DEBIAN)];
-    all.extend_from_slice(files);
-    write_files(dir, &all);
+    sysext_dir(dir, name, DEBIAN, files);
 }
 
 fn confext_tree(dir: &Path, name: &str, files: &[(&str, &str)]) {
-    let rel = format!("etc/extension-release.d/extension-release.{name}");
-    let mut all: Vec<(&str, &str)> = vec![(rel.as_str(), DEBIAN)];
-    all.extend_from_slice(files);
-    write_files(dir, &all);
+    confext_dir(dir, name, DEBIAN, files);
 }
 
 /// A squashfs sysext `name` at `out` with `files` (built from a scratch tree).
@@ -2877,7 +2858,7 @@ fn panic_text(e: Box<dyn std::any::Any + Send>) -> String {
 
 fn run_case(case: &Case) -> Result<(), String> {
     let c = Ctx::new();
-    let leak = LeakCheck::new(&c.base);
+    let leak = &c.leak;
     (case.setup)(&c);
     let before = snapshot(&c.outside);
     let body = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.check)(&c)));

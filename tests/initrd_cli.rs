@@ -16,12 +16,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_extmerge");
 
 /// Run extmerge with `args` and a fixed kernel command line (`$SYSTEMD_PROC_CMDLINE`).
 fn extmerge(args: &[&str], cmdline: &str) -> Output {
-    Command::new(BIN)
+    common::extmerge_command()
         .args(args)
         .env("SYSTEMD_PROC_CMDLINE", cmdline)
         .env_remove("SYSTEMD_EXEC_PID")
         .output()
-        .unwrap_or_else(|e| panic!("running {BIN}: {e}"))
+        .unwrap_or_else(|e| panic!("running extmerge: {e}"))
 }
 
 fn text(o: &Output) -> String {
@@ -38,17 +38,9 @@ fn root_arg(root: &Path) -> String {
 }
 
 /// A sysext directory `NAME` at `<root>/<dir>/NAME` with one file `usr/lib/NAME.txt`.
-fn sysext_dir(root: &Path, dir: &str, name: &str, release: &str) {
-    write_files(
-        &root.join(dir).join(name),
-        &[
-            (
-                &format!("usr/lib/extension-release.d/extension-release.{name}"),
-                release,
-            ),
-            (&format!("usr/lib/{name}.txt"), name),
-        ],
-    );
+fn sysext_at(root: &Path, dir: &str, name: &str, release: &str) {
+    let file = format!("usr/lib/{name}.txt");
+    common::sysext_dir(&root.join(dir).join(name), name, release, &[(&file, name)]);
 }
 
 const FLATCAR_OS: &str = "ID=flatcar\nID_LIKE=coreos\nVERSION=4000.0.0\nVERSION_ID=4000.0.0\nSYSEXT_LEVEL=1.0\nFLATCAR_BOARD=amd64-usr\n";
@@ -222,19 +214,19 @@ fn check_os_release_lists_what_an_update_would_lose() {
     common::require_root();
     let t = flatcar_root();
     let r = t.path();
-    sysext_dir(
+    sysext_at(
         r,
         "var/lib/extensions",
         "pinned",
         "ID=flatcar\nVERSION_ID=4000.0.0\n",
     );
-    sysext_dir(
+    sysext_at(
         r,
         "var/lib/extensions",
         "leveled",
         "ID=flatcar\nSYSEXT_LEVEL=1.0\n",
     );
-    sysext_dir(
+    sysext_at(
         r,
         "var/lib/extensions",
         "future",
@@ -383,7 +375,7 @@ fn mount_var_then_merge_uses_the_extensions_on_that_var() {
     write_files(&r, &[("usr/lib/os-release", "ID=debian\nVERSION_ID=13\n")]);
     // The separate /var: a squashfs sysext in lib/extensions.
     let ext = t.path().join("ext");
-    sysext_dir(&ext, "", "onvar", "ID=debian\nVERSION_ID=13\n");
+    sysext_at(&ext, "", "onvar", "ID=debian\nVERSION_ID=13\n");
     let var = t.path().join("var");
     fs::create_dir_all(var.join("lib/extensions")).unwrap();
     mkfs_squashfs(&ext.join("onvar"), &var.join("lib/extensions/onvar.raw"));
@@ -609,7 +601,7 @@ fn root_with_one_sysext() -> tempfile::TempDir {
         t.path(),
         &[("usr/lib/os-release", "ID=debian\nVERSION_ID=13\n")],
     );
-    sysext_dir(t.path(), "run/extensions", "a", "ID=_any\n");
+    sysext_at(t.path(), "run/extensions", "a", "ID=_any\n");
     t
 }
 
@@ -769,7 +761,7 @@ fn check_and_merge_apply_the_same_image_policy() {
         ],
     );
     let ext = t.path().join("ext");
-    sysext_dir(&ext, "", "plain", "ID=_any\n");
+    sysext_at(&ext, "", "plain", "ID=_any\n");
     fs::create_dir_all(r.join("var/lib/extensions")).unwrap();
     mkfs_squashfs(&ext.join("plain"), &r.join("var/lib/extensions/plain.raw"));
     let reason = "image policy 'root=signed+absent:usr=signed+absent' does not allow a \
@@ -844,8 +836,8 @@ fn check_uses_each_class_own_conflict_policy() {
             ),
         ],
     );
-    sysext_dir(r, "var/lib/extensions", "a", "ID=_any\n");
-    sysext_dir(r, "var/lib/extensions", "b", "ID=_any\n");
+    sysext_at(r, "var/lib/extensions", "a", "ID=_any\n");
+    sysext_at(r, "var/lib/extensions", "b", "ID=_any\n");
     write_files(
         r,
         &[

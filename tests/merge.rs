@@ -6,95 +6,30 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-struct Root {
-    _t: tempfile::TempDir,
-    path: PathBuf,
-    leak: LeakCheck,
+type Root = TestRoot;
+
+/// A private mount namespace and a root tree with `os_release` and some host files.
+fn new_root(os_release: &str) -> Root {
+    TestRoot::new(&[
+        ("usr/lib/os-release", os_release),
+        ("usr/bin/host-tool", "host\n"),
+        ("usr/share/shadowed", "host\n"),
+        ("etc/hostname", "box\n"),
+        ("etc/shadowed.conf", "host\n"),
+    ])
 }
 
-impl Root {
-    /// A private mount namespace and a root tree with an os-release and some host files.
-    fn new(os_release: &str) -> Root {
-        let (t, path, leak) = private_temp_root();
-        write_files(
-            &path,
-            &[
-                ("usr/lib/os-release", os_release),
-                ("usr/bin/host-tool", "host\n"),
-                ("usr/share/shadowed", "host\n"),
-                ("etc/hostname", "box\n"),
-                ("etc/shadowed.conf", "host\n"),
-            ],
-        );
-        Root { _t: t, path, leak }
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.path.join(rel)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_extmerge"))
-            .args(args)
-            .arg(format!("--root={}", self.path.display()))
-            .env("EXTMERGE_LOG", "debug")
-            .env_remove("JOURNAL_STREAM")
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "extmerge {args:?} failed: {stderr}");
-        stderr
-    }
-
-    fn read(&self, rel: &str) -> Option<String> {
-        std::fs::read_to_string(self.p(rel)).ok()
-    }
-
-    /// The mountinfo line of the mount at `rel`, if any.
-    fn mount_line(&self, rel: &str) -> Option<String> {
-        let target = self.p(rel).to_string_lossy().into_owned();
-        mountinfo()
-            .lines()
-            .rfind(|l| l.split(' ').nth(4) == Some(target.as_str()))
-            .map(str::to_string)
-    }
-
-    fn status(&self) -> Vec<Value> {
-        json_rows(&self.run(&["status", "--json=short"]))
-    }
-
-    fn finish(self) {
-        self.ok(&["unmerge"]);
-        self.leak.assert_clean();
-    }
+/// `status --json=short` of the root.
+fn status(r: &Root) -> Vec<Value> {
+    json_rows(&r.run(&["status", "--json=short"]))
 }
-
-fn dir_sysext(dir: &Path, name: &str, release: &str, files: &[(&str, &str)]) {
-    let rel = format!("usr/lib/extension-release.d/extension-release.{name}");
-    let mut all: Vec<(&str, &str)> = vec![(rel.as_str(), release)];
-    all.extend_from_slice(files);
-    write_files(dir, &all);
-}
-
-fn dir_confext(dir: &Path, name: &str, release: &str, files: &[(&str, &str)]) {
-    let rel = format!("etc/extension-release.d/extension-release.{name}");
-    let mut all: Vec<(&str, &str)> = vec![(rel.as_str(), release)];
-    all.extend_from_slice(files);
-    write_files(dir, &all);
-}
-
-const DEBIAN: &str = "ID=debian\nVERSION_ID=13\n";
 
 #[test]
 fn merges_directory_squashfs_erofs_ext4_and_btrfs_sysexts() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     let src = r.p("../src");
     for (name, mkfs) in [
         ("b-sq", "squashfs"),
@@ -103,7 +38,7 @@ fn merges_directory_squashfs_erofs_ext4_and_btrfs_sysexts() {
         ("e-btrfs", "btrfs"),
     ] {
         let tree = src.join(name);
-        dir_sysext(
+        sysext_dir(
             &tree,
             name,
             "ID=debian\nVERSION_ID=13\n",
@@ -118,7 +53,7 @@ fn merges_directory_squashfs_erofs_ext4_and_btrfs_sysexts() {
             _ => mkfs_btrfs(&tree, &out),
         }
     }
-    dir_sysext(
+    sysext_dir(
         &r.p("run/extensions/a-dir"),
         "a-dir",
         "ID=_any\n",
@@ -173,7 +108,7 @@ fn merges_directory_squashfs_erofs_ext4_and_btrfs_sysexts() {
         "no extension populates /opt: it must not be touched"
     );
 
-    let st = r.status();
+    let st = status(&r);
     let usr = st.iter().find(|s| s["hierarchy"] == "/usr").unwrap();
     assert_eq!(
         usr["extensions"],
@@ -185,7 +120,7 @@ fn merges_directory_squashfs_erofs_ext4_and_btrfs_sysexts() {
     assert!(r.read("usr/bin/a-dir").is_none());
     assert!(r.mount_line("usr").is_none());
     assert_eq!(
-        r.status()
+        status(&r)
             .iter()
             .find(|s| s["hierarchy"] == "/usr")
             .unwrap()["extensions"],
@@ -199,8 +134,8 @@ fn merges_directory_squashfs_erofs_ext4_and_btrfs_sysexts() {
 /// extmerge reports when the hierarchy inside the root was merged.
 #[test]
 fn status_since_is_when_the_hierarchy_in_the_root_was_merged() {
-    let r = Root::new(DEBIAN);
-    dir_sysext(
+    let r = new_root(DEBIAN);
+    sysext_dir(
         &r.p("var/lib/extensions/a"),
         "a",
         "ID=_any\n",
@@ -216,7 +151,7 @@ fn status_since_is_when_the_hierarchy_in_the_root_was_merged() {
     let before = now_us() / 1_000_000 * 1_000_000;
     r.ok(&["merge", "--class=sysext"]);
     let after = now_us();
-    let st = r.status();
+    let st = status(&r);
     let since = st.iter().find(|s| s["hierarchy"] == "/usr").unwrap()["since"]
         .as_u64()
         .unwrap();
@@ -237,9 +172,9 @@ fn status_since_is_when_the_hierarchy_in_the_root_was_merged() {
 /// inode and, on btrfs, the subvolume's change time that systemd records for a subvolume).
 #[test]
 fn list_merge_refresh_and_unmerge_leave_access_times_alone() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     let ext = r.p("var/lib/extensions/a");
-    dir_sysext(&ext, "a", "ID=_any\n", &[("usr/share/a", "a")]);
+    sysext_dir(&ext, "a", "ID=_any\n", &[("usr/share/a", "a")]);
     let release = ext.join("usr/lib/extension-release.d/extension-release.a");
     // An access time older than the modification time: relatime would update it on a read.
     let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
@@ -282,8 +217,8 @@ fn list_merge_refresh_and_unmerge_leave_access_times_alone() {
 /// records is the one the next run finds: the first refresh after the merge skips.
 #[test]
 fn the_first_refresh_after_a_mutable_yes_merge_skips() {
-    let r = Root::new(DEBIAN);
-    dir_sysext(
+    let r = new_root(DEBIAN);
+    sysext_dir(
         &r.p("var/lib/extensions/a"),
         "a",
         "ID=_any\n",
@@ -300,14 +235,14 @@ fn the_first_refresh_after_a_mutable_yes_merge_skips() {
 
 #[test]
 fn highest_name_wins_and_lower_layers_shine_through() {
-    let r = Root::new(DEBIAN);
-    dir_sysext(
+    let r = new_root(DEBIAN);
+    sysext_dir(
         &r.p("var/lib/extensions/app_9"),
         "app_9",
         "ID=_any\n",
         &[("usr/share/shadowed", "nine\n"), ("usr/share/only9", "9")],
     );
-    dir_sysext(
+    sysext_dir(
         &r.p("etc/extensions/app_10"),
         "app_10",
         "ID=_any\n",
@@ -329,8 +264,8 @@ fn highest_name_wins_and_lower_layers_shine_through() {
 
 #[test]
 fn confext_is_noexec_nosuid_and_noexec_flag_toggles_it() {
-    let r = Root::new(DEBIAN);
-    dir_confext(
+    let r = new_root(DEBIAN);
+    confext_dir(
         &r.p("run/confexts/site"),
         "site",
         "ID=_any\n",
@@ -362,14 +297,14 @@ fn confext_is_noexec_nosuid_and_noexec_flag_toggles_it() {
 
 #[test]
 fn flatcar_etc_is_its_own_upper_and_writes_land_in_the_real_etc() {
-    let r = Root::new("ID=flatcar\nVERSION_ID=4000.0.0\n");
+    let r = new_root("ID=flatcar\nVERSION_ID=4000.0.0\n");
     write_files(
         &r.path,
         &[("usr/lib/systemd/confext.conf", "[ConfExt]\nMutable=auto\n")],
     );
     std::fs::create_dir_all(r.p("var/lib/extensions.mutable")).unwrap();
     symlink("/etc", r.p("var/lib/extensions.mutable/etc")).unwrap();
-    dir_confext(
+    confext_dir(
         &r.p("usr/lib/confexts/00-flatcar-default"),
         "00-flatcar-default",
         "ID=_any\n",
@@ -481,7 +416,7 @@ fn every_mutable_mode_on_opt() {
             write_persists_in_mutable_dir: false,
         },
     ];
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     write_files(
         &r.path,
         &[
@@ -495,7 +430,7 @@ fn every_mutable_mode_on_opt() {
     )
     .unwrap();
     std::fs::set_permissions(r.p("opt"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir_sysext(
+    sysext_dir(
         &r.p("var/lib/extensions/ext"),
         "ext",
         "ID=_any\n",
@@ -539,10 +474,10 @@ fn every_mutable_mode_on_opt() {
 
 #[test]
 fn mutable_yes_creates_the_dir_with_the_hierarchy_mode_and_mode_is_preserved() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     std::fs::create_dir_all(r.p("opt")).unwrap();
     std::fs::set_permissions(r.p("opt"), std::fs::Permissions::from_mode(0o750)).unwrap();
-    dir_sysext(
+    sysext_dir(
         &r.p("var/lib/extensions/ext"),
         "ext",
         "ID=_any\n",
@@ -573,10 +508,10 @@ fn mutable_yes_creates_the_dir_with_the_hierarchy_mode_and_mode_is_preserved() {
 
 #[test]
 fn mutable_self_link_with_import_is_refused_and_nothing_is_attached() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     std::fs::create_dir_all(r.p("var/lib/extensions.mutable")).unwrap();
     symlink("/etc", r.p("var/lib/extensions.mutable/etc")).unwrap();
-    dir_confext(
+    confext_dir(
         &r.p("run/confexts/c"),
         "c",
         "ID=_any\n",
@@ -592,13 +527,13 @@ fn mutable_self_link_with_import_is_refused_and_nothing_is_attached() {
 
 #[test]
 fn submounts_are_carried_into_the_overlay_and_restored() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     std::fs::create_dir_all(r.p("usr/share/oem")).unwrap();
     run(Command::new("mount")
         .args(["-t", "tmpfs", "oemfs"])
         .arg(r.p("usr/share/oem")));
     std::fs::write(r.p("usr/share/oem/oem-release"), "ID=qemu\n").unwrap();
-    dir_sysext(
+    sysext_dir(
         &r.p("var/lib/extensions/ext"),
         "ext",
         "ID=_any\n",
@@ -624,7 +559,7 @@ fn submounts_are_carried_into_the_overlay_and_restored() {
 
 #[test]
 fn broken_and_incompatible_images_are_skipped_and_the_rest_merged() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     write_files(
         &r.path,
         &[
@@ -633,24 +568,24 @@ fn broken_and_incompatible_images_are_skipped_and_the_rest_merged() {
         ],
     );
     let trunc_src = r.p("../trunc");
-    dir_sysext(&trunc_src, "trunc", "ID=_any\n", &[("usr/bin/trunc", "t")]);
+    sysext_dir(&trunc_src, "trunc", "ID=_any\n", &[("usr/bin/trunc", "t")]);
     let sq = r.p("../trunc.raw");
     mkfs_squashfs(&trunc_src, &sq);
     let bytes = std::fs::read(&sq).unwrap();
     std::fs::write(r.p("var/lib/extensions/trunc.raw"), &bytes[..100]).unwrap();
-    dir_sysext(
+    sysext_dir(
         &r.p("var/lib/extensions/old"),
         "old",
         "ID=debian\nVERSION_ID=12\n",
         &[("usr/bin/old", "o")],
     );
-    dir_sysext(
+    sysext_dir(
         &r.p("var/lib/extensions/bad-os"),
         "bad-os",
         "ID=_any\n",
         &[("usr/lib/os-release", "ID=evil\n")],
     );
-    dir_sysext(
+    sysext_dir(
         &r.p("var/lib/extensions/good"),
         "good",
         "ID=debian\nVERSION_ID=13\n",
@@ -687,8 +622,8 @@ fn broken_and_incompatible_images_are_skipped_and_the_rest_merged() {
 
 #[test]
 fn merge_twice_is_refused_and_nothing_changes() {
-    let r = Root::new(DEBIAN);
-    dir_sysext(
+    let r = new_root(DEBIAN);
+    sysext_dir(
         &r.p("var/lib/extensions/ext"),
         "ext",
         "ID=_any\n",
@@ -714,7 +649,7 @@ fn merge_twice_is_refused_and_nothing_changes() {
 
 #[test]
 fn unmerge_never_touches_a_foreign_mount() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     run(Command::new("mount")
         .args(["-t", "tmpfs", "foreign"])
         .arg(r.p("usr")));
@@ -737,12 +672,12 @@ fn unmerge_never_touches_a_foreign_mount() {
 
 #[test]
 fn missing_hierarchy_is_created_and_nothing_found_is_a_noop() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     assert!(!r.p("opt").exists());
     let log = r.ok(&["merge", "--class=sysext"]);
     assert!(log.contains("No extensions found"), "{log}");
     assert!(r.mount_line("usr").is_none());
-    dir_sysext(
+    sysext_dir(
         &r.p("var/lib/extensions/ext"),
         "ext",
         "ID=_any\n",
@@ -756,9 +691,9 @@ fn missing_hierarchy_is_created_and_nothing_found_is_a_noop() {
 
 #[test]
 fn initrd_scope_root_ignores_system_scoped_extensions() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     write_files(&r.path, &[("etc/initrd-release", DEBIAN)]);
-    dir_sysext(
+    sysext_dir(
         &r.p("var/lib/extensions/ext"),
         "ext",
         "ID=_any\n",
@@ -769,7 +704,7 @@ fn initrd_scope_root_ignores_system_scoped_extensions() {
         log.contains("No suitable extensions found (1 ignored"),
         "{log}"
     );
-    let st = r.status();
+    let st = status(&r);
     assert!(
         st.iter().all(|s| s["extensions"] == serde_json::json!([])),
         "{st:?}"
@@ -779,14 +714,14 @@ fn initrd_scope_root_ignores_system_scoped_extensions() {
 
 #[test]
 fn all_classes_merge_confext_then_sysext_and_unprivileged_is_refused() {
-    let r = Root::new(DEBIAN);
-    dir_confext(
+    let r = new_root(DEBIAN);
+    confext_dir(
         &r.p("run/confexts/c"),
         "c",
         "ID=_any\n",
         &[("etc/c.conf", "c")],
     );
-    dir_sysext(
+    sysext_dir(
         &r.p("run/extensions/s"),
         "s",
         "ID=_any\n",
@@ -816,8 +751,8 @@ fn all_classes_merge_confext_then_sysext_and_unprivileged_is_refused() {
 
 #[test]
 fn unmerge_peels_stacked_merges() {
-    let r = Root::new(DEBIAN);
-    dir_sysext(
+    let r = new_root(DEBIAN);
+    sysext_dir(
         &r.p("var/lib/extensions/ext"),
         "ext",
         "ID=_any\n",
@@ -843,8 +778,8 @@ fn unmerge_peels_stacked_merges() {
 
 #[test]
 fn concurrent_merges_on_one_root_are_serialised() {
-    let r = Root::new(DEBIAN);
-    dir_sysext(
+    let r = new_root(DEBIAN);
+    sysext_dir(
         &r.p("var/lib/extensions/ext"),
         "ext",
         "ID=_any\n",
@@ -876,7 +811,7 @@ fn concurrent_merges_on_one_root_are_serialised() {
 
 #[test]
 fn confext_image_merges_into_a_nosuid_noexec_overlay() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     let src = r.p("../csrc");
     write_files(
         &src,
@@ -912,15 +847,15 @@ fn refresh(r: &Root, extra: &[&str]) -> (i32, String) {
 
 #[test]
 fn refresh_skips_when_nothing_changed_and_touches_nothing() {
-    let r = Root::new(DEBIAN);
-    dir_sysext(
+    let r = new_root(DEBIAN);
+    sysext_dir(
         &r.p("var/lib/extensions/d"),
         "d",
         "ID=_any\n",
         &[("usr/bin/d", "d")],
     );
     let src = r.p("../img");
-    dir_sysext(&src, "img", "ID=_any\n", &[("usr/bin/img", "i")]);
+    sysext_dir(&src, "img", "ID=_any\n", &[("usr/bin/img", "i")]);
     mkfs_squashfs(&src, &r.p("var/lib/extensions/img.raw"));
     r.ok(&["merge", "--class=sysext"]);
     let before = mount_id(&r, "usr").unwrap();
@@ -945,14 +880,14 @@ fn refresh_skips_when_nothing_changed_and_touches_nothing() {
 
 #[test]
 fn refresh_detects_every_kind_of_change_and_nothing_else() {
-    let r = Root::new(DEBIAN);
-    dir_sysext(
+    let r = new_root(DEBIAN);
+    sysext_dir(
         &r.p("var/lib/extensions/dir"),
         "dir",
         "ID=_any\n",
         &[("usr/share/dir-file", "v1")],
     );
-    dir_sysext(
+    sysext_dir(
         &r.p("var/lib/extensions/keep"),
         "keep",
         "ID=_any\n",
@@ -960,7 +895,7 @@ fn refresh_detects_every_kind_of_change_and_nothing_else() {
     );
     let mk = |name: &str, content: &str, out: &Path| {
         let src = r.p(&format!("../src-{name}-{content}"));
-        dir_sysext(
+        sysext_dir(
             &src,
             name,
             "ID=debian\nVERSION_ID=13\n",
@@ -1001,7 +936,7 @@ fn refresh_detects_every_kind_of_change_and_nothing_else() {
     expect_refresh("NAME.raw symlink flipped to a new version", &[]);
     assert_eq!(r.read("usr/share/app").as_deref(), Some("2"));
 
-    dir_sysext(
+    sysext_dir(
         &r.p("run/extensions/new"),
         "new",
         "ID=_any\n",
@@ -1048,8 +983,8 @@ fn refresh_detects_every_kind_of_change_and_nothing_else() {
 
 #[test]
 fn refresh_is_atomic_for_a_reader_over_200_refreshes() {
-    let r = Root::new(DEBIAN);
-    dir_sysext(
+    let r = new_root(DEBIAN);
+    sysext_dir(
         &r.p("var/lib/extensions/ext"),
         "ext",
         "ID=_any\n",
@@ -1094,14 +1029,14 @@ fn refresh_is_atomic_for_a_reader_over_200_refreshes() {
 
 #[test]
 fn refreshing_the_mutable_etc_keeps_every_user_file_and_concurrent_writes() {
-    let r = Root::new("ID=flatcar\nVERSION_ID=4000.0.0\n");
+    let r = new_root("ID=flatcar\nVERSION_ID=4000.0.0\n");
     write_files(
         &r.path,
         &[("usr/lib/systemd/confext.conf", "[ConfExt]\nMutable=auto\n")],
     );
     std::fs::create_dir_all(r.p("var/lib/extensions.mutable")).unwrap();
     symlink("/etc", r.p("var/lib/extensions.mutable/etc")).unwrap();
-    dir_confext(
+    confext_dir(
         &r.p("usr/lib/confexts/00-default"),
         "00-default",
         "ID=_any\n",
@@ -1152,10 +1087,10 @@ fn refreshing_the_mutable_etc_keeps_every_user_file_and_concurrent_writes() {
 
 #[test]
 fn failed_refresh_keeps_the_previous_merge_working() {
-    let r = Root::new("ID=flatcar\nVERSION_ID=4000.0.0\n");
+    let r = new_root("ID=flatcar\nVERSION_ID=4000.0.0\n");
     std::fs::create_dir_all(r.p("var/lib/extensions.mutable")).unwrap();
     symlink("/etc", r.p("var/lib/extensions.mutable/etc")).unwrap();
-    dir_confext(
+    confext_dir(
         &r.p("run/confexts/c"),
         "c",
         "ID=_any\n",
@@ -1182,9 +1117,9 @@ fn failed_refresh_keeps_the_previous_merge_working() {
 /// leftover to clean up) and keep `/opt` merged.
 #[test]
 fn refresh_over_a_shared_root_with_a_read_only_hierarchy_bind_keeps_it_merged() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     write_files(&r.path, &[("opt/preexisting", "host\n")]);
-    dir_sysext(
+    sysext_dir(
         &r.p("var/lib/extensions/ext"),
         "ext",
         "ID=_any\n",
@@ -1244,10 +1179,10 @@ fn refresh_over_a_shared_root_with_a_read_only_hierarchy_bind_keeps_it_merged() 
 
 #[test]
 fn refresh_with_nothing_left_unmerges_and_merges_when_nothing_was_merged() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     let (code, _) = refresh(&r, &["--class=sysext"]);
     assert_eq!(code, 0, "nothing merged, nothing to merge: no-op");
-    dir_sysext(
+    sysext_dir(
         &r.p("var/lib/extensions/ext"),
         "ext",
         "ID=_any\n",
@@ -1265,14 +1200,14 @@ fn refresh_with_nothing_left_unmerges_and_merges_when_nothing_was_merged() {
 
 #[test]
 fn conflicts_are_warned_by_default_and_refused_on_request() {
-    let r = Root::new(DEBIAN);
-    dir_sysext(
+    let r = new_root(DEBIAN);
+    sysext_dir(
         &r.p("var/lib/extensions/a"),
         "a",
         "ID=_any\n",
         &[("usr/bin/tool", "a")],
     );
-    dir_sysext(
+    sysext_dir(
         &r.p("var/lib/extensions/b"),
         "b",
         "ID=_any\n",
@@ -1316,7 +1251,7 @@ fn conflicts_are_warned_by_default_and_refused_on_request() {
 /// `veritysetup format` a squashfs image into NAME.raw + NAME.verity + NAME.roothash.
 fn verity_image(r: &Root, name: &str) -> String {
     let src = r.p(&format!("../vsrc-{name}"));
-    dir_sysext(
+    sysext_dir(
         &src,
         name,
         "ID=_any\n",
@@ -1353,12 +1288,12 @@ fn verity_image(r: &Root, name: &str) -> String {
 
 #[test]
 fn image_policy_refuses_an_unsigned_image_and_keeps_the_rest() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     let src = r.p("../plain");
-    dir_sysext(&src, "plain", "ID=_any\n", &[("usr/share/plain", "p")]);
+    sysext_dir(&src, "plain", "ID=_any\n", &[("usr/share/plain", "p")]);
     std::fs::create_dir_all(r.p("var/lib/extensions")).unwrap();
     mkfs_squashfs(&src, &r.p("var/lib/extensions/plain.raw"));
-    dir_sysext(
+    sysext_dir(
         &r.p("var/lib/extensions/dir"),
         "dir",
         "ID=_any\n",
@@ -1392,7 +1327,7 @@ fn image_policy_refuses_an_unsigned_image_and_keeps_the_rest() {
 
 #[test]
 fn a_wrong_roothash_is_refused_before_any_activation() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     let hash = verity_image(&r, "ver");
     // Flip the first hex digit: activation would accept it, so the check must come first.
     let wrong = format!(
@@ -1401,7 +1336,7 @@ fn a_wrong_roothash_is_refused_before_any_activation() {
         &hash[1..]
     );
     std::fs::write(r.p("var/lib/extensions/ver.roothash"), &wrong).unwrap();
-    dir_sysext(
+    sysext_dir(
         &r.p("var/lib/extensions/dir"),
         "dir",
         "ID=_any\n",
@@ -1427,7 +1362,7 @@ fn a_wrong_roothash_is_refused_before_any_activation() {
 
 #[test]
 fn a_verity_image_reaches_activation_with_the_right_hash() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     let hash = verity_image(&r, "ver");
     let log = r.ok(&["merge", "--class=sysext"]);
     let line = log
@@ -1462,14 +1397,14 @@ fn run_as_unit(r: &Root, cmdline: &str, args: &str) -> Output {
 
 #[test]
 fn kill_switches_and_masks_disable_a_class_when_started_by_systemd() {
-    let r = Root::new(DEBIAN);
-    dir_sysext(
+    let r = new_root(DEBIAN);
+    sysext_dir(
         &r.p("run/extensions/s"),
         "s",
         "ID=_any\n",
         &[("usr/share/s", "s")],
     );
-    dir_confext(
+    confext_dir(
         &r.p("run/confexts/c"),
         "c",
         "ID=_any\n",
@@ -1522,8 +1457,8 @@ fn kill_switches_and_masks_disable_a_class_when_started_by_systemd() {
 
 #[test]
 fn a_required_extension_that_is_not_merged_fails_the_run() {
-    let r = Root::new(DEBIAN);
-    dir_confext(
+    let r = new_root(DEBIAN);
+    confext_dir(
         &r.p("usr/lib/confexts/00-default"),
         "00-default",
         "ID=_any\n",
@@ -1559,9 +1494,9 @@ fn a_required_extension_that_is_not_merged_fails_the_run() {
 
 #[test]
 fn images_are_identified_without_reading_them_and_every_edit_is_seen() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     let src = r.p("../img");
-    dir_sysext(&src, "img", "ID=_any\n", &[("usr/bin/img", "one")]);
+    sysext_dir(&src, "img", "ID=_any\n", &[("usr/bin/img", "one")]);
     let img = r.p("var/lib/extensions/img.raw");
     std::fs::create_dir_all(img.parent().unwrap()).unwrap();
     mkfs_squashfs(&src, &img);
@@ -1605,7 +1540,7 @@ fn images_are_identified_without_reading_them_and_every_edit_is_seen() {
 /// systemd 262 fails the whole merge ("Image does not match image policy").
 #[test]
 fn image_policy_refusal_skips_that_image_and_merges_the_rest() {
-    let r = Root::new(DEBIAN);
+    let r = new_root(DEBIAN);
     write_files(
         &r.path,
         &[(
@@ -1614,7 +1549,7 @@ fn image_policy_refusal_skips_that_image_and_merges_the_rest() {
         )],
     );
     let src = r.p("../unsigned-src");
-    dir_sysext(
+    sysext_dir(
         &src,
         "unsigned",
         "ID=_any\n",
@@ -1622,7 +1557,7 @@ fn image_policy_refusal_skips_that_image_and_merges_the_rest() {
     );
     std::fs::create_dir_all(r.p("var/lib/extensions")).unwrap();
     mkfs_squashfs(&src, &r.p("var/lib/extensions/unsigned.raw"));
-    dir_sysext(
+    sysext_dir(
         &r.p("var/lib/extensions/dir"),
         "dir",
         "ID=_any\n",

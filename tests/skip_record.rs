@@ -23,17 +23,17 @@ fn fake_sysext(major: u32, skip_logic: bool) -> Vec<u8> {
 }
 
 struct Fixture {
-    _t: tempfile::TempDir,
+    t: TestRoot,
     root: PathBuf,
     /// The root's `usr/bin` below any merge (a merged `/usr` is read-only).
     bin_dir: std::fs::File,
-    leak: LeakCheck,
 }
 
 impl Fixture {
     /// A Flatcar-like root (`VERSION_ID` given) with a directory sysext and confext.
     fn flatcar(version_id: &str) -> Fixture {
-        let (t, root, leak) = private_temp_root();
+        let t = TestRoot::new(&[]);
+        let root = t.path.clone();
         let os = format!("ID=flatcar\nVERSION_ID={version_id}\nSYSEXT_LEVEL=1.0\n");
         write_files(
             &root,
@@ -55,12 +55,7 @@ impl Fixture {
         );
         std::fs::create_dir_all(root.join("usr/bin")).unwrap();
         let bin_dir = std::fs::File::open(root.join("usr/bin")).unwrap();
-        Fixture {
-            _t: t,
-            root,
-            bin_dir,
-            leak,
-        }
+        Fixture { t, root, bin_dir }
     }
 
     /// Put a systemd of `major` into the root's base `/usr` (`None`: take it away).
@@ -74,10 +69,9 @@ impl Fixture {
     }
 
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_extmerge"))
+        extmerge_command()
             .args(args)
             .arg(format!("--root={}", self.root.display()))
-            .env_remove("JOURNAL_STREAM")
             .env("EXTMERGE_LOG", "info")
             .envs(env.iter().copied())
             .output()
@@ -102,7 +96,7 @@ impl Fixture {
 
     fn finish(self) {
         self.ok(&["unmerge"], &[]);
-        self.leak.assert_clean();
+        self.t.leak.assert_clean();
     }
 }
 

@@ -104,8 +104,8 @@ pub fn evaluate(settings: &ClassSettings) -> Result<Vec<ListEntry>> {
         // directory has no mtime there, a block device neither time, a btrfs subvolume its
         // root item's times.
         let time = root.resolve(&c.path).ok().and_then(|f| {
-            let w = crate::gather::weak_id::weak_id_of(std::os::fd::AsFd::as_fd(&f.fd), c.kind)
-                .ok()?;
+            let w =
+                crate::gather::weak_id::weak_id_of(std::os::fd::AsFd::as_fd(&f.fd), c.kind).ok()?;
             Some(if w.mtime != 0 { w.mtime } else { w.crtime })
         });
         out.push(ListEntry {

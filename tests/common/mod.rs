@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use rustix::mount::{mount_change, MountPropagationFlags};
 
+mod fixture;
+#[allow(unused_imports)]
+pub use fixture::*;
+
 /// How long autoclear may take to release a loop device after its last close.
 pub const LOOP_RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -39,17 +43,6 @@ pub fn enter_private_mount_ns() {
         MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
     )
     .unwrap_or_else(|e| panic!("making / recursively private: {e}"));
-}
-
-/// A temporary directory in a private mount namespace: the directory, the path of a root
-/// inside it (`<dir>/root`, resolved, not created yet) and the leak check over the directory.
-pub fn private_temp_root() -> (tempfile::TempDir, PathBuf, LeakCheck) {
-    enter_private_mount_ns();
-    let t = tempfile::tempdir().unwrap_or_else(|e| panic!("creating a temporary dir: {e}"));
-    let dir = std::fs::canonicalize(t.path())
-        .unwrap_or_else(|e| panic!("resolving {}: {e}", t.path().display()));
-    let leak = LeakCheck::new(&dir);
-    (t, dir.join("root"), leak)
 }
 
 /// The JSON array a command printed (`status --json`, `list --json`); it must have succeeded.
