@@ -199,17 +199,15 @@ const HIERARCHIES: &[(&str, &str)] = &[
 type Listing = BTreeMap<String, String>;
 
 struct Fixture {
-    _t: tempfile::TempDir,
+    t: TestRoot,
     root: PathBuf,
-    leak: LeakCheck,
     sc: &'static Scenario,
 }
 
 impl Fixture {
     fn new(sc: &'static Scenario) -> Fixture {
-        enter_private_mount_ns();
-        let t = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(t.path()).unwrap().join("root");
+        let fixture = TestRoot::new(&[]);
+        let root = fixture.path.clone();
         let os = if sc.mutable_etc {
             "ID=flatcar\nVERSION_ID=4000.0.0\n"
         } else {
@@ -235,38 +233,29 @@ impl Fixture {
         }
         // The store (not a search dir) holds every variant; search dirs only get links to it.
         for e in ALL_EXTS {
-            let rel = if e.confext {
-                format!("etc/extension-release.d/extension-release.{}", e.name)
-            } else {
-                format!("usr/lib/extension-release.d/extension-release.{}", e.name)
-            };
-            let mut files: Vec<(&str, &str)> = vec![(rel.as_str(), "ID=_any\n")];
-            files.extend_from_slice(e.files);
+            let build = if e.confext { confext_dir } else { sysext_dir };
             let dir = root.join("store").join(e.variant);
             if e.squashfs {
-                let src = t.path().join("src").join(e.variant).join(e.name);
-                write_files(&src, &files);
+                let src = fixture.scratch("src").join(e.variant).join(e.name);
+                build(&src, e.name, "ID=_any\n", e.files);
                 std::fs::create_dir_all(&dir).unwrap();
                 mkfs_squashfs(&src, &dir.join(format!("{}.raw", e.name)));
             } else {
-                write_files(&dir.join(e.name), &files);
+                build(&dir.join(e.name), e.name, "ID=_any\n", e.files);
             }
         }
-        let mut leak = LeakCheck::new(t.path());
         if sc.shared_ro_opt {
             let (r, opt) = (root.to_str().unwrap(), root.join("opt"));
             let opt = opt.to_str().unwrap();
             run(Command::new("mount").args(["--bind", r, r]));
             run(Command::new("mount").args(["--make-rshared", r]));
             run(Command::new("mount").args(["-o", "bind,ro", opt, opt]));
-            leak = leak.with_fixture_mounts();
         }
-        Fixture {
-            _t: t,
-            root,
-            leak,
-            sc,
+        let mut t = fixture;
+        if sc.shared_ro_opt {
+            t.leak = t.leak.with_fixture_mounts();
         }
+        Fixture { t, root, sc }
     }
 
     fn search_dir(&self) -> PathBuf {
@@ -293,14 +282,11 @@ impl Fixture {
     }
 
     fn run(&self, verb: &str, env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_extmerge"));
+        let mut cmd = extmerge_command();
         cmd.arg(format!("--class={}", self.sc.class))
             .arg(format!("--root={}", self.root.display()))
             .arg(verb)
-            .env("EXTMERGE_LOG", "info")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("EXTMERGE_FAILPOINT")
-            .env_remove("EXTMERGE_FAILPOINT_TRACE");
+            .env("EXTMERGE_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -388,7 +374,7 @@ impl Fixture {
             "{}: overlays left after {after}",
             self.sc.name
         );
-        self.leak.assert_clean();
+        self.t.leak.assert_clean();
         let w = self.workdirs();
         assert!(
             w.is_empty(),
