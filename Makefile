@@ -32,7 +32,7 @@ clippy:
 
 # The fast loop: formatting, lints and every test that needs neither root nor apt (no mounts,
 # loop devices, device nodes, trusted xattrs or the chroot; such unit tests end in `_as_root`).
-CHECK_TESTS := (kind(lib) & !test(/_as_root$$/)) | binary(layout) | binary(cli_list) | binary(flatcar_selection) | binary(install) | binary(docs)
+CHECK_TESTS := (kind(lib) & !test(/_as_root$$/)) | binary(layout) | binary(cli_list) | binary(flatcar_selection) | binary(install) | binary(docs) | binary(golden)
 
 check:
 	$(MAKE) --no-print-directory fmt-check

@@ -273,7 +273,7 @@ pub fn resolve(
         (ConflictPolicy::Warn, Origin::Default)
     };
 
-    Ok(ClassSettings {
+    let s = ClassSettings {
         class,
         check_conflicts,
         check_conflicts_origin,
@@ -293,7 +293,40 @@ pub fn resolve(
         always_refresh: cli.always_refresh,
         // --root implies --no-reload, as upstream.
         no_reload: cli.no_reload || cli.root.is_some(),
-    })
+    };
+    log_settings(&s);
+    Ok(s)
+}
+
+/// One debug line saying what a class will do and where each setting came from.
+fn log_settings(s: &ClassSettings) {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(" ")
+        }
+    };
+    let hierarchies: Vec<String> = s
+        .hierarchies
+        .iter()
+        .map(|h| h.display().to_string())
+        .collect();
+    tracing::debug!(
+        CLASS = s.class.name(),
+        "{} settings: mutable {} ({}), image policy {} ({}), conflicts {} ({}), hierarchies {}, \
+         required {}, overlay options {}",
+        s.class,
+        s.mutable.as_str(),
+        s.mutable_origin,
+        s.image_policy.as_deref().unwrap_or("class default"),
+        s.image_policy_origin,
+        s.check_conflicts.as_str(),
+        s.check_conflicts_origin,
+        hierarchies.join(":"),
+        list(&s.require),
+        s.overlay_options.as_deref().unwrap_or("default"),
+    );
 }
 
 /// Parse a `--noexec=`/`--always-refresh=` style boolean with a clear error.
