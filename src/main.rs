@@ -170,21 +170,28 @@ fn classes(arg: ClassArg) -> &'static [ImageClass] {
     }
 }
 
-fn run(cli: Cli) -> Result<i32> {
-    let mutable = match cli.mutable.as_deref() {
+/// `--mutable=`: the mode, or the exit code when the run ends here (`help`, a bad value).
+fn mutable_arg(arg: Option<&str>) -> Result<Result<Option<MutableMode>, i32>> {
+    match arg {
         Some("help") => {
             let names: Vec<&str> = MutableMode::ALL.iter().map(|m| m.as_str()).collect();
             verbs::print_text(&format!("{}\n", names.join("\n")))?;
-            return Ok(verbs::EXIT_SUCCESS);
+            Ok(Err(verbs::EXIT_SUCCESS))
         }
-        Some(s) => match s.parse::<MutableMode>() {
-            Ok(m) => Some(m),
-            Err(e) => {
-                eprintln!("extmerge: --mutable: {e}");
-                return Ok(EXIT_USAGE);
-            }
-        },
-        None => None,
+        Some(s) => Ok(s.parse::<MutableMode>().map(Some).map_err(|e| {
+            use std::io::Write;
+            // A closed stderr must not turn a usage error into a panic.
+            let _ = writeln!(std::io::stderr(), "extmerge: --mutable: {e}");
+            EXIT_USAGE
+        })),
+        None => Ok(Ok(None)),
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let mutable = match mutable_arg(cli.mutable.as_deref())? {
+        Ok(m) => m,
+        Err(code) => return Ok(code),
     };
     let opts = CliOptions {
         root: cli.root.clone(),
@@ -247,16 +254,26 @@ fn run(cli: Cli) -> Result<i32> {
         return Ok(verbs::EXIT_SUCCESS);
     }
 
-    let code = match &verb {
-        Verb::List => verbs::list::run(&settings, cli.json, !cli.no_legend),
-        Verb::Status => verbs::status::run(&settings, cli.json, !cli.no_legend),
-        Verb::Merge => extmerge::merge::run(&settings),
-        Verb::Unmerge => extmerge::merge::unmerge::run(&settings),
+    run_class_verb(&verb, &settings, &cli, as_systemd.is_some())
+}
+
+/// The verbs that act on classes, on the classes left after the kill switches and masks.
+fn run_class_verb(
+    verb: &Verb,
+    settings: &[ClassSettings],
+    cli: &Cli,
+    as_systemd: bool,
+) -> Result<i32> {
+    match verb {
+        Verb::List => verbs::list::run(settings, cli.json, !cli.no_legend),
+        Verb::Status => verbs::status::run(settings, cli.json, !cli.no_legend),
+        Verb::Merge => extmerge::merge::run(settings),
+        Verb::Unmerge => extmerge::merge::unmerge::run(settings),
         // As systemd-sysext/systemd-confext an unchanged refresh exits 0, as systemd's does;
         // as extmerge it says "skipped" (77), which the initrd units use.
         Verb::Refresh => extmerge::merge::run_refresh(
-            &settings,
-            if as_systemd.is_some() {
+            settings,
+            if as_systemd {
                 verbs::EXIT_SUCCESS
             } else {
                 verbs::EXIT_SKIPPED
@@ -264,11 +281,10 @@ fn run(cli: Cli) -> Result<i32> {
         ),
         Verb::Check {
             os_release: Some(file),
-        } => verbs::update_check::run(&settings, file, cli.json),
-        Verb::Check { os_release: None } => verbs::check::run(&settings, cli.json),
-        Verb::MountVar | Verb::FlatcarSelect { .. } => unreachable!("handled above"),
-    }?;
-    Ok(code)
+        } => verbs::update_check::run(settings, file, cli.json),
+        Verb::Check { os_release: None } => verbs::check::run(settings, cli.json),
+        Verb::MountVar | Verb::FlatcarSelect { .. } => unreachable!("handled before the classes"),
+    }
 }
 
 fn main() {

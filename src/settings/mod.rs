@@ -241,38 +241,8 @@ pub fn resolve(
         (None, Origin::Default)
     };
 
-    let cmdline = cli
-        .kernel_cmdline
-        .as_deref()
-        .map(crate::initrd::cmdline::parse)
-        .unwrap_or_default();
-    let cmdline_policy =
-        match crate::initrd::cmdline::get(&cmdline, CMDLINE_CHECK_CONFLICTS, cli.in_initrd) {
-            Some(Some(v)) => match v.parse::<ConflictPolicy>() {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    tracing::warn!("kernel command line {CMDLINE_CHECK_CONFLICTS}=: {e}, ignoring");
-                    None
-                }
-            },
-            Some(None) => {
-                tracing::warn!(
-                    "kernel command line {CMDLINE_CHECK_CONFLICTS} needs a value, ignoring"
-                );
-                None
-            }
-            None => None,
-        };
-    let (check_conflicts, check_conflicts_origin) = if let Some(p) = cli.check_conflicts {
-        (p, Origin::Cli)
-    } else if let Some(p) = cmdline_policy {
-        (p, Origin::Cmdline(CMDLINE_CHECK_CONFLICTS.to_string()))
-    } else if let Some(p) = config.check_conflicts {
-        (p, Origin::Config(config_files.clone()))
-    } else {
-        (ConflictPolicy::Warn, Origin::Default)
-    };
-
+    let (check_conflicts, check_conflicts_origin) =
+        conflict_setting(cli, config.check_conflicts, &config_files);
     let s = ClassSettings {
         class,
         check_conflicts,
@@ -296,6 +266,46 @@ pub fn resolve(
     };
     log_settings(&s);
     Ok(s)
+}
+
+/// The conflict policy and where it came from: command line, kernel command line
+/// (`extmerge.check_conflicts=`), configuration, else `warn`.
+fn conflict_setting(
+    cli: &CliOptions,
+    configured: Option<ConflictPolicy>,
+    config_files: &[PathBuf],
+) -> (ConflictPolicy, Origin) {
+    let cmdline = cli
+        .kernel_cmdline
+        .as_deref()
+        .map(crate::initrd::cmdline::parse)
+        .unwrap_or_default();
+    let cmdline_policy =
+        match crate::initrd::cmdline::get(&cmdline, CMDLINE_CHECK_CONFLICTS, cli.in_initrd) {
+            Some(Some(v)) => match v.parse::<ConflictPolicy>() {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!("kernel command line {CMDLINE_CHECK_CONFLICTS}=: {e}, ignoring");
+                    None
+                }
+            },
+            Some(None) => {
+                tracing::warn!(
+                    "kernel command line {CMDLINE_CHECK_CONFLICTS} needs a value, ignoring"
+                );
+                None
+            }
+            None => None,
+        };
+    if let Some(p) = cli.check_conflicts {
+        (p, Origin::Cli)
+    } else if let Some(p) = cmdline_policy {
+        (p, Origin::Cmdline(CMDLINE_CHECK_CONFLICTS.to_string()))
+    } else if let Some(p) = configured {
+        (p, Origin::Config(config_files.to_vec()))
+    } else {
+        (ConflictPolicy::Warn, Origin::Default)
+    }
 }
 
 /// One debug line saying what a class will do and where each setting came from.
