@@ -653,3 +653,61 @@ fn in_private_namespace_turns_panics_and_errors_into_errors() {
     .expect_err("error passes through");
     assert!(format!("{err:#}").contains("not found"), "{err:#}");
 }
+
+/// Layers handed over as `/proc/thread-self/fd/N` of directories resolved inside a root (what
+/// the merge does) show in the mount table as their real paths, also where overlayfs cannot take
+/// fds (before 6.13: forced here) and with the legacy `lowerdir=` string: a magic link there
+/// would mean nothing to any other process (systemd's remount, the booted system's refresh).
+#[test]
+fn fd_link_layers_show_real_paths_without_fd_layers() {
+    let iso = isolate();
+    let base = iso.path().to_path_buf();
+    let a = layer(&base, "a", &[("usr/a", "a")]);
+    let b = layer(&base, "b", &[("usr/b", "b")]);
+    let open = |p: &Path| {
+        rustix::fs::open(
+            p,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .expect("O_PATH")
+    };
+    extmerge::kernel::features::overlay_fd_layers_missing();
+    for legacy in [false, true] {
+        let upper = mkdir(base.join(format!("upper-{legacy}")));
+        let work = mkdir(base.join(format!("work-{legacy}")));
+        let target = mkdir(base.join(format!("target-{legacy}")));
+        let fds: Vec<_> = [&a, &b, &upper, &work].iter().map(|p| open(p)).collect();
+        let link = |i: usize| {
+            PathBuf::from(format!(
+                "/proc/thread-self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&fds[i])
+            ))
+        };
+        let mut spec = OverlaySpec::new("sysext", vec![link(0), link(1)]);
+        spec.upperdir = Some(link(2));
+        spec.workdir = Some(link(3));
+        spec.force_legacy_lowerdir = legacy;
+        let fd = overlay::build_detached(&spec).expect("build");
+        mounts::attach(&fd, &target).expect("attach");
+        let m = top_mount_at(&target);
+        let opts = &m.super_options;
+        assert!(!opts.contains("/proc/"), "legacy={legacy}: {opts}");
+        assert!(
+            opts.contains(&format!("upperdir={}", upper.display())),
+            "legacy={legacy}: {opts}"
+        );
+        assert!(
+            opts.contains(&format!("workdir={}", work.display())),
+            "legacy={legacy}: {opts}"
+        );
+        let lowers = if legacy {
+            format!("lowerdir={}:{}", a.display(), b.display())
+        } else {
+            format!("lowerdir+={},lowerdir+={}", a.display(), b.display())
+        };
+        assert!(opts.contains(&lowers), "legacy={legacy}: {opts}");
+        assert_eq!(read(&target.join("usr/a")), "a");
+    }
+    iso.finish();
+}

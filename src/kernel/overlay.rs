@@ -201,10 +201,47 @@ fn magic_fd(value: &OsStr) -> Option<std::os::fd::RawFd> {
         .ok()
 }
 
+/// The path a `/proc/thread-self/fd/N` layer value stands for, as a string the kernel can
+/// resolve itself: the directory's real path (no symlinks: it is what the fd resolved to inside
+/// the root) when it fits an fsconfig value and still names the same inode; else the magic link.
+///
+/// Before 6.13 overlayfs takes layers only as strings and shows them in the mount table as
+/// given: a magic link there would be meaningless to every other process (systemd's remount of
+/// the hierarchy, the booted system's status and refresh, mount(8)). The kernel resolves the
+/// path again a moment later; only a process that may rename the directories above an
+/// extension (root) could race that, and a race only changes what is merged, never where.
+fn real_path_value(value: &OsStr) -> OsString {
+    let Some(fd) = magic_fd(value) else {
+        return value.to_owned();
+    };
+    // SAFETY: the caller keeps the fd behind its magic link open until the overlay is created.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let real = match rustix::fs::readlinkat(rustix::fs::CWD, value, Vec::new()) {
+        Ok(p) => OsString::from_vec(p.into_bytes()),
+        Err(_) => return value.to_owned(),
+    };
+    let same = |p: &OsStr| -> bool {
+        let (Ok(a), Ok(b)) = (rustix::fs::stat(p), rustix::fs::fstat(fd)) else {
+            return false;
+        };
+        (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    };
+    if real.as_bytes().first() == Some(&b'/') && real.len() <= FSCONFIG_VALUE_MAX && same(&real) {
+        real
+    } else {
+        tracing::debug!(
+            "overlay layer {} ({}) passed as its fd link: its path cannot be used",
+            value.to_string_lossy(),
+            real.to_string_lossy()
+        );
+        value.to_owned()
+    }
+}
+
 /// Set a layer key. A `/proc/thread-self/fd/N` value (a directory resolved inside the root) is
 /// handed over as the fd itself where overlayfs takes fds (Linux 6.13): the kernel then records
-/// the layer's real path, which the mount table shows; before 6.13 the magic link is the value
-/// (the kernel follows it to exactly that directory) and the table shows it as is.
+/// the layer's real path, which the mount table shows; before 6.13 as its real path
+/// ([`real_path_value`]).
 fn set_layer(ctx: &FsContext, key: &str, value: &OsStr) -> Result<(), Errno> {
     if let Some(fd) = magic_fd(value).filter(|_| features::overlay_fd_layers()) {
         // SAFETY: the caller keeps the fd behind its magic link open until the overlay is
@@ -222,7 +259,7 @@ fn set_layer(ctx: &FsContext, key: &str, value: &OsStr) -> Result<(), Errno> {
             Err(e) => return Err(e),
         }
     }
-    ctx.try_set_string(key, value)
+    ctx.try_set_string(key, &real_path_value(value))
 }
 
 /// One build attempt; `Ok(None)` means "`lowerdir+` is unknown, retry with the legacy string".
@@ -287,7 +324,12 @@ fn build(spec: &OverlaySpec, mode: LowerMode) -> Result<Option<OwnedFd>> {
 
 /// The `lowerdir=` value for the legacy mode, falling back to fd paths when too long.
 fn legacy_value(spec: &OverlaySpec, keep: &mut Vec<OwnedFd>) -> Result<OsString> {
-    let plain = legacy_lowerdir(&spec.lowerdirs);
+    let real: Vec<PathBuf> = spec
+        .lowerdirs
+        .iter()
+        .map(|l| PathBuf::from(real_path_value(l.as_os_str())))
+        .collect();
+    let plain = legacy_lowerdir(&real);
     if plain.len() <= FSCONFIG_VALUE_MAX {
         return Ok(plain);
     }
