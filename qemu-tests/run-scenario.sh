@@ -29,7 +29,7 @@
 #                      (ext4 with that label; with gpt, inside a GPT partition)
 #   NAME-files         like files, written into that disk's filesystem
 #   emergency-boot-N   boot N must end in emergency.target in the initrd: one fixed string
-#                      per line that the journal excerpt must contain
+#                      per line that the journal excerpt must contain (`!STRING`: must not)
 #   upstream-tests     file names of upstream's test/units/ (systemd-tests, in the chroot of
 #                      scripts/mkchroot.sh) copied to upstream/ on the checks disk, with the
 #                      package's version in upstream/version
@@ -426,7 +426,13 @@ boot() {
             seen="$raw"$'\n'"$(tr -d '\r' <"$console")"
             while IFS= read -r want; do
                 [[ -z $want || $want == \#* ]] && continue
-                if grep -qF -- "$want" <<<"$seen"; then
+                if [[ $want == !* ]]; then
+                    if grep -qF -- "${want#!}" <<<"$seen"; then
+                        problem="emergency journal shows '${want#!}'"
+                    else
+                        raw+=$'\n'"ok emergency journal does not show: ${want#!}"
+                    fi
+                elif grep -qF -- "$want" <<<"$seen"; then
                     raw+=$'\n'"ok emergency journal shows: $want"
                 else
                     problem="emergency journal lacks '$want'"
