@@ -22,12 +22,14 @@
 #   root-N             like files, but written straight into the root disk before boot N
 #                      (what the OS image itself ships, or an A/B update between boots);
 #                      the root disk is then a raw copy of the guest image, not a qcow2
-#   var-disk           a separate /var disk, attached to every boot: one line of options
+#   NAME-disk          an extra disk attached to every boot (var-disk: a separate /var,
+#                      oem-disk: Flatcar's OEM partition, download-disk: a stand-in for a
+#                      download server): one line of options
 #                        label=LABEL [gpt partlabel=NAME partuuid=UUID]
 #                      (ext4 with that label; with gpt, inside a GPT partition)
-#   var-files          like files, written into the /var disk's filesystem
+#   NAME-files         like files, written into that disk's filesystem
 #   emergency-boot-N   boot N must end in emergency.target in the initrd: one fixed string
-#                      per line that the journal excerpt must contain
+#                      per line that the journal excerpt must contain (`!STRING`: must not)
 #   upstream-tests     file names of upstream's test/units/ (systemd-tests, in the chroot of
 #                      scripts/mkchroot.sh) copied to upstream/ on the checks disk, with the
 #                      package's version in upstream/version
@@ -323,50 +325,56 @@ apply_root() {
     log "$NAME: wrote root-$n into the root disk"
 }
 
-# ---- a separate /var disk (var-disk, var-files) ---------------------------------------
-VAR_DISK=""
-build_var_disk() {
-    [[ -f $SDIR/var-disk ]] || return 0
-    local label="" gpt="" partlabel="" partuuid="" o tree=$WORK/var/root fs=$WORK/var-fs.img bytes
-    for o in $(sed 's/#.*//' "$SDIR/var-disk"); do
+# ---- extra disks (var-disk and var-files, oem-disk and oem-files, …) -------------------
+# build_disk NAME: the disk NAME-disk describes, holding the tree NAME-files lists; its
+# image path is appended to EXTRA_DISKS.
+EXTRA_DISKS=()
+build_disk() {
+    local name=$1 spec=$SDIR/$1-disk label="" gpt="" partlabel="" partuuid="" o
+    local tree=$WORK/$1/root fs=$WORK/$1-fs.img img=$WORK/$1.img bytes
+    for o in $(sed 's/#.*//' "$spec"); do
         case $o in
             label=*) label=${o#label=} ;;
             gpt) gpt=1 ;;
             partlabel=*) partlabel=${o#partlabel=} ;;
             partuuid=*) partuuid=${o#partuuid=} ;;
-            *) die "$SDIR/var-disk: unknown option '$o' (label=, gpt, partlabel=, partuuid=)" ;;
+            *) die "$spec: unknown option '$o' (label=, gpt, partlabel=, partuuid=)" ;;
         esac
     done
-    [[ -n $label ]] || die "$SDIR/var-disk: label= is required"
-    place_files "$SDIR/var-files" "$tree"
+    [[ -n $label ]] || die "$spec: label= is required"
+    place_files "$SDIR/$name-files" "$tree"
     rm -f "$tree.removals"
     chown -R 0:0 "$tree"
     ext4_image "$tree" "$label" "$fs"
-    VAR_DISK=$WORK/var.img
     if [[ -n $gpt ]]; then
-        [[ -n $partlabel && -n $partuuid ]] || die "$SDIR/var-disk: gpt needs partlabel= and partuuid="
+        [[ -n $partlabel && -n $partuuid ]] || die "$spec: gpt needs partlabel= and partuuid="
         bytes=$(stat -c %s "$fs")
         # 1 MiB before the partition, 1 MiB after it for the backup GPT.
-        truncate -s $((bytes + 2 * 1048576)) "$VAR_DISK"
+        truncate -s $((bytes + 2 * 1048576)) "$img"
         printf 'label: gpt\nstart=2048, size=%d, name="%s", uuid=%s\n' \
-            $((bytes / 512)) "$partlabel" "$partuuid" | sfdisk -q "$VAR_DISK" >/dev/null ||
-            die "sfdisk failed for $VAR_DISK"
-        dd if="$fs" of="$VAR_DISK" bs=1M seek=1 conv=notrunc status=none
+            $((bytes / 512)) "$partlabel" "$partuuid" | sfdisk -q "$img" >/dev/null ||
+            die "sfdisk failed for $img"
+        dd if="$fs" of="$img" bs=1M seek=1 conv=notrunc status=none
         rm -f "$fs"
     else
-        mv "$fs" "$VAR_DISK"
+        mv "$fs" "$img"
     fi
+    EXTRA_DISKS+=("$img")
 }
 
 build_config
 build_checks
-build_var_disk
+for spec in "$SDIR"/*-disk; do
+    if [[ -f $spec ]]; then
+        build_disk "$(basename "${spec%-disk}")"
+    fi
+done
 
 # ---- boot N of the disk ------------------------------------------------------------------
 # Sets BOOT_SECONDS; returns non-zero (after printing why) when the boot failed.
 boot() {
     local n=$1 console=$WORK/console-boot-$1.log results=$WORK/results-boot-$1.log
-    local cmdline drives=() rc t0 raw emergency=$SDIR/emergency-boot-$1 want
+    local cmdline drives=() rc t0 raw emergency=$SDIR/emergency-boot-$1 want d
     cmdline="root=/dev/vda rw console=ttyS0,115200 panic=1 mitigations=off extmerge_test.boot=$n"
     apply_root "$n"
     if [[ -n $ROOT_RAW ]]; then
@@ -380,7 +388,9 @@ boot() {
         cmdline+=" flatcar.first_boot=1"
         drives+=(-drive "if=virtio,file=$WORK/config.img,format=raw,readonly=on")
     fi
-    [[ -n $VAR_DISK ]] && drives+=(-drive "if=virtio,file=$VAR_DISK,format=raw")
+    for d in "${EXTRA_DISKS[@]}"; do
+        drives+=(-drive "if=virtio,file=$d,format=raw")
+    done
     [[ -n $extra_cmdline ]] && cmdline+=" $extra_cmdline"
     if [[ -f $SDIR/cmdline-boot-$n ]]; then
         cmdline+=" $(sed 's/#.*//' "$SDIR/cmdline-boot-$n" | tr -s ' \n' '  ')"
@@ -416,7 +426,13 @@ boot() {
             seen="$raw"$'\n'"$(tr -d '\r' <"$console")"
             while IFS= read -r want; do
                 [[ -z $want || $want == \#* ]] && continue
-                if grep -qF -- "$want" <<<"$seen"; then
+                if [[ $want == !* ]]; then
+                    if grep -qF -- "${want#!}" <<<"$seen"; then
+                        problem="emergency journal shows '${want#!}'"
+                    else
+                        raw+=$'\n'"ok emergency journal does not show: ${want#!}"
+                    fi
+                elif grep -qF -- "$want" <<<"$seen"; then
                     raw+=$'\n'"ok emergency journal shows: $want"
                 else
                     problem="emergency journal lacks '$want'"

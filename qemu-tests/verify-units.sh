@@ -28,7 +28,8 @@ CHROOT=$("$REPO/scripts/mkchroot.sh" path)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/initrd" "$tmp/system" "$tmp/bin"
-cp "$REPO"/units/*.service "$REPO"/dracut-module/91extmerge-test-stubs/*.service "$tmp/initrd/"
+cp "$REPO"/units/*.service "$REPO"/dracut-module/91extmerge-test-stubs/*.service \
+    "$REPO"/dracut-module/91extmerge-test-stubs/*.mount "$tmp/initrd/"
 cp "$QT_DIR"/guest/rootfs/etc/systemd/system/*.service "$tmp/system/"
 # Executables the units name (their contents do not matter to verify, only that they exist).
 printf '#!/bin/sh\nexit 0\n' >"$tmp/bin/stub"
@@ -49,7 +50,7 @@ verify_set() {
         mount --rbind /dev "$r/dev"
         for exe in /usr/bin/extmerge /usr/libexec/extmerge-test/ignition-stub \
             /usr/libexec/extmerge-test/setup-root-stub /usr/libexec/extmerge-test/emergency-report \
-            /usr/libexec/extmerge-test/rerun \
+            /usr/libexec/extmerge-test/rerun /usr/libexec/extmerge-test/downloader-stub \
             /usr/local/libexec/extmerge-test/run-checks /usr/local/libexec/extmerge-test/emergency-report; do
             mkdir -p "$r$(dirname "$exe")"
             cp "$tmp/bin/stub" "$r$exe"

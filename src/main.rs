@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use extmerge::class::ImageClass;
 use extmerge::decide::conflicts::ConflictPolicy;
 use extmerge::decide::mutable::MutableMode;
+use extmerge::initrd::flatcar::MissingPolicy;
 use extmerge::settings::switches;
 use extmerge::settings::{self, ClassSettings, CliOptions};
 use extmerge::verbs::{self, JsonMode, EXIT_FAILURE, EXIT_USAGE};
@@ -39,7 +40,8 @@ Invoked as systemd-sysext or systemd-confext (e.g. through a symlink), the defau
 otherwise it is 'all'. EXTMERGE_LOG sets the log filter (e.g. EXTMERGE_LOG=debug).
 
 Exit status: 0 on success or when there is nothing to do, 1 on failure, 2 on invalid usage, \
-77 when refresh found nothing changed and touched nothing. Invoked as systemd-sysext or \
+77 when refresh found nothing changed and touched nothing, 3 when flatcar-select failed under \
+--missing=warn (a failure the initrd unit boots past). Invoked as systemd-sysext or \
 systemd-confext, every verb exits as systemd does (an unchanged refresh exits 0).";
 
 #[derive(Parser, Debug)]
@@ -154,11 +156,17 @@ enum Verb {
     /// ROOT/var, waiting for the device (rd.extmerge.var_timeout=, default 30 s). Needs --root.
     MountVar,
     /// Flatcar's extension selection in ROOT: enabled-sysext.conf and OEM sysext links in
-    /// /etc/extensions (no downloads: a missing image is an error saying where to place it).
+    /// /etc/extensions (no downloads: each missing image is logged with where to place it;
+    /// --json prints them as an array of {name, version, path, kind}).
     FlatcarSelect {
-        /// Print the plan without changing anything.
+        /// Print the plan (with --json: the missing images) without changing anything.
         #[arg(long)]
         dry_run: bool,
+        /// What a missing image does: warn (log it, exit 0: the boot goes on) or fail (log it,
+        /// exit 1: the boot fails, as on Flatcar). [rd.]extmerge.missing= on the kernel command
+        /// line wins. Default: warn.
+        #[arg(long, value_enum, value_name = "POLICY")]
+        missing: Option<MissingPolicy>,
     },
 }
 
@@ -228,12 +236,16 @@ fn run(cli: Cli) -> Result<i32> {
                 opts.in_initrd,
             );
         }
-        Verb::FlatcarSelect { dry_run } => {
+        Verb::FlatcarSelect { dry_run, missing } => {
             let root = settings::resolve_root(cli.root.as_deref())?;
+            let select = verbs::flatcar_select::SelectOptions {
+                dry_run: *dry_run,
+                json: cli.json,
+                missing: *missing,
+            };
             return verbs::flatcar_select::run(
                 &root,
-                *dry_run,
-                cli.json,
+                select,
                 opts.kernel_cmdline.as_deref().unwrap_or_default(),
                 opts.in_initrd,
             );

@@ -2,7 +2,8 @@
 //! apply, checked through the resulting symlinks. Mirrors kola `cl.sysext.boot` cases a) and b),
 //! `sysext.custom-oem` and `sysext.disable-docker` (flatcar/mantle `kola/tests/sysext`).
 
-use extmerge::initrd::flatcar::{apply, gather, missing_error, plan, Action};
+use extmerge::initrd::flatcar::missing::{missing_images, missing_lines, resolve_policy};
+use extmerge::initrd::flatcar::{apply, gather, plan, Action};
 use extmerge::kernel::root::Root;
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -53,7 +54,7 @@ fn open(root: &Path) -> Root {
 /// One initrd run: gather, plan, apply; fails the test on a missing image.
 fn run(root: &Path) -> Vec<String> {
     let actions = plan(&gather(&open(root)).unwrap());
-    assert_eq!(missing_error(&actions), None);
+    assert_eq!(missing_images(&actions, V), vec![]);
     apply(&open(root), &actions).unwrap()
 }
 
@@ -298,26 +299,29 @@ fn disabled_extension_link_is_removed_and_vendor_default_honoured() {
 }
 
 #[test]
-fn missing_images_are_one_clear_error_and_nothing_is_downloaded() {
+fn missing_images_are_one_line_each_and_nothing_is_downloaded() {
     let t = flatcar_root();
     let r = t.path();
     let actions = plan(&gather(&open(r)).unwrap());
-    let msg = missing_error(&actions).expect("both images are missing");
+    let lines = missing_lines(&actions, V, &resolve_policy(None, &[], false));
+    assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
-        msg.contains(&format!(
-            "oem-test: place it at /oem/sysext/oem-test-{V}.raw (preferred) or /etc/flatcar/oem-sysext/oem-test-{V}.raw"
+        lines[0].starts_with(&format!(
+            "Missing OEM extension image oem-test for version {V}: place it at /oem/sysext/oem-test-{V}.raw (preferred) or /etc/flatcar/oem-sysext/oem-test-{V}.raw"
         )),
-        "{msg}"
+        "{lines:?}"
     );
     assert!(
-        msg.contains(&format!(
-            "flatcar-myext: place it at /etc/flatcar/sysext/flatcar-myext-{V}.raw"
+        lines[1].starts_with(&format!(
+            "Missing official extension image flatcar-myext for version {V}: place it at /etc/flatcar/sysext/flatcar-myext-{V}.raw (Flatcar downloads https://update.release.flatcar-linux.net/amd64-usr/{V}/flatcar-myext.gz"
         )),
-        "{msg}"
+        "{lines:?}"
     );
-    assert!(msg.contains(&format!(
-        "https://update.release.flatcar-linux.net/amd64-usr/{V}/flatcar-myext.gz"
-    )));
+    let names: Vec<String> = missing_images(&actions, V)
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names, ["oem-test", "flatcar-myext"]);
     // apply does what it can and reports no line for the missing images.
     let log = apply(&open(r), &actions).unwrap();
     assert!(log.is_empty(), "{log:?}");

@@ -73,6 +73,7 @@ const SCENARIOS: &[&str] = &[
     "kill_switch",
     "missing_default_confext",
     "reload_units",
+    "flatcar_download",
 ];
 
 #[test]
@@ -180,6 +181,16 @@ fn boot_missing_default_confext() {
 #[test]
 fn boot_reload_units() {
     boot("reload_units");
+}
+
+/// Issue 15 (points 2 and 4): under `rd.extmerge.missing=fail`, a stub downloader ordered between
+/// `flatcar-select --dry-run --json` and extmerge-sysroot.service copies the missing official
+/// and OEM images from a second disk (the OEM partition is a disk, mounted the way Flatcar's
+/// after-Ignition unit does); then an update whose images nobody placed fails the boot with one
+/// line per missing image.
+#[test]
+fn boot_flatcar_download() {
+    boot("flatcar_download");
 }
 
 #[test]

@@ -19,6 +19,14 @@
 #   extmerge-test-emergency.service          in emergency.target: reports "not ok" and a
 #                                            journal excerpt on the results port (ttyS1)
 #                                            and powers off, so a failed boot fails fast
+#   sysroot-oem.mount                        with extmerge_test.oem_disk: the partition
+#                                            labelled OEM at /sysroot/oem (Flatcar's unit
+#                                            bind-mounts /oem); extmerge-test-oem-generator
+#                                            names the disk only then
+#   extmerge-test-downloader.service         with extmerge_test.downloader: before
+#                                            extmerge-sysroot.service, places the images
+#                                            `flatcar-select --dry-run --json` reports
+#                                            missing, from the disk labelled "downloads"
 # The stubs are ordered like the real units (flatcar-boot-flow.md §1.3).
 
 # called by dracut
@@ -34,18 +42,22 @@ depends() {
 
 # called by dracut
 install() {
-    inst_multiple cp mkdir ln mount umount sed grep udevadm journalctl
+    inst_multiple cp mv mkdir ln mount umount sed grep udevadm journalctl
     local u
     for u in ignition-files.service initrd-setup-root.service initrd-setup-root-after-ignition.service \
-        extmerge-test-rerun.service extmerge-test-emergency.service; do
+        extmerge-test-rerun.service extmerge-test-emergency.service sysroot-oem.mount \
+        extmerge-test-downloader.service; do
         inst_simple "$moddir/$u" "$systemdsystemunitdir/$u"
     done
     inst_script "$moddir/ignition-stub.sh" /usr/libexec/extmerge-test/ignition-stub
     inst_script "$moddir/setup-root-stub.sh" /usr/libexec/extmerge-test/setup-root-stub
     inst_script "$moddir/emergency-report.sh" /usr/libexec/extmerge-test/emergency-report
     inst_script "$moddir/rerun.sh" /usr/libexec/extmerge-test/rerun
+    inst_script "$moddir/downloader-stub.sh" /usr/libexec/extmerge-test/downloader-stub
+    inst_script "$moddir/oem-generator.sh" \
+        "${systemdutildir:-/usr/lib/systemd}/system-generators/extmerge-test-oem-generator"
     $SYSTEMCTL -q --root "$initdir" add-wants initrd.target \
         ignition-files.service initrd-setup-root.service initrd-setup-root-after-ignition.service \
-        extmerge-test-rerun.service
+        extmerge-test-rerun.service extmerge-test-downloader.service
     $SYSTEMCTL -q --root "$initdir" add-wants emergency.target extmerge-test-emergency.service
 }

@@ -8,8 +8,9 @@
 //!
 //! Left to the shell: downloads. Flatcar fetches a missing image over the network and verifies
 //! it as a signed update payload (ue-rs `download_sysext`); the binary has no network, so a
-//! missing image becomes [`Action::Missing`] and [`missing_error`] says what to place where.
-//! Glue that wants downloads fetches those files and runs gather → plan → apply again.
+//! missing image becomes [`Action::Missing`], reported by [`missing`] (where to place it, and
+//! the policy that fails the boot or goes on). A downloader runs between the report and the
+//! selection (docs/initrd.md, "Missing images").
 //!
 //! Deliberate differences from the script (all fail-safe): `-NAME` matches after comments and
 //! surrounding whitespace are removed (the script's `grep -v -x -f` needs byte-equal lines, so
@@ -282,6 +283,7 @@ pub enum Action {
     /// A required image is absent: place it at one of `expected` (first preferred).
     Missing {
         name: String,
+        kind: ImageKind,
         expected: Vec<PathBuf>,
         /// Where Flatcar would download it from (a signed update payload, not the raw image).
         url: Option<String>,
@@ -363,14 +365,15 @@ fn link_text(entry: Option<&Entry>) -> Option<&Path> {
 
 /// A missing image: report it, and drop the link (the script's `rm -f` branch; a link to
 /// another version would not match this OS anyway).
-fn missing(inputs: &Inputs, out: &mut Vec<Action>, ext: &str, expected: Vec<PathBuf>) {
+fn missing(inputs: &Inputs, out: &mut Vec<Action>, ext: &str, kind: ImageKind, at: Vec<PathBuf>) {
     let url = inputs
         .board
         .as_deref()
         .map(|board| format!("{RELEASE_SERVER}/{board}/{}/{ext}.gz", inputs.version));
     out.push(Action::Missing {
         name: ext.to_owned(),
-        expected,
+        kind,
+        expected: at,
         url,
     });
     if link_text(inputs.link(ext)).is_some() {
@@ -437,7 +440,7 @@ fn plan_oem(inputs: &Inputs, out: &mut Vec<Action>) {
             link: Some(link),
         });
     } else {
-        missing(inputs, out, &ext, vec![on_oem, on_root]);
+        missing(inputs, out, &ext, ImageKind::Oem, vec![on_oem, on_root]);
     }
     plan_migration(inputs, id, out);
 }
@@ -514,7 +517,7 @@ fn plan_flatcar(inputs: &Inputs, name: &str, out: &mut Vec<Action>) {
     } else if inputs.exists(&target) {
         link_to(out, link, link_text(entry), target);
     } else {
-        missing(inputs, out, &ext, vec![target]);
+        missing(inputs, out, &ext, ImageKind::Official, vec![target]);
     }
 }
 
@@ -550,33 +553,6 @@ fn lexical(target: &Path) -> PathBuf {
     out
 }
 
-/// Missing images become one error that lists each name and exactly what file to place where.
-pub fn missing_error(actions: &[Action]) -> Option<String> {
-    let mut lines = Vec::new();
-    for a in actions {
-        if let Action::Missing {
-            name,
-            expected,
-            url,
-        } = a
-        {
-            lines.push(format!("  {name}: place it at {}", join_paths(expected)));
-            if let Some(url) = url {
-                lines.push(format!(
-                    "    (Flatcar would download {url}, a signed update payload to unpack with download_sysext)"
-                ));
-            }
-        }
-    }
-    (!lines.is_empty()).then(|| {
-        format!(
-            "extension images required by the Flatcar selection are missing, and extmerge does not \
-             download (place them before boot, e.g. with Ignition):\n{}",
-            lines.join("\n")
-        )
-    })
-}
-
 /// True when `root` is a Flatcar tree (it has `/usr/share/flatcar`): the selection applies only
 /// there. False when the root cannot be opened; see [`is_flatcar`].
 pub fn is_flatcar_root(root: &Path) -> bool {
@@ -592,7 +568,9 @@ pub fn is_flatcar(root: &Root) -> anyhow::Result<bool> {
     }
 }
 
+pub mod missing;
 mod shell;
+pub use missing::{ImageKind, MissingImage, MissingPolicy};
 pub use shell::{apply, gather, gather_for, gather_version, image_version};
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! `flatcar-select`: Flatcar's extension selection in the root (official extensions from
 //! `enabled-sysext.conf`, the OEM sysext's A/B selection and migration), without downloads.
-//! The rules are in [`crate::initrd::flatcar`]; this verb gathers, plans, prints or applies.
+//! The rules are in [`crate::initrd::flatcar`]; this verb gathers, plans, prints or applies,
+//! and judges what is still missing by the missing-image policy.
 
+use crate::initrd::cmdline;
+use crate::initrd::flatcar::missing::{self, MissingImage, MissingPolicy, PolicyChoice};
 use crate::initrd::flatcar::{self, Action};
 use crate::kernel::root::Root;
 use crate::settings::switches;
@@ -9,29 +12,67 @@ use crate::verbs::{print_json, print_text, JsonMode, EXIT_FAILURE, EXIT_SUCCESS}
 use anyhow::Result;
 use std::path::Path;
 
-/// Run the selection in `root`; with `dry_run` only print the plan. Exit 1 when an image the
-/// selection needs is missing (the others are still linked), else 0.
-pub fn run(
-    root: &Path,
-    dry_run: bool,
-    json: JsonMode,
-    cmdline_text: &str,
-    in_initrd: bool,
-) -> Result<i32> {
+/// Exit status of the selection when it failed under `--missing=warn`: a failure (non-zero for
+/// scripts), which the initrd unit lists in `SuccessExitStatus=` so that the boot goes on, as
+/// it does for a missing image under `warn`. Under `fail` a failure is exit 1.
+pub const EXIT_FAILED_WARN: i32 = 3;
+
+/// How `flatcar-select` was asked to run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SelectOptions {
+    /// Print the plan (or with `json`, the missing images) without changing anything.
+    pub dry_run: bool,
+    /// Print the missing images as a JSON array.
+    pub json: JsonMode,
+    /// `--missing=`; the kernel command line wins over it.
+    pub missing: Option<MissingPolicy>,
+}
+
+/// Run the selection in `root`. With `dry_run` only report (exit 0 unless the report failed:
+/// the policy judges boots, not plans). Otherwise apply what can be applied, then: every image
+/// still missing is one log line, and the exit status is 0 under `warn`, 1 under `fail`; a
+/// failed selection is 1 under `fail` and [`EXIT_FAILED_WARN`] under `warn`.
+pub fn run(root: &Path, opts: SelectOptions, cmdline_text: &str, in_initrd: bool) -> Result<i32> {
     if let Some(opt) = switches::initrd_step_disabled(cmdline_text, in_initrd) {
         tracing::info!("Disabled by the kernel command line option {opt}: no Flatcar selection.");
         return Ok(EXIT_SUCCESS);
     }
+    let choice = missing::resolve_policy(opts.missing, &cmdline::parse(cmdline_text), in_initrd);
+    match select(root, opts, &choice) {
+        Ok(_) if opts.dry_run => Ok(EXIT_SUCCESS),
+        Ok(missing) if missing.is_empty() || choice.policy == MissingPolicy::Warn => {
+            Ok(EXIT_SUCCESS)
+        }
+        Ok(_) => Ok(EXIT_FAILURE),
+        Err(e) if opts.dry_run => Err(e),
+        Err(e) if choice.policy == MissingPolicy::Fail => Err(e.context(format!(
+            "Flatcar selection failed (missing-image policy {}, {})",
+            choice.policy.name(),
+            choice.origin
+        ))),
+        Err(e) => {
+            tracing::error!(
+                "Flatcar selection failed: {e:#}; going on (missing-image policy warn, {}).",
+                choice.origin
+            );
+            Ok(EXIT_FAILED_WARN)
+        }
+    }
+}
+
+/// Gather, plan, and print (dry run) or apply; returns the images still missing, each logged
+/// with the policy's verdict after a real run.
+fn select(root: &Path, opts: SelectOptions, choice: &PolicyChoice) -> Result<Vec<MissingImage>> {
     let root = Root::open(root)?;
     if !flatcar::is_flatcar(&root)? {
         tracing::info!(
             "{} has no /usr/share/flatcar: not a Flatcar root, nothing to select.",
             root.path().display()
         );
-        if json != JsonMode::Off {
-            print_json(json, &Vec::<Action>::new())?;
+        if opts.json != JsonMode::Off {
+            print_json(opts.json, &Vec::<MissingImage>::new())?;
         }
-        return Ok(EXIT_SUCCESS);
+        return Ok(Vec::new());
     }
     let inputs = flatcar::gather(&root)?;
     let actions = flatcar::plan(&inputs);
@@ -41,18 +82,15 @@ pub fn run(
     {
         tracing::warn!("Flatcar selection: {bad}.");
     }
-    if dry_run {
-        if json != JsonMode::Off {
-            print_json(json, &actions)?;
+    let missing = missing::missing_images(&actions, &inputs.version);
+    if opts.dry_run {
+        if opts.json != JsonMode::Off {
+            print_json(opts.json, &missing)?;
         } else {
             let plan: String = actions.iter().map(|a| format!("{a}\n")).collect();
             print_text(&plan)?;
         }
-        return Ok(if flatcar::missing_error(&actions).is_some() {
-            EXIT_FAILURE
-        } else {
-            EXIT_SUCCESS
-        });
+        return Ok(missing);
     }
     super::require_privileges()?;
     for line in flatcar::apply(&root, &actions)? {
@@ -61,14 +99,14 @@ pub fn run(
             "Flatcar selection: {line}."
         );
     }
-    if json != JsonMode::Off {
-        print_json(json, &actions)?;
-    }
-    match flatcar::missing_error(&actions) {
-        Some(msg) => {
-            tracing::error!("{msg}");
-            Ok(EXIT_FAILURE)
+    for line in missing::missing_lines(&actions, &inputs.version, choice) {
+        match choice.policy {
+            MissingPolicy::Warn => tracing::warn!(VERSION = inputs.version.as_str(), "{line}"),
+            MissingPolicy::Fail => tracing::error!(VERSION = inputs.version.as_str(), "{line}"),
         }
-        None => Ok(EXIT_SUCCESS),
     }
+    if opts.json != JsonMode::Off {
+        print_json(opts.json, &missing)?;
+    }
+    Ok(missing)
 }

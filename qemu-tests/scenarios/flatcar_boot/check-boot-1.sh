@@ -13,6 +13,12 @@ fi
 check_merged_in_initrd /etc /usr
 check_etc_self_upper
 check_sysroot_units_not_run
+# Stage 2 started the OEM mount as Flatcar's after-Ignition unit does; this guest's OEM is a
+# directory on the root, so the stub mount's condition is false and nothing waited for a disk.
+check_journal "extmerge-sysroot.service started sysroot-oem.mount (skipped: no OEM disk here)" \
+    "sysroot-oem.mount - OEM partition at /sysroot/oem (stub) skipped, unmet condition check" _PID=1
+n=$(journal _PID=1 | grep -c 'dev-disk-by\\x2dlabel-OEM' || true)
+check_eq "no job waited for an OEM disk" 0 "$n"
 
 # Ignition's edit of a default file landed in the real /etc; the defaults show otherwise.
 check_eq "default /etc file from 00-flatcar-default" "version=1" "$(cat /etc/flatcar-default/defaults.conf 2>&1)"

@@ -185,6 +185,7 @@ fn plan_rules() {
         i,
         vec![Action::Missing {
             name: "flatcar-zfs".into(),
+            kind: ImageKind::Official,
             expected: vec![p(&img("zfs"))],
             url: url("flatcar-zfs"),
         }],
@@ -200,6 +201,7 @@ fn plan_rules() {
         vec![
             Action::Missing {
                 name: "flatcar-zfs".into(),
+                kind: ImageKind::Official,
                 expected: vec![p(&img("zfs"))],
                 url: None,
             },
@@ -310,6 +312,7 @@ fn plan_rules() {
             link("/etc/extensions/flatcar-podman.raw", &img("podman")),
             Action::Missing {
                 name: "flatcar-python".into(),
+                kind: ImageKind::Official,
                 expected: vec![p(&img("python"))],
                 url: None,
             },
@@ -364,6 +367,7 @@ fn plan_rules() {
         i,
         vec![Action::Missing {
             name: "oem-test".into(),
+            kind: ImageKind::Oem,
             expected: vec![p(&oem_img), p(&root_img)],
             url: url("oem-test"),
         }],
@@ -440,38 +444,6 @@ fn plan_rules() {
     for (what, inputs, want) in rows {
         assert_eq!(plan(&inputs), want, "{what}");
     }
-}
-
-#[test]
-fn missing_error_lists_every_image_and_place() {
-    let mut i = oem(&[]);
-    i.user_conf = "zfs\npython\n".into();
-    i.present
-        .insert(p(&format!("/etc/flatcar/sysext/flatcar-python-{V}.raw")));
-    i.board = Some("arm64-usr".into());
-    let actions = plan(&i);
-    let msg = missing_error(&actions).expect("two images are missing");
-    assert!(msg.contains("extmerge does not download"), "{msg}");
-    assert!(
-        msg.contains(&format!(
-            "oem-test: place it at /oem/sysext/oem-test-{V}.raw (preferred) or /etc/flatcar/oem-sysext/oem-test-{V}.raw"
-        )),
-        "{msg}"
-    );
-    assert!(
-        msg.contains(&format!(
-            "flatcar-zfs: place it at /etc/flatcar/sysext/flatcar-zfs-{V}.raw"
-        )),
-        "{msg}"
-    );
-    assert!(
-        msg.contains(&format!(
-            "https://update.release.flatcar-linux.net/arm64-usr/{V}/flatcar-zfs.gz"
-        )),
-        "{msg}"
-    );
-    assert!(!msg.contains("python"), "{msg}");
-    assert_eq!(missing_error(&plan(&base())), None);
 }
 
 #[test]
