@@ -19,9 +19,11 @@ use crate::meta::{self, MetaContents};
 use crate::settings::ClassSettings;
 use anyhow::{anyhow, Context, Result};
 use rustix::fs::FileType;
+use std::cell::Cell;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Where the private workspace tmpfs is mounted (only ever inside the private namespace).
 pub const WORKSPACE: &str = "/run/extmerge/ws";
@@ -168,6 +170,21 @@ struct Build<'a> {
     meta: MetaContents,
     state_text: &'a str,
     busy_workdirs: &'a [PathBuf],
+    /// Time spent mounting overlays and writing the records, over all hierarchies (phases
+    /// `assemble.overlay` and `assemble.record`).
+    spent: Cell<(Duration, Duration)>,
+}
+
+impl Build<'_> {
+    fn add_overlay(&self, since: Instant) {
+        let (o, r) = self.spent.get();
+        self.spent.set((o + since.elapsed(), r));
+    }
+
+    fn add_record(&self, since: Instant) {
+        let (o, r) = self.spent.get();
+        self.spent.set((o, r + since.elapsed()));
+    }
 }
 
 /// Resolve an in-root directory for overlayfs; it must be a directory.
@@ -221,11 +238,15 @@ fn build_hierarchy(
         attrs: overlay::mount_attrs(flags, plan.noatime),
         force_legacy_lowerdir: false,
     };
+    let mounting = Instant::now();
     let fd = overlay::build_detached(&spec)
         .with_context(|| format!("building the overlay for {}", plan.hierarchy.display()))?;
+    b.add_overlay(mounting);
     crate::failpoint::hit_with("overlay-built", plan.hierarchy.display())?;
     drop(keep);
+    let recording = Instant::now();
     write_meta(b, plan, &fd, &meta_root, host_dev, upper.work_in_root)?;
+    b.add_record(recording);
 
     // Assemble the final tree at a workspace path, then clone it as one detached tree.
     let at = b.ws.join("overlay").join(&comp);
@@ -485,6 +506,7 @@ pub fn assemble(
         },
         state_text: &state_text,
         busy_workdirs,
+        spent: Cell::default(),
     };
     let mut trees = Vec::new();
     for (plan, ext, names) in plans {
@@ -497,6 +519,9 @@ pub fn assemble(
             self_upper: plan.self_upper,
         });
     }
+    let (overlay, record) = b.spent.get();
+    crate::log::phase_took(s.class.name(), "assemble.overlay", overlay);
+    crate::log::phase_took(s.class.name(), "assemble.record", record);
     Ok(trees)
 }
 
