@@ -115,15 +115,13 @@ fn log_skip_record(s: &ClassSettings, c: &Choice) {
 }
 
 /// A work dir name not used by the overlay being replaced: the old and the new overlay coexist
-/// for a moment during an atomic refresh, and overlayfs must not share a work dir.
-fn fresh_workdir(work: &Path) -> Result<PathBuf> {
-    let mut bytes = [0u8; 8];
-    rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty())
-        .map_err(std::io::Error::from)
-        .context("reading random bytes for a unique work dir name")?;
+/// for a moment during an atomic refresh, and overlayfs must not share a work dir. Never a
+/// blocking `getrandom`: in the initrd's first refresh that waited 1.1 s for the entropy pool.
+fn fresh_workdir(work: &Path) -> PathBuf {
+    let bytes = crate::kernel::unique::unique_bytes();
     let mut name = work.file_name().unwrap_or_default().to_os_string();
     name.push(format!("-{}", crate::ondisk::bytes::hex(&bytes)));
-    Ok(work.with_file_name(name))
+    work.with_file_name(name)
 }
 
 /// What the extension trees contribute to `hierarchy`: the non-empty directory each has there
@@ -333,7 +331,7 @@ fn upper_paths(
         }),
         Some(UpperDir::Persistent { upper, work }) => {
             let work = if b.busy_workdirs.contains(work) {
-                fresh_workdir(work)?
+                fresh_workdir(work)
             } else {
                 work.clone()
             };
