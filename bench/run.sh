@@ -88,7 +88,7 @@ cleanup() {
 trap cleanup EXIT
 
 # Small static helpers (they also run inside the chroot).
-for h in reader runner; do
+for h in reader runner floor; do
     if [[ ! -x $OUT/$h || $REPO/bench/$h.c -nt $OUT/$h ]]; then
         gcc -O2 -Wall -Wextra -static -o "$OUT/$h" "$REPO/bench/$h.c"
     fi
@@ -100,7 +100,7 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 log "sets $SETS, gap on $GAP_SET extensions with $GAP_REFRESHES forced refreshes; load $load_start"
 rm -f "$RESULTS"
 unshare -m --propagation private python3 "$REPO/bench/bench.py" \
-    --chroot "$CHROOT" --bin "$BIN" --reader "$OUT/reader" --runner "$OUT/runner" \
+    --chroot "$CHROOT" --bin "$BIN" --reader "$OUT/reader" --runner "$OUT/runner" --floor "$OUT/floor" \
     --pool "$OUT/pool" --work "$WORK" --sets "$SETS" \
     --gap-set "$GAP_SET" --gap-refreshes "$GAP_REFRESHES" --json "$RESULTS"
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -19,6 +19,8 @@
 #   extmerge-test-emergency.service          in emergency.target: reports "not ok" and a
 #                                            journal excerpt on the results port (ttyS1)
 #                                            and powers off, so a failed boot fails fast
+#   extmerge-bench-cpu.service               with extmerge_bench.variant (the boot
+#                                            benchmark): logs the merge units' CPU time
 # The stubs are ordered like the real units (flatcar-boot-flow.md §1.3).
 
 # called by dracut
@@ -34,18 +36,19 @@ depends() {
 
 # called by dracut
 install() {
-    inst_multiple cp mkdir ln mount umount sed grep udevadm journalctl
+    inst_multiple cp mkdir ln mount umount sed grep udevadm journalctl systemctl
     local u
     for u in ignition-files.service initrd-setup-root.service initrd-setup-root-after-ignition.service \
-        extmerge-test-rerun.service extmerge-test-emergency.service; do
+        extmerge-test-rerun.service extmerge-test-emergency.service extmerge-bench-cpu.service; do
         inst_simple "$moddir/$u" "$systemdsystemunitdir/$u"
     done
     inst_script "$moddir/ignition-stub.sh" /usr/libexec/extmerge-test/ignition-stub
     inst_script "$moddir/setup-root-stub.sh" /usr/libexec/extmerge-test/setup-root-stub
     inst_script "$moddir/emergency-report.sh" /usr/libexec/extmerge-test/emergency-report
     inst_script "$moddir/rerun.sh" /usr/libexec/extmerge-test/rerun
+    inst_script "$moddir/bench-cpu.sh" /usr/libexec/extmerge-test/bench-cpu
     $SYSTEMCTL -q --root "$initdir" add-wants initrd.target \
         ignition-files.service initrd-setup-root.service initrd-setup-root-after-ignition.service \
-        extmerge-test-rerun.service
+        extmerge-test-rerun.service extmerge-bench-cpu.service
     $SYSTEMCTL -q --root "$initdir" add-wants emergency.target extmerge-test-emergency.service
 }
