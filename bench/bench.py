@@ -139,7 +139,8 @@ class Bench:
         return out
 
     def run1(self, argv, logname, env=None):
-        """Run one process inside the chroot; return (seconds, exit status, peak RSS in KiB).
+        """Run one process inside the chroot; return (seconds, exit status, peak RSS in KiB,
+        CPU seconds).
 
         bench/runner.c forks, chroots and execs it, and reports the wall time from fork to
         wait4() and wait4()'s ru_maxrss: the largest peak RSS of the process and of every
@@ -150,17 +151,18 @@ class Bench:
         out = subprocess.run([self.a.runner, self.c, path, *argv], env={**ENV, **(env or {})},
                              check=True,
                              stdout=subprocess.PIPE, text=True).stdout
-        rc, dt, kib = out.split()
-        rc, dt, kib = int(rc), float(dt), int(kib)
+        rc, dt, kib, cpu = out.split()
+        rc, dt, kib, cpu = int(rc), float(dt), int(kib), float(cpu)
         with open(path, "ab") as lf:
-            lf.write(f"# exit {rc}, {dt * 1000:.1f} ms, maxrss {kib} KiB\n".encode())
-        return dt, rc, kib
+            lf.write(f"# exit {rc}, {dt * 1000:.1f} ms, CPU {cpu * 1000:.1f} ms, "
+                     f"maxrss {kib} KiB\n".encode())
+        return dt, rc, kib, cpu
 
     def op(self, tool, label, verb, expect, extra=(), tolerate=False, both=False):
         """Run verb for both classes; expect maps class -> allowed exit codes. With tolerate,
         an unexpected exit status is returned (per_class[...]["rc"]) instead of aborting. With
         both, one extmerge process does both classes (class "both" in expect)."""
-        total, rss, per, ok = 0.0, 0, {}, True
+        total, cpu_total, rss, per, ok = 0.0, 0.0, 0, {}, True
         cmds = self.cmds(tool, label, verb, extra)
         env = None
         if both:
@@ -168,15 +170,16 @@ class Bench:
             env = {"SYSTEMD_CONFEXT_MUTABLE_MODE": "auto"}
             cmds = [("both", ["/tmp/bench/bin/extmerge", f"--root={self.inner_run}/{label}", verb])]
         for cls, argv in cmds:
-            dt, rc, kib = self.run1(argv, f"{label}.log", env)
+            dt, rc, kib, cpu = self.run1(argv, f"{label}.log", env)
             if rc not in expect[cls]:
                 if not tolerate:
                     self.fail(label, f"{tool} {cls} {verb} exited {rc} (expected {expect[cls]})")
                 ok = False
             total += dt
+            cpu_total += cpu
             rss = max(rss, kib)
-            per[cls] = {"s": dt, "rc": rc, "rss_kib": kib}
-        return {"s": total, "rss_kib": rss, "per_class": per, "ok": ok}
+            per[cls] = {"s": dt, "rc": rc, "rss_kib": kib, "cpu_s": cpu}
+        return {"s": total, "cpu_s": cpu_total, "rss_kib": rss, "per_class": per, "ok": ok}
 
     @staticmethod
     def uptime():
@@ -325,7 +328,7 @@ class Bench:
         label = f"{tool}-gap-{n}"
         self.make_copy(n, label)
         ((_, merge),) = self.cmds(tool, label, "merge", classes=("sysext",))
-        _, rc, _ = self.run1(merge, f"{label}.log")
+        _, rc, _, _ = self.run1(merge, f"{label}.log")
         if rc != 0:
             self.fail(label, f"{tool} sysext merge exited {rc}")
         target = f"{self.host(label)}/usr/share/{name(0)}/marker"
@@ -337,7 +340,7 @@ class Bench:
         times, rss = [], 0
         try:
             for _ in range(count):
-                dt, rc, kib = self.run1(refresh, f"{label}.log")
+                dt, rc, kib, _ = self.run1(refresh, f"{label}.log")
                 if rc != 0:
                     self.fail(label, f"{tool} forced refresh exited {rc}")
                 times.append(dt)
@@ -347,7 +350,7 @@ class Bench:
             out, _ = reader.communicate(timeout=30)
         total, failed, mismatched, first_errno = (int(x) for x in out.split())
         ((_, unmerge),) = self.cmds(tool, label, "unmerge", classes=("sysext",))
-        _, rc, _ = self.run1(unmerge, f"{label}.log")
+        _, rc, _, _ = self.run1(unmerge, f"{label}.log")
         if rc != 0:
             self.fail(label, f"{tool} sysext unmerge exited {rc}")
         self.drop_copy(label)

@@ -115,8 +115,8 @@ def floor_section(r, sets, w):
     """extmerge's and systemd's first merge against the floor, and extmerge's one-process
     unchanged refresh of both classes, with the targets of issue 17."""
 
-    def vals(n, t, op):
-        return [x["s"] for x in r["sets"][n]["runs"][t].get(op, [])]
+    def vals(n, t, op, key="s"):
+        return [x[key] for x in r["sets"][n]["runs"][t].get(op, []) if key in x]
 
     w("## Against the floor")
     w("")
@@ -133,15 +133,32 @@ def floor_section(r, sets, w):
         w(f"| {n} | {fmt_time(fl)} | {fmt_time(ex)} | {statistics.median(ex) / fm:.2f} | "
           + (f"{fmt_time(sd)} | {statistics.median(sd) / fm:.1f} |" if sd else "fails | — |"))
     w("")
-    w("Unchanged refresh of both classes, median (min–max) ms: one `extmerge refresh` process, "
-      "and the two `--class=` processes of the table above:")
+    w("The same merges' CPU time (`wait4()`'s user + system time of the processes; the loop "
+      "devices' I/O runs on kernel threads and is not in it), which other jobs on the machine "
+      "disturb less than the wall time, median (min–max) ms:")
     w("")
-    w("| extensions | one process | two processes |")
-    w("|---:|---:|---:|")
+    w("| extensions | floor | extmerge | extmerge/floor | systemd |")
+    w("|---:|---:|---:|---:|---:|")
+    for n in sets:
+        fl, ex = vals(n, "floor", "merge", "cpu_s"), vals(n, "extmerge", "merge", "cpu_s")
+        if not fl or not ex:
+            continue
+        sd = [] if "systemd" in r["sets"][n].get("failed", {}) else vals(n, "systemd", "merge", "cpu_s")
+        w(f"| {n} | {fmt_time(fl)} | {fmt_time(ex)} | "
+          f"{statistics.median(ex) / statistics.median(fl):.2f} | "
+          + (f"{fmt_time(sd)} |" if sd else "fails |"))
+    w("")
+    w("Unchanged refresh of both classes, median (min–max) ms: one `extmerge refresh` process, "
+      "and the two `--class=` processes of the table above; wall time, and CPU time:")
+    w("")
+    w("| extensions | one process | two processes | CPU, one process | CPU, two processes |")
+    w("|---:|---:|---:|---:|---:|")
     for n in sets:
         both = vals(n, "extmerge", "refresh-both")
         if both:
-            w(f"| {n} | {fmt_time(both)} | {fmt_time(vals(n, 'extmerge', 'refresh'))} |")
+            cb, c2 = vals(n, "extmerge", "refresh-both", "cpu_s"), vals(n, "extmerge", "refresh", "cpu_s")
+            w(f"| {n} | {fmt_time(both)} | {fmt_time(vals(n, 'extmerge', 'refresh'))} | "
+              f"{fmt_time(cb) if cb else '-'} | {fmt_time(c2) if c2 else '-'} |")
     w("")
     w("## Against the targets (issue 17)")
     w("")
