@@ -10,8 +10,11 @@ target/bench/run), in alternating order.
 Per set of N extensions and per repetition, each tool gets a fresh copy and runs, timed:
   merge             confext (mutable /etc) then sysext, two processes each, as the initrd unit
   refresh           nothing changed (extmerge exits 77 per class when it skips)
+  refresh-both      extmerge only: the same, one process for both classes (`extmerge refresh`)
   refresh-changed   after the last sysext image was replaced by its v2 (new inode, rename)
   unmerge
+The floor (bench/floor.c: loop devices, image mounts, one overlay per hierarchy, attach, and
+nothing else) runs in the same alternation, merge only, two processes like the tools.
 After each step the merged tree is checked (every marker file of the set, the v2 marker, the
 confext's marker, and nothing left mounted after unmerge); a failed check aborts the run.
 Then the visibility gap: on the GAP set, sysext only, a reader loops over a file of the first
@@ -32,7 +35,10 @@ import time
 
 LAST = {1: 0, 10: 9, 20: 19, 50: 49, 200: 199}
 OPS = ["merge", "refresh", "refresh-changed", "unmerge"]
-TOOLS = ["extmerge", "systemd"]
+TOOLS = ["extmerge", "systemd", "floor"]
+GAP_TOOLS = ["extmerge", "systemd"]
+# What each tool runs (the floor only merges; the one-process refresh is extmerge's own).
+TOOL_OPS = {"extmerge": OPS + ["refresh-both"], "systemd": OPS, "floor": ["merge"]}
 ENV = {"PATH": "/usr/bin:/usr/sbin:/bin:/sbin", "LANG": "C"}
 
 
@@ -66,7 +72,7 @@ class Bench:
         sh(f"mount --bind {c} {c}; mount -t proc proc {c}/proc; mount --rbind /sys {c}/sys; "
            f"mount --rbind /dev {c}/dev; mount -t tmpfs -o mode=755 tmpfs {c}/run; "
            f"mount -t tmpfs tmpfs {c}/tmp; mkdir -p {c}/tmp/bench/bin {self.host_run}; "
-           f"cp {self.a.bin} {c}/tmp/bench/bin/extmerge; "
+           f"cp {self.a.bin} {c}/tmp/bench/bin/extmerge; cp {self.a.floor} {c}/tmp/bench/bin/floor; "
            f"mount --bind {self.work} {self.host_run}")
 
     def teardown(self):
@@ -89,9 +95,9 @@ class Bench:
         # systemd merges in a child namespace: a shared bind lets its mounts propagate back.
         sh(f"mount --bind {h} {h}; mount --make-rshared {h}")
         # Linking the files just now changed their ctime. On a real system the extensions were
-        # written long before a boot; extmerge does not cache the hash of a file changed in
-        # the last 100 ms (as git treats "racily clean" files), so let the copy settle first.
-        # Untimed, and the same for both tools.
+        # written long before a boot; extmerge looks again at a tree changed in the last 100 ms
+        # (as git treats "racily clean" files), so let the copy settle first. Untimed, and the
+        # same for every tool.
         time.sleep(0.2)
 
     def drop_copy(self, label):
@@ -122,6 +128,9 @@ class Bench:
         out = []
         for cls in classes:
             mut = ["--mutable=auto"] if cls == "confext" else []
+            if tool == "floor":
+                out.append((cls, ["/tmp/bench/bin/floor", f"{self.inner_run}/{label}", cls]))
+                continue
             if tool == "extmerge":
                 argv = ["/tmp/bench/bin/extmerge", f"--class={cls}"]
             else:
@@ -129,8 +138,9 @@ class Bench:
             out.append((cls, [*argv, *mut, *extra, root, verb]))
         return out
 
-    def run1(self, argv, logname):
-        """Run one process inside the chroot; return (seconds, exit status, peak RSS in KiB).
+    def run1(self, argv, logname, env=None):
+        """Run one process inside the chroot; return (seconds, exit status, peak RSS in KiB,
+        CPU seconds).
 
         bench/runner.c forks, chroots and execs it, and reports the wall time from fork to
         wait4() and wait4()'s ru_maxrss: the largest peak RSS of the process and of every
@@ -138,28 +148,38 @@ class Bench:
         path = os.path.join(self.logdir, logname)
         with open(path, "ab") as lf:
             lf.write(("$ " + " ".join(argv) + "\n").encode())
-        out = subprocess.run([self.a.runner, self.c, path, *argv], env=ENV, check=True,
+        out = subprocess.run([self.a.runner, self.c, path, *argv], env={**ENV, **(env or {})},
+                             check=True,
                              stdout=subprocess.PIPE, text=True).stdout
-        rc, dt, kib = out.split()
-        rc, dt, kib = int(rc), float(dt), int(kib)
+        rc, dt, kib, cpu = out.split()
+        rc, dt, kib, cpu = int(rc), float(dt), int(kib), float(cpu)
         with open(path, "ab") as lf:
-            lf.write(f"# exit {rc}, {dt * 1000:.1f} ms, maxrss {kib} KiB\n".encode())
-        return dt, rc, kib
+            lf.write(f"# exit {rc}, {dt * 1000:.1f} ms, CPU {cpu * 1000:.1f} ms, "
+                     f"maxrss {kib} KiB\n".encode())
+        return dt, rc, kib, cpu
 
-    def op(self, tool, label, verb, expect, extra=(), tolerate=False):
+    def op(self, tool, label, verb, expect, extra=(), tolerate=False, both=False):
         """Run verb for both classes; expect maps class -> allowed exit codes. With tolerate,
-        an unexpected exit status is returned (per_class[...]["rc"]) instead of aborting."""
-        total, rss, per, ok = 0.0, 0, {}, True
-        for cls, argv in self.cmds(tool, label, verb, extra):
-            dt, rc, kib = self.run1(argv, f"{label}.log")
+        an unexpected exit status is returned (per_class[...]["rc"]) instead of aborting. With
+        both, one extmerge process does both classes (class "both" in expect)."""
+        total, cpu_total, rss, per, ok = 0.0, 0.0, 0, {}, True
+        cmds = self.cmds(tool, label, verb, extra)
+        env = None
+        if both:
+            # The confext's --mutable=auto of the two-process form, for that class only.
+            env = {"SYSTEMD_CONFEXT_MUTABLE_MODE": "auto"}
+            cmds = [("both", ["/tmp/bench/bin/extmerge", f"--root={self.inner_run}/{label}", verb])]
+        for cls, argv in cmds:
+            dt, rc, kib, cpu = self.run1(argv, f"{label}.log", env)
             if rc not in expect[cls]:
                 if not tolerate:
                     self.fail(label, f"{tool} {cls} {verb} exited {rc} (expected {expect[cls]})")
                 ok = False
             total += dt
+            cpu_total += cpu
             rss = max(rss, kib)
-            per[cls] = {"s": dt, "rc": rc, "rss_kib": kib}
-        return {"s": total, "rss_kib": rss, "per_class": per, "ok": ok}
+            per[cls] = {"s": dt, "rc": rc, "rss_kib": kib, "cpu_s": cpu}
+        return {"s": total, "cpu_s": cpu_total, "rss_kib": rss, "per_class": per, "ok": ok}
 
     @staticmethod
     def uptime():
@@ -257,7 +277,22 @@ class Bench:
                         pass
 
     # ---- one repetition for one tool --------------------------------------------------
+    def floor_cycle(self, n, rep):
+        """The floor's merge, checked like the tools', then its overlays unmounted (untimed)."""
+        label = f"floor-{n}-{rep}"
+        self.make_copy(n, label)
+        res = {"merge": self.op("floor", label, "merge", {"confext": {0}, "sysext": {0}})}
+        self.check_merged(label, n, "v1")
+        h = self.host(label)
+        for m in reversed(self.mounts_below(h)):
+            subprocess.run(["umount", m], check=True)
+        self.check_unmerged(label, n)
+        self.drop_copy(label)
+        return res
+
     def cycle(self, tool, n, rep):
+        if tool == "floor":
+            return self.floor_cycle(n, rep)
         label = f"{tool}-{n}-{rep}"
         self.make_copy(n, label)
         skip = {0} if tool == "systemd" else {77}
@@ -276,6 +311,9 @@ class Bench:
         self.check_merged(label, n, "v1")
         res["refresh"] = self.op(tool, label, "refresh", {"confext": skip, "sysext": skip})
         self.check_merged(label, n, "v1")
+        if tool == "extmerge":
+            res["refresh-both"] = self.op(tool, label, "refresh", {"both": {77}}, both=True)
+            self.check_merged(label, n, "v1")
         self.update_image(label, n)
         res["refresh-changed"] = self.op(tool, label, "refresh",
                                          {"confext": skip, "sysext": {0}})
@@ -290,7 +328,7 @@ class Bench:
         label = f"{tool}-gap-{n}"
         self.make_copy(n, label)
         ((_, merge),) = self.cmds(tool, label, "merge", classes=("sysext",))
-        _, rc, _ = self.run1(merge, f"{label}.log")
+        _, rc, _, _ = self.run1(merge, f"{label}.log")
         if rc != 0:
             self.fail(label, f"{tool} sysext merge exited {rc}")
         target = f"{self.host(label)}/usr/share/{name(0)}/marker"
@@ -302,7 +340,7 @@ class Bench:
         times, rss = [], 0
         try:
             for _ in range(count):
-                dt, rc, kib = self.run1(refresh, f"{label}.log")
+                dt, rc, kib, _ = self.run1(refresh, f"{label}.log")
                 if rc != 0:
                     self.fail(label, f"{tool} forced refresh exited {rc}")
                 times.append(dt)
@@ -312,7 +350,7 @@ class Bench:
             out, _ = reader.communicate(timeout=30)
         total, failed, mismatched, first_errno = (int(x) for x in out.split())
         ((_, unmerge),) = self.cmds(tool, label, "unmerge", classes=("sysext",))
-        _, rc, _ = self.run1(unmerge, f"{label}.log")
+        _, rc, _, _ = self.run1(unmerge, f"{label}.log")
         if rc != 0:
             self.fail(label, f"{tool} sysext unmerge exited {rc}")
         self.drop_copy(label)
@@ -325,11 +363,12 @@ class Bench:
         res = {"sets": {}, "gap": {}}
         for spec in a.sets.split(","):
             n, reps = (int(x) for x in spec.split(":"))
-            runs = {t: {o: [] for o in OPS} for t in TOOLS}
+            runs = {t: {o: [] for o in TOOL_OPS[t]} for t in TOOLS}
             failed = {}
             self.warm(n)
             for rep in range(reps):
-                order = TOOLS if rep % 2 == 0 else TOOLS[::-1]
+                # Each tool runs first, second and last in turn.
+                order = TOOLS[rep % len(TOOLS):] + TOOLS[:rep % len(TOOLS)]
                 for tool in order:
                     if tool in failed:
                         continue  # once is enough to show it fails
@@ -340,13 +379,13 @@ class Bench:
                         log(f"{n:>3} extensions, rep {rep + 1}/{reps}, {tool:<8}: merge FAILED "
                             f"after {r['failed']['merge']['s']:.1f} s: {r['failed']['kernel']}")
                         continue
-                    for o in OPS:
+                    for o in TOOL_OPS[tool]:
                         runs[tool][o].append(r[o])
                     log(f"{n:>3} extensions, rep {rep + 1}/{reps}, {tool:<8}: "
-                        + ", ".join(f"{o} {r[o]['s'] * 1000:.0f} ms" for o in OPS)
+                        + ", ".join(f"{o} {r[o]['s'] * 1000:.1f} ms" for o in TOOL_OPS[tool])
                         + f" ({time.perf_counter() - t0:.1f} s with checks)")
             res["sets"][str(n)] = {"reps": reps, "runs": runs, "failed": failed}
-        for tool in TOOLS:
+        for tool in GAP_TOOLS:
             t0 = time.perf_counter()
             g = self.gap(tool, a.gap_set, a.gap_refreshes)
             res["gap"][tool] = g
@@ -362,6 +401,7 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--reader", required=True)
     ap.add_argument("--runner", required=True)
+    ap.add_argument("--floor", required=True)
     ap.add_argument("--pool", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--sets", default="1:7,10:7,50:5,200:3")

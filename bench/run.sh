@@ -8,6 +8,8 @@
 #             results-quick.json and run-quick/logs, so the full run's files stay)
 #   BENCH_BIN=FILE  benchmark this extmerge binary instead of the `make static` one (e.g. a
 #             candidate fix built elsewhere); the report names it
+#   BENCH_SETS=N:REPS,...  BENCH_GAP_REFRESHES=K  other sets and forced refreshes (e.g. on a
+#             machine too busy for the full run); the report says which ran
 #
 # Needs root, `make static` (the binary below) and `make chroot`; `make bench` does both.
 # Everything that mounts runs in one private mount namespace (bench/bench.py under
@@ -25,9 +27,9 @@ BIN=$(realpath -m "$BIN")
 DOC=$REPO/docs/benchmarks.md
 RESULTS=$OUT/results.json
 WORK=$OUT/run
-SETS=1:7,10:7,20:5,50:5,200:3
+SETS=${BENCH_SETS:-1:7,10:7,20:5,50:5,200:3}
 GAP_SET=10
-GAP_REFRESHES=200
+GAP_REFRESHES=${BENCH_GAP_REFRESHES:-200}
 
 die() { echo "bench: error: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -88,7 +90,7 @@ cleanup() {
 trap cleanup EXIT
 
 # Small static helpers (they also run inside the chroot).
-for h in reader runner; do
+for h in reader runner floor; do
     if [[ ! -x $OUT/$h || $REPO/bench/$h.c -nt $OUT/$h ]]; then
         gcc -O2 -Wall -Wextra -static -o "$OUT/$h" "$REPO/bench/$h.c"
     fi
@@ -100,7 +102,7 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 log "sets $SETS, gap on $GAP_SET extensions with $GAP_REFRESHES forced refreshes; load $load_start"
 rm -f "$RESULTS"
 unshare -m --propagation private python3 "$REPO/bench/bench.py" \
-    --chroot "$CHROOT" --bin "$BIN" --reader "$OUT/reader" --runner "$OUT/runner" \
+    --chroot "$CHROOT" --bin "$BIN" --reader "$OUT/reader" --runner "$OUT/runner" --floor "$OUT/floor" \
     --pool "$OUT/pool" --work "$WORK" --sets "$SETS" \
     --gap-set "$GAP_SET" --gap-refreshes "$GAP_REFRESHES" --json "$RESULTS"
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -1,7 +1,9 @@
 /* Process runner of bench/bench.py: runner ROOT LOG PROG [ARGS...]
  *
  * Forks; the child chroots into ROOT, sends stdout and stderr to LOG (appended) and execs
- * PROG. The parent waits with wait4() and prints "EXIT SECONDS MAXRSS_KIB" on stdout.
+ * PROG. The parent waits with wait4() and prints "EXIT SECONDS MAXRSS_KIB CPU_SECONDS" on
+ * stdout; CPU_SECONDS is wait4()'s user + system time (the process and every descendant it
+ * waited for; work the kernel does on its own threads, such as loop devices' I/O, is not in it).
  *
  * Why not python's subprocess plus wait4 there: ru_maxrss survives execve() (the kernel keeps
  * the pre-exec high-water mark of the forking process), so every child of a 16 MiB python
@@ -54,6 +56,8 @@ int main(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &t1);
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    printf("%d %.9f %ld\n", code, s, ru.ru_maxrss);
+    double cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec)
+                 + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    printf("%d %.9f %ld %.6f\n", code, s, ru.ru_maxrss, cpu);
     return 0;
 }

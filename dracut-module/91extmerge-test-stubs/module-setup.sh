@@ -27,6 +27,8 @@
 #                                            extmerge-sysroot.service, places the images
 #                                            `flatcar-select --dry-run --json` reports
 #                                            missing, from the disk labelled "downloads"
+#   extmerge-bench-cpu.service               with extmerge_bench.variant (the boot
+#                                            benchmark): logs the merge units' CPU time
 # The stubs are ordered like the real units (flatcar-boot-flow.md §1.3).
 
 # called by dracut
@@ -42,11 +44,11 @@ depends() {
 
 # called by dracut
 install() {
-    inst_multiple cp mv mkdir ln mount umount sed grep udevadm journalctl
+    inst_multiple cp mv mkdir ln mount umount sed grep udevadm journalctl systemctl
     local u
     for u in ignition-files.service initrd-setup-root.service initrd-setup-root-after-ignition.service \
         extmerge-test-rerun.service extmerge-test-emergency.service sysroot-oem.mount \
-        extmerge-test-downloader.service; do
+        extmerge-test-downloader.service extmerge-bench-cpu.service; do
         inst_simple "$moddir/$u" "$systemdsystemunitdir/$u"
     done
     inst_script "$moddir/ignition-stub.sh" /usr/libexec/extmerge-test/ignition-stub
@@ -54,10 +56,11 @@ install() {
     inst_script "$moddir/emergency-report.sh" /usr/libexec/extmerge-test/emergency-report
     inst_script "$moddir/rerun.sh" /usr/libexec/extmerge-test/rerun
     inst_script "$moddir/downloader-stub.sh" /usr/libexec/extmerge-test/downloader-stub
+    inst_script "$moddir/bench-cpu.sh" /usr/libexec/extmerge-test/bench-cpu
     inst_script "$moddir/oem-generator.sh" \
         "${systemdutildir:-/usr/lib/systemd}/system-generators/extmerge-test-oem-generator"
     $SYSTEMCTL -q --root "$initdir" add-wants initrd.target \
         ignition-files.service initrd-setup-root.service initrd-setup-root-after-ignition.service \
-        extmerge-test-rerun.service extmerge-test-downloader.service
+        extmerge-test-rerun.service extmerge-test-downloader.service extmerge-bench-cpu.service
     $SYSTEMCTL -q --root "$initdir" add-wants emergency.target extmerge-test-emergency.service
 }

@@ -102,6 +102,30 @@ for u in "${units[@]}"; do
     fi
 done
 
+# ---- CPU time of the merge units -------------------------------------------------------
+# extmerge-bench-cpu.service (test stubs) logged PID 1's CPUUsageNSec of each merge unit in
+# the initrd, after they had finished: "bench cpu UNIT NSEC".
+journalctl -b --no-pager -o cat _SYSTEMD_UNIT=extmerge-bench-cpu.service 2>/dev/null |
+    sed -n 's/^extmerge-bench cpu \([^ ]*\) \([0-9][0-9]*\)$/bench cpu \1 \2/p'
+
+# ---- extmerge's phase timings ----------------------------------------------------------
+# The debug lines of each class run (EXTMERGE_LOG=info,extmerge_phase=debug from the
+# kernel command line): "bench phase UNIT PID CLASS PHASE DURATION_US [IMAGE]".
+journalctl -b --no-pager -o export SYSLOG_IDENTIFIER=extmerge 2>/dev/null | awk '
+    function flush() {
+        if (phase != "") print "bench phase", (ou != "" ? ou : (su != "" ? su : "-")), pid, class, phase, us, image
+        phase = class = us = image = ou = su = pid = ""
+    }
+    /^$/ { flush(); next }
+    /^PHASE=/ { phase = substr($0, 7) }
+    /^CLASS=/ { class = substr($0, 7) }
+    /^DURATION_US=/ { us = substr($0, 13) }
+    /^IMAGE=/ { image = substr($0, 7) }
+    /^OBJECT_SYSTEMD_UNIT=/ { ou = substr($0, 21) }
+    /^_SYSTEMD_UNIT=/ { su = substr($0, 15) }
+    /^_PID=/ { pid = substr($0, 6) }
+    END { flush() }'
+
 # ---- every extension's files are visible ----------------------------------------------
 check_overlay /usr ro
 check_overlay /opt ro

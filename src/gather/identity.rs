@@ -67,8 +67,9 @@ pub fn settle(
         }
         last = l.key;
     }
-    let mut nonce = [0u8; 8];
-    let _ = rustix::rand::getrandom(&mut nonce, rustix::rand::GetRandomFlags::NONBLOCK);
+    // Before the entropy pool is ready a non-blocking getrandom gives nothing, and two
+    // unsettled keys of one boot would compare equal.
+    let nonce = crate::kernel::unique::unique_bytes();
     tracing::debug!("{} keeps changing: recorded as unsettled", shown.display());
     Ok(Err(format!("{last}:{}", hex(&nonce))))
 }

@@ -19,6 +19,7 @@ use crate::gather::{certs, facts, host, systemd, weak_id};
 use crate::image::protect;
 use crate::image::ImageFile;
 use crate::kernel::root::{Found, Root};
+use crate::log::timed;
 use crate::ondisk::bytes::hex;
 use crate::settings::ClassSettings;
 use anyhow::Result;
@@ -210,15 +211,24 @@ fn gather(
     s: &ClassSettings,
     identify: bool,
 ) -> Result<Snapshot> {
-    // systemd picks the search list by <root>/etc/initrd-release as the merging process sees it.
-    let initrd = host::host_scope(root)? == Scope::Initrd;
-    let found = discover::discover(root, s.class, initrd)?;
-    let opened: Vec<Opened> = found.images.iter().map(|c| open_one(root, c)).collect();
-    let mut identities = if identify {
-        identify_all(root, &opened)
-    } else {
-        opened.iter().map(|_| None).collect()
-    };
+    let c = s.class.name();
+    let found = timed(c, "gather.discover", || -> Result<Discovery> {
+        // systemd picks the search list by <root>/etc/initrd-release as the merging process
+        // sees it.
+        let initrd = host::host_scope(root)? == Scope::Initrd;
+        discover::discover(root, s.class, initrd)
+    })?;
+    let opened: Vec<Opened> = timed(c, "gather.open", || {
+        found.images.iter().map(|c| open_one(root, c)).collect()
+    });
+    let mut identities = timed(c, "gather.identify", || {
+        if identify {
+            identify_all(root, &opened)
+        } else {
+            opened.iter().map(|_| None).collect()
+        }
+    });
+    let started = std::time::Instant::now();
     let mut origin_ids = BTreeMap::new();
     let mut sources = Vec::new();
     let mut images = Vec::new();
@@ -238,6 +248,7 @@ fn gather(
         .collect::<Result<Vec<_>>>()?;
     let skip_record = skip_record::choose(&base.systemd);
     let state = state_of(&base, s, &facts, images, skip_record);
+    crate::log::phase(c, "gather.facts", started);
     Ok(Snapshot {
         base,
         found,

@@ -14,3 +14,4 @@ pub mod peer;
 pub mod root;
 pub mod root_walk;
 pub mod stat;
+pub mod unique;

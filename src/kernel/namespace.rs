@@ -4,6 +4,8 @@
 use anyhow::{anyhow, Context, Result};
 use rustix::mount::MountPropagationFlags;
 use std::io;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
 
 /// Move the calling thread into a new mount namespace whose mounts are all private.
 ///
@@ -36,28 +38,48 @@ pub fn enter_private_namespace() -> Result<()> {
     }
 }
 
+/// How long a private namespace took to set up and to tear down.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NamespaceTimes {
+    /// Spawning the thread, `unshare` and making its mounts private.
+    pub enter: Duration,
+    /// Dropping the namespace with every mount made in it (zero when it could not be held).
+    pub teardown: Duration,
+}
+
 /// Run `f` on a new thread with its own private mount namespace and return its result.
 ///
 /// When the thread ends its namespace is dropped and every mount made there goes away,
-/// except what a returned detached fd (fsmount/open_tree) still references. The kernel
-/// wakes the joiner (exit_mm) before it drops the thread's namespaces, so that teardown
-/// may still be in flight when this returns: do not rely on a mount made inside (and not
-/// handed out) being released at that instant, e.g. to reuse an overlay workdir.
+/// except what a returned detached fd (fsmount/open_tree) still references. The namespace is
+/// held by an nsfs fd until the thread has been joined and then dropped here, so its teardown
+/// (unmounting everything in it, an RCU grace period) is done when this returns, and timed.
 pub fn in_private_namespace<T, F>(f: F) -> Result<T>
 where
     F: FnOnce() -> Result<T> + Send,
     T: Send,
 {
-    std::thread::scope(|scope| {
+    in_private_namespace_timed(f).map(|(t, _)| t)
+}
+
+/// [`in_private_namespace`], also saying how long the namespace took to enter and to drop.
+pub fn in_private_namespace_timed<T, F>(f: F) -> Result<(T, NamespaceTimes)>
+where
+    F: FnOnce() -> Result<T> + Send,
+    T: Send,
+{
+    let spawned = Instant::now();
+    let (result, held, enter) = std::thread::scope(|scope| {
         let handle = std::thread::Builder::new()
             .name("extmerge-mntns".into())
             .spawn_scoped(scope, || {
                 enter_private_namespace()?;
-                f()
+                let held = hold_own_namespace();
+                let enter = spawned.elapsed();
+                Ok::<_, anyhow::Error>((f(), held, enter))
             })
             .context("spawning the private mount namespace thread")?;
         match handle.join() {
-            Ok(result) => result,
+            Ok(r) => r,
             Err(panic) => {
                 let msg = panic
                     .downcast_ref::<&str>()
@@ -67,5 +89,26 @@ where
                 Err(anyhow!("private mount namespace thread panicked: {msg}"))
             }
         }
-    })
+    })?;
+    let dropping = Instant::now();
+    let teardown = match held {
+        Some(fd) => {
+            drop(fd);
+            dropping.elapsed()
+        }
+        None => Duration::ZERO,
+    };
+    result.map(|t| (t, NamespaceTimes { enter, teardown }))
+}
+
+/// An nsfs fd of the calling thread's mount namespace: while it is open the namespace outlives
+/// the thread, and closing it (the last reference) unmounts everything in it before `close`
+/// returns. `None` without /proc: the namespace then goes with the thread, in the background.
+fn hold_own_namespace() -> Option<OwnedFd> {
+    rustix::fs::open(
+        "/proc/thread-self/ns/mnt",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()
 }

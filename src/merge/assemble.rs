@@ -19,9 +19,11 @@ use crate::meta::{self, MetaContents};
 use crate::settings::ClassSettings;
 use anyhow::{anyhow, Context, Result};
 use rustix::fs::FileType;
+use std::cell::Cell;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Where the private workspace tmpfs is mounted (only ever inside the private namespace).
 pub const WORKSPACE: &str = "/run/extmerge/ws";
@@ -113,15 +115,13 @@ fn log_skip_record(s: &ClassSettings, c: &Choice) {
 }
 
 /// A work dir name not used by the overlay being replaced: the old and the new overlay coexist
-/// for a moment during an atomic refresh, and overlayfs must not share a work dir.
-fn fresh_workdir(work: &Path) -> Result<PathBuf> {
-    let mut bytes = [0u8; 8];
-    rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty())
-        .map_err(std::io::Error::from)
-        .context("reading random bytes for a unique work dir name")?;
+/// for a moment during an atomic refresh, and overlayfs must not share a work dir. Never a
+/// blocking `getrandom`: in the initrd's first refresh that waited 1.1 s for the entropy pool.
+fn fresh_workdir(work: &Path) -> PathBuf {
+    let bytes = crate::kernel::unique::unique_bytes();
     let mut name = work.file_name().unwrap_or_default().to_os_string();
     name.push(format!("-{}", crate::ondisk::bytes::hex(&bytes)));
-    Ok(work.with_file_name(name))
+    work.with_file_name(name)
 }
 
 /// What the extension trees contribute to `hierarchy`: the non-empty directory each has there
@@ -168,6 +168,21 @@ struct Build<'a> {
     meta: MetaContents,
     state_text: &'a str,
     busy_workdirs: &'a [PathBuf],
+    /// Time spent mounting overlays and writing the records, over all hierarchies (phases
+    /// `assemble.overlay` and `assemble.record`).
+    spent: Cell<(Duration, Duration)>,
+}
+
+impl Build<'_> {
+    fn add_overlay(&self, since: Instant) {
+        let (o, r) = self.spent.get();
+        self.spent.set((o + since.elapsed(), r));
+    }
+
+    fn add_record(&self, since: Instant) {
+        let (o, r) = self.spent.get();
+        self.spent.set((o, r + since.elapsed()));
+    }
 }
 
 /// Resolve an in-root directory for overlayfs; it must be a directory.
@@ -221,11 +236,15 @@ fn build_hierarchy(
         attrs: overlay::mount_attrs(flags, plan.noatime),
         force_legacy_lowerdir: false,
     };
+    let mounting = Instant::now();
     let fd = overlay::build_detached(&spec)
         .with_context(|| format!("building the overlay for {}", plan.hierarchy.display()))?;
+    b.add_overlay(mounting);
     crate::failpoint::hit_with("overlay-built", plan.hierarchy.display())?;
     drop(keep);
+    let recording = Instant::now();
     write_meta(b, plan, &fd, &meta_root, host_dev, upper.work_in_root)?;
+    b.add_record(recording);
 
     // Assemble the final tree at a workspace path, then clone it as one detached tree.
     let at = b.ws.join("overlay").join(&comp);
@@ -312,7 +331,7 @@ fn upper_paths(
         }),
         Some(UpperDir::Persistent { upper, work }) => {
             let work = if b.busy_workdirs.contains(work) {
-                fresh_workdir(work)?
+                fresh_workdir(work)
             } else {
                 work.clone()
             };
@@ -485,6 +504,7 @@ pub fn assemble(
         },
         state_text: &state_text,
         busy_workdirs,
+        spent: Cell::default(),
     };
     let mut trees = Vec::new();
     for (plan, ext, names) in plans {
@@ -497,6 +517,9 @@ pub fn assemble(
             self_upper: plan.self_upper,
         });
     }
+    let (overlay, record) = b.spent.get();
+    crate::log::phase_took(s.class.name(), "assemble.overlay", overlay);
+    crate::log::phase_took(s.class.name(), "assemble.record", record);
     Ok(trees)
 }
 

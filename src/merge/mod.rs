@@ -31,6 +31,7 @@ use crate::failpoint;
 use crate::gather::snapshot::{self, Snapshot};
 use crate::kernel::namespace;
 use crate::kernel::root::Root;
+use crate::log::timed;
 use crate::meta::Merged;
 use crate::settings::ClassSettings;
 use anyhow::{bail, Result};
@@ -104,7 +105,8 @@ fn missing_required(s: &ClassSettings, opened: &Opened) -> Vec<String> {
         .collect()
 }
 
-/// The gather → decide → open → assemble part, run in the private namespace.
+/// The gather → decide → open → assemble part, run in the private namespace; each phase is
+/// timed ([`crate::log::phase`]).
 fn build(
     s: &ClassSettings,
     caller: &Root,
@@ -112,16 +114,20 @@ fn build(
     busy: &[PathBuf],
     refresh: bool,
 ) -> Result<Step> {
+    let c = s.class.name();
     let root = Root::open(&s.root)?;
-    if !current.merged.is_empty() {
-        // Only this thread's namespace loses the merges: the host hierarchies are the bottom
-        // layers again, and the caller keeps seeing the old merge until the new one is placed.
-        unmerge::peel_all(&root, s)?;
-        failpoint::hit("private-peeled")?;
-    }
-    prepare::prepare(&root, s)?;
-    let base = base::read(s, &root)?;
-    let snap = snapshot::take(&root, caller, base, s)?;
+    timed(c, "peel", || -> Result<()> {
+        if !current.merged.is_empty() {
+            // Only this thread's namespace loses the merges: the host hierarchies are the bottom
+            // layers again, and the caller keeps seeing the old merge until the new one is placed.
+            unmerge::peel_all(&root, s)?;
+            failpoint::hit("private-peeled")?;
+        }
+        Ok(())
+    })?;
+    timed(c, "prepare", || prepare::prepare(&root, s))?;
+    let base = timed(c, "base", || base::read(s, &root))?;
+    let snap = timed(c, "gather", || snapshot::take(&root, caller, base, s))?;
     failpoint::hit("snapshot-taken")?;
     // systemd fails the merge when the host has no usable os-release (EINVAL): nothing could be
     // judged, and merging nothing would look like "no suitable extensions".
@@ -131,16 +137,8 @@ fn build(
             s.class
         );
     }
-    if refresh {
-        match decide_refresh(current, &snap.state, s.always_refresh) {
-            Decision::Skip => return Ok(Step::Skip),
-            Decision::Rebuild(reasons) => {
-                for r in reasons {
-                    tracing::info!(CLASS = s.class.name(), "Refreshing {}: {r}.", s.class);
-                }
-            }
-            Decision::Fresh => {}
-        }
+    if refresh && timed(c, "decide", || decide(s, current, &snap)) == Decision::Skip {
+        return Ok(Step::Skip);
     }
     if snap.sources.is_empty() && s.mutable == MutableMode::No {
         if current.merged.is_empty() {
@@ -148,9 +146,11 @@ fn build(
         }
         return Ok(Step::Nothing);
     }
-    let ws = assemble::workspace()?;
-    let mut opened = open::open_all(s, &snap, &root, Some(&ws))?;
-    conflicts::apply(s, &root, &snap, &[], &mut opened)?;
+    let ws = timed(c, "workspace", assemble::workspace)?;
+    let mut opened = timed(c, "open", || open::open_all(s, &snap, &root, Some(&ws)))?;
+    timed(c, "conflicts", || {
+        conflicts::apply(s, &root, &snap, &[], &mut opened)
+    })?;
     assemble::apply_layer_limit(&mut opened, s.mutable);
     for r in opened
         .rejected
@@ -174,13 +174,26 @@ fn build(
     if opened.layers.is_empty() && s.mutable == MutableMode::No {
         return Ok(Step::Nothing);
     }
-    let trees = assemble::assemble(s, &root, &ws, &snap, &opened, busy)?;
+    let trees = timed(c, "assemble", || {
+        assemble::assemble(s, &root, &ws, &snap, &opened, busy)
+    })?;
     let Snapshot { state, .. } = snap;
     Ok(Step::Place {
         trees,
         state: Box::new(state),
         accepted: opened.layers.len(),
     })
+}
+
+/// The skip decision of a refresh, with the reasons for rebuilding logged.
+fn decide(s: &ClassSettings, current: &Current, snap: &Snapshot) -> Decision {
+    let d = decide_refresh(current, &snap.state, s.always_refresh);
+    if let Decision::Rebuild(reasons) = &d {
+        for r in reasons {
+            tracing::info!(CLASS = s.class.name(), "Refreshing {}: {r}.", s.class);
+        }
+    }
+    d
 }
 
 /// What a refresh finds merged now, with each merge's record.
@@ -199,74 +212,127 @@ fn current_of(merges: &[Merged], s: &ClassSettings) -> Current {
 /// left without anything to merge.
 fn run_class(s: &ClassSettings, refresh: bool) -> Result<Outcome> {
     let started = Instant::now();
-    let root = Root::open(&s.root)?;
-    if refresh {
-        for h in &s.hierarchies {
-            unmerge::peel_stale_stack(&root, s, h)?;
+    let c = s.class.name();
+    let outcome = run_phases(s, refresh, started);
+    crate::log::phase(c, "total", started);
+    outcome
+}
+
+fn run_phases(s: &ClassSettings, refresh: bool, started: Instant) -> Result<Outcome> {
+    let c = s.class.name();
+    let (root, merges, current) = timed(c, "current", || -> Result<_> {
+        let root = Root::open(&s.root)?;
+        if refresh {
+            for h in &s.hierarchies {
+                unmerge::peel_stale_stack(&root, s, h)?;
+            }
         }
-    }
-    let merges = unmerge::current(&root, s)?;
-    if !refresh {
-        if let Some(m) = merges.first() {
-            bail!("Hierarchy '{}' is already merged.", m.shown.display());
+        let merges = unmerge::current(&root, s)?;
+        if !refresh {
+            if let Some(m) = merges.first() {
+                bail!("Hierarchy '{}' is already merged.", m.shown.display());
+            }
         }
-    }
-    let current = current_of(&merges, s);
+        let current = current_of(&merges, s);
+        Ok((root, merges, current))
+    })?;
     let busy: Vec<PathBuf> = merges
         .iter()
         .filter_map(|m| m.info.work_dir.clone())
         .collect();
-    let step = namespace::in_private_namespace(|| build(s, &root, &current, &busy, refresh))?;
-    let (trees, state, accepted) = match step {
+    let (step, ns) =
+        namespace::in_private_namespace_timed(|| build(s, &root, &current, &busy, refresh))?;
+    crate::log::phase_took(c, "unshare", ns.enter);
+    crate::log::phase_took(c, "teardown", ns.teardown);
+    match step {
         Step::Skip => {
             tracing::info!(
-                CLASS = s.class.name(),
+                CLASS = c,
                 DURATION_US = started.elapsed().as_micros() as u64,
                 "Skipping extension refresh because no change was found, use --always-refresh=yes to always do a refresh."
             );
-            return Ok(Outcome::Skipped);
+            Ok(Outcome::Skipped)
         }
         Step::Nothing => {
             // systemd's refresh falls back to unmerge(): the service manager's actions are
             // collected from the merges about to go, and asked for once they are gone.
             let actions = crate::manager::collect(&root, s)?;
-            let outcome = unmerge_rest(&root, s, &current.merged, &[])?;
-            crate::manager::apply(&actions)?;
-            return Ok(outcome);
+            let outcome = timed(c, "unmerge", || {
+                unmerge_rest(&root, s, &current.merged, &[])
+            })?;
+            timed(c, "reload", || crate::manager::apply(&actions))?;
+            Ok(outcome)
         }
         Step::Place {
             trees,
             state,
             accepted,
-        } => (trees, state, accepted),
-    };
-    let mut placement = attach::Placement::new(&root, s.class);
-    for t in &trees {
-        let replace = current.merged.contains(&t.hierarchy);
-        if let Err(e) = placement.place(t, replace) {
-            // Dropping the placement rolls back what was placed.
-            drop(placement);
-            return Err(e.context(format!(
-                "placing the new tree for {}; hierarchies not yet replaced keep the previous merge",
-                root.show(&t.hierarchy).display()
-            )));
+        } => {
+            let run = Run {
+                s,
+                root: &root,
+                current: &current,
+                refresh,
+                started,
+            };
+            place(&run, &trees, *state, accepted)
         }
     }
-    let placed = placement.commit()?;
-    for t in &trees {
+}
+
+/// What placing needs to know about the run.
+struct Run<'a> {
+    s: &'a ClassSettings,
+    root: &'a Root,
+    current: &'a Current,
+    refresh: bool,
+    started: Instant,
+}
+
+/// Put the assembled `trees` in place of the current merges, unmerge what is left, record the
+/// state and ask the service manager for what the merged extensions need.
+fn place(run: &Run, trees: &[HierarchyTree], state: State, accepted: usize) -> Result<Outcome> {
+    let Run {
+        s,
+        root,
+        current,
+        refresh,
+        started,
+    } = *run;
+    let c = s.class.name();
+    let placed = timed(c, "attach", || -> Result<Vec<PathBuf>> {
+        let mut placement = attach::Placement::new(root, s.class);
+        for t in trees {
+            let replace = current.merged.contains(&t.hierarchy);
+            if let Err(e) = placement.place(t, replace) {
+                // Dropping the placement rolls back what was placed.
+                drop(placement);
+                return Err(e.context(format!(
+                    "placing the new tree for {}; hierarchies not yet replaced keep the previous merge",
+                    root.show(&t.hierarchy).display()
+                )));
+            }
+        }
+        placement.commit()
+    })?;
+    for t in trees {
         attach::log_merged(t, &root.show(&t.hierarchy));
     }
     let kept: Vec<PathBuf> = trees.iter().map(|t| t.hierarchy.clone()).collect();
-    unmerge_rest(&root, s, &current.merged, &kept)?;
-    record::write_run_state(
-        s,
-        &StateFile {
-            state: *state,
-            merged: kept,
-        },
-    );
+    timed(c, "unmerge", || {
+        unmerge_rest(root, s, &current.merged, &kept)
+    })?;
+    timed(c, "state", || {
+        record::write_run_state(
+            s,
+            &StateFile {
+                state,
+                merged: kept,
+            },
+        )
+    });
     tracing::info!(
-        CLASS = s.class.name(),
+        CLASS = c,
         DURATION_US = started.elapsed().as_micros() as u64,
         "{} {accepted} {}(s) into {} hierarch{} in {} ms.",
         if refresh { "Refreshed" } else { "Merged" },
@@ -277,7 +343,9 @@ fn run_class(s: &ClassSettings, refresh: bool) -> Result<Outcome> {
     );
     // What the extensions merged now ask of the service manager (nothing with --no-reload or
     // --root).
-    crate::manager::apply(&crate::manager::collect(&root, s)?)?;
+    timed(c, "reload", || {
+        crate::manager::apply(&crate::manager::collect(root, s)?)
+    })?;
     Ok(Outcome::Merged(placed))
 }
 

@@ -18,7 +18,7 @@ use crate::ondisk::superblock::FsType;
 use crate::settings::ClassSettings;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// An extension that passed every check and is part of the merge.
 #[derive(Debug)]
@@ -105,34 +105,48 @@ fn open_image(
     }
 }
 
+/// An image opened (or refused), with how long that took (loop device, verity, mount).
+type ImageOpened = (Result<Protected, Reject>, Duration);
+
+/// [`open_image`], timed.
+fn open_image_timed(
+    src: &Source,
+    certs: &protect::Certificates,
+    policy: &ImagePolicy,
+    flags: MountFlags,
+) -> ImageOpened {
+    let started = Instant::now();
+    let r = open_image(src, certs, policy, flags);
+    (r, started.elapsed())
+}
+
 /// Open every image of `sources` on up to [`OPEN_THREADS`] threads (they share this thread's
 /// private mount namespace); `None` for directories. Results keep the candidates' order.
 fn open_images_in_parallel(
     s: &ClassSettings,
     snap: &Snapshot,
     policy: &ImagePolicy,
-) -> Vec<Option<Result<Protected, Reject>>> {
+) -> Vec<Option<ImageOpened>> {
     let flags = image_mount_flags(s);
     let certs = &snap.base.certs;
     let images: Vec<usize> = (0..snap.sources.len())
         .filter(|i| snap.sources[*i].candidate.kind != ImageKind::Directory)
         .collect();
-    let mut out: Vec<Option<Result<Protected, Reject>>> =
-        snap.sources.iter().map(|_| None).collect();
+    let mut out: Vec<Option<ImageOpened>> = snap.sources.iter().map(|_| None).collect();
     let threads = OPEN_THREADS.min(images.len());
     if threads <= 1 {
         for i in images {
-            out[i] = Some(open_image(&snap.sources[i], certs, policy, flags));
+            out[i] = Some(open_image_timed(&snap.sources[i], certs, policy, flags));
         }
         return out;
     }
-    let results: Vec<(usize, Result<Protected, Reject>)> = std::thread::scope(|scope| {
+    let results: Vec<(usize, ImageOpened)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|k| {
                 let mine: Vec<usize> = images.iter().copied().skip(k).step_by(threads).collect();
                 scope.spawn(move || {
                     mine.into_iter()
-                        .map(|i| (i, open_image(&snap.sources[i], certs, policy, flags)))
+                        .map(|i| (i, open_image_timed(&snap.sources[i], certs, policy, flags)))
                         .collect::<Vec<_>>()
                 })
             })
@@ -238,6 +252,22 @@ fn tree_of(
     }
 }
 
+/// The per-image phase line ([`crate::log::phase`]): how long opening one candidate took, of
+/// which `mounting` on an opening thread (loop device, verity, mount; in parallel with others).
+fn log_opened(class: ImageClass, name: &str, mounting: Duration, started: Instant) {
+    let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    let total = us(mounting + started.elapsed());
+    tracing::debug!(
+        target: crate::log::PHASE_TARGET,
+        CLASS = class.name(),
+        PHASE = "open.image",
+        IMAGE = name,
+        MOUNT_US = us(mounting),
+        DURATION_US = total,
+        "Phase open.image of {class} ({name}): {total} us."
+    );
+}
+
 /// Open and judge every candidate of `snap`, attaching image mounts below `ws/images` (without
 /// a workspace, images are left out as unreadable: only root can mount them).
 pub fn open_all(
@@ -267,8 +297,13 @@ pub fn open_all(
             log_rejected(s.class, &r);
             out.rejected.push(r);
         };
-        let opened = images.get_mut(i).and_then(Option::take);
-        let (tree, fstype, detail) = match tree_of(root, ws, i, src, opened, &mut out)? {
+        let (opened, mounting) = match images.get_mut(i).and_then(Option::take) {
+            Some((r, took)) => (Some(r), took),
+            None => (None, Duration::ZERO),
+        };
+        let tree = tree_of(root, ws, i, src, opened, &mut out);
+        log_opened(s.class, &c.name, mounting, started);
+        let (tree, fstype, detail) = match tree? {
             Ok(t) => t,
             Err(reason) => {
                 reject(&mut out, reason);

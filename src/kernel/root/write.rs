@@ -129,9 +129,8 @@ impl Root {
 
 /// `.#NAME.XXXXXXXXXXXXXXXX`: hidden, marked temporary (systemd and discovery skip `.#`), unique.
 fn temp_name(name: &OsStr) -> OsString {
-    let mut bytes = [0u8; 8];
     // Uniqueness, not secrecy: O_EXCL catches any collision.
-    let _ = rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::NONBLOCK);
+    let bytes = crate::kernel::unique::unique_bytes();
     let mut t = OsString::from(".#");
     t.push(name);
     t.push(format!(".{}", crate::ondisk::bytes::hex(&bytes)));
