@@ -218,6 +218,11 @@ install_ours() {
     local bin=$1 d
     install -m 0755 "$bin" "$ROOTFS/usr/bin/extmerge"
     install -m 0644 "$REPO"/units/extmerge-sysroot*.service "$ROOTFS/usr/lib/systemd/system/"
+    # The booted system's drop-ins where make install puts them: inactive until a scenario links
+    # them into /etc/systemd/system/UNIT.d/ (booted_refresh).
+    rm -rf "$ROOTFS/usr/lib/extmerge/booted"
+    mkdir -p "$ROOTFS/usr/lib/extmerge"
+    cp -r "$REPO/units/booted" "$ROOTFS/usr/lib/extmerge/booted"
     for d in 90extmerge 91extmerge-test-stubs; do
         rm -rf "$ROOTFS/usr/lib/dracut/modules.d/$d"
         cp -r "$REPO/dracut-module/$d" "$ROOTFS/usr/lib/dracut/modules.d/$d"

@@ -73,6 +73,7 @@ const SCENARIOS: &[&str] = &[
     "kill_switch",
     "missing_default_confext",
     "reload_units",
+    "booted_refresh",
 ];
 
 #[test]
@@ -180,6 +181,15 @@ fn boot_missing_default_confext() {
 #[test]
 fn boot_reload_units() {
     boot("reload_units");
+}
+
+/// Issue 16 (point 3): extmerge as the booted system's refresh through systemd's own units
+/// (units/booted linked): `systemctl restart systemd-sysext systemd-confext` with a reader busy
+/// in /usr and /etc, a new sysext whose service starts after the reload, a user confext, a broken
+/// image skipped; a second restart keeps every mount; Varlink over the socket and exec:.
+#[test]
+fn boot_booted_refresh() {
+    boot("booted_refresh");
 }
 
 #[test]

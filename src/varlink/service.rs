@@ -270,3 +270,89 @@ impl Service {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::varlink::wire::parse_call;
+
+    fn service(root: &std::path::Path) -> Service {
+        Service {
+            opts: CliOptions {
+                root: Some(root.to_path_buf()),
+                ..Default::default()
+            },
+            default_class: ImageClass::Sysext,
+            env: |_| None,
+        }
+    }
+
+    fn answer(svc: &Service, msg: &str, uid: u32) -> Vec<Vec<u8>> {
+        match svc.handle(&parse_call(msg.as_bytes()).unwrap(), uid) {
+            Answer::Replies(r) => r.iter().map(Reply::encode).collect(),
+            Answer::Silent => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_unprivileged_caller_may_list_but_not_change() {
+        let t = tempfile::tempdir().unwrap();
+        let svc = service(t.path());
+        let denied = b"{\"error\":\"org.varlink.service.PermissionDenied\"}\0".to_vec();
+        for m in [
+            r#"{"method":"io.systemd.sysext.Merge","parameters":{"noReload":true}}"#,
+            r#"{"method":"io.systemd.sysext.Refresh"}"#,
+            r#"{"method":"io.systemd.sysext.Unmerge","parameters":{"class":"confext"}}"#,
+            r#"{"method":"io.systemd.SysUpdate.Notify.OnCompletedUpdate","parameters":{}}"#,
+        ] {
+            assert_eq!(answer(&svc, m, 1000), vec![denied.clone()], "{m}");
+        }
+        // Parameters are checked first, as sd_varlink_dispatch() runs before polkit.
+        assert_eq!(
+            answer(&svc, r#"{"method":"io.systemd.sysext.Merge","parameters":{"x":1}}"#, 1000),
+            vec![b"{\"error\":\"org.varlink.service.InvalidParameter\",\"parameters\":{\"parameter\":\"x\"}}\0".to_vec()]
+        );
+        // List is everyone's: an empty root has no images.
+        assert_eq!(
+            answer(
+                &svc,
+                r#"{"method":"io.systemd.sysext.List","more":true}"#,
+                1000
+            ),
+            vec![b"{\"error\":\"io.systemd.sysext.NoImagesFound\"}\0".to_vec()]
+        );
+    }
+
+    #[test]
+    fn service_methods_answer_as_sd_varlink() {
+        let t = tempfile::tempdir().unwrap();
+        let svc = service(t.path());
+        assert_eq!(
+            answer(&svc, r#"{"method":"io.systemd.sysext.List"}"#, 0),
+            vec![b"{\"error\":\"org.varlink.service.ExpectedMore\"}\0".to_vec()]
+        );
+        assert_eq!(
+            answer(&svc, r#"{"method":"io.nope.X"}"#, 0),
+            vec![b"{\"error\":\"org.varlink.service.MethodNotFound\",\"parameters\":{\"method\":\"io.nope.X\"}}\0".to_vec()]
+        );
+        assert!(answer(
+            &svc,
+            r#"{"method":"io.systemd.sysext.List","upgrade":true}"#,
+            0
+        )
+        .is_empty());
+        let info = answer(&svc, r#"{"method":"org.varlink.service.GetInfo"}"#, 0);
+        assert!(String::from_utf8_lossy(&info[0]).contains(
+            r#""interfaces":["io.systemd","io.systemd.SysUpdate.Notify","io.systemd.sysext","org.varlink.service"]"#
+        ));
+        let desc = answer(
+            &svc,
+            r#"{"method":"org.varlink.service.GetInterfaceDescription","parameters":{"interface":"nope"}}"#,
+            0,
+        );
+        assert_eq!(
+            desc,
+            vec![b"{\"error\":\"org.varlink.service.InterfaceNotFound\",\"parameters\":{\"interface\":\"nope\"}}\0".to_vec()]
+        );
+    }
+}
