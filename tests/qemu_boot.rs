@@ -74,6 +74,7 @@ const SCENARIOS: &[&str] = &[
     "missing_default_confext",
     "reload_units",
     "booted_refresh",
+    "booted_systemd257",
 ];
 
 #[test]
@@ -190,6 +191,14 @@ fn boot_reload_units() {
 #[test]
 fn boot_booted_refresh() {
     boot("booted_refresh");
+}
+
+/// Issue 16 (point 3): a systemd 257 guest (Debian trixie, Flatcar Stable's systemd, no
+/// refresh-skip logic) with the drop-ins: the booted system does not remount after the initrd's
+/// merge; 257's own refresh, run by hand, does.
+#[test]
+fn boot_booted_systemd257() {
+    boot("booted_systemd257");
 }
 
 #[test]
