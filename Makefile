@@ -39,7 +39,8 @@ check:
 	$(MAKE) --no-print-directory clippy
 	cargo nextest run --no-fail-fast -E '$(CHECK_TESTS)'
 
-# Install the binary, the initrd units and the dracut module below DESTDIR (a package's
+# Install the binary, the initrd units, the booted system's (inactive) drop-ins and the dracut
+# module below DESTDIR (a package's
 # staging tree, or / itself). EXTMERGE_BIN picks the binary (e.g. the static one from
 # `make static`, which the initrd needs where libcryptsetup is not in it); by default a release
 # build of this checkout.
@@ -48,6 +49,9 @@ PREFIX ?= /usr
 BINDIR ?= $(PREFIX)/bin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DRACUTDIR ?= $(PREFIX)/lib/dracut/modules.d
+# The booted system's drop-ins (units/booted): installed here, inactive until linked into
+# /etc/systemd/system/UNIT.d/ (README.md, "In the booted system").
+BOOTEDDIR ?= $(PREFIX)/lib/extmerge/booted
 EXTMERGE_BIN ?=
 
 install:
@@ -55,6 +59,7 @@ install:
 	if [ -z "$$bin" ]; then cargo build --release; bin=target/release/extmerge; fi; \
 	install -D -m 0755 "$$bin" '$(DESTDIR)$(BINDIR)/extmerge'; \
 	for u in units/*.service; do install -D -m 0644 "$$u" "$(DESTDIR)$(UNITDIR)/$${u#units/}"; done; \
+	for d in units/booted/*.d/*.conf; do install -D -m 0644 "$$d" "$(DESTDIR)$(BOOTEDDIR)/$${d#units/booted/}"; done; \
 	install -D -m 0755 dracut-module/90extmerge/module-setup.sh '$(DESTDIR)$(DRACUTDIR)/90extmerge/module-setup.sh'; \
 	echo "installed extmerge, its units and dracut module below $(or $(DESTDIR),/)"
 

@@ -26,7 +26,10 @@ LOG_TAG=qemu-guest
 # shellcheck source=qemu-tests/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SUITE=unstable
+# Debian unstable (systemd 262) by default; EXTMERGE_QEMU_SUITE=trixie builds a systemd 257
+# guest (the version Flatcar Stable ships, without refresh-skip logic) into its own directory
+# (run-scenario.sh sets both for a scenario with a `suite` file).
+SUITE=${EXTMERGE_QEMU_SUITE:-unstable}
 PACKAGES=(
     systemd systemd-sysv udev
     dracut zstd
@@ -218,6 +221,11 @@ install_ours() {
     local bin=$1 d
     install -m 0755 "$bin" "$ROOTFS/usr/bin/extmerge"
     install -m 0644 "$REPO"/units/extmerge-sysroot*.service "$ROOTFS/usr/lib/systemd/system/"
+    # The booted system's drop-ins where make install puts them: inactive until a scenario links
+    # them into /etc/systemd/system/UNIT.d/ (booted_refresh).
+    rm -rf "$ROOTFS/usr/lib/extmerge/booted"
+    mkdir -p "$ROOTFS/usr/lib/extmerge"
+    cp -r "$REPO/units/booted" "$ROOTFS/usr/lib/extmerge/booted"
     for d in 90extmerge 91extmerge-test-stubs; do
         rm -rf "$ROOTFS/usr/lib/dracut/modules.d/$d"
         cp -r "$REPO/dracut-module/$d" "$ROOTFS/usr/lib/dracut/modules.d/$d"
@@ -259,6 +267,11 @@ fi
 file -b "$BIN" | grep -Eq 'static(-pie)? linked' || die "$BIN is not statically linked"
 
 rootfs_ready || build_rootfs
+# dracut's systemd-sysext module (dracut-ng with systemd >= 261's -sysroot units) is not in
+# every suite's dracut: add it where it exists.
+if ! compgen -G "$ROOTFS/usr/lib/dracut/modules.d/[0-9]*systemd-sysext" >/dev/null; then
+    INITRD_ADD="extmerge extmerge-test-stubs"
+fi
 make_keys
 KVER=$(sed -n 's/^kver=//p' "$STAMP")
 bin_hash=$(sha256sum <"$BIN" | cut -d' ' -f1)
@@ -297,6 +310,8 @@ if [[ ! -f $INITRD ]]; then
     chroot_run "$ROOTFS" lsinitrd /var/tmp/initrd.img >"$QEMU_WORK/lsinitrd.txt" 2>&1 ||
         die "lsinitrd failed (output: $QEMU_WORK/lsinitrd.txt)"
     for u in systemd-sysext-sysroot.service systemd-confext-sysroot.service; do
+        # systemd < 261 has no -sysroot units: nothing to mask.
+        [[ -f $ROOTFS/usr/lib/systemd/system/$u ]] || continue
         grep -qE " usr/lib/systemd/system/$u\$" "$QEMU_WORK/lsinitrd.txt" ||
             die "dracut's systemd-sysext module did not install $u (see $QEMU_WORK/lsinitrd.txt)"
         grep -qF "etc/systemd/system/$u -> /dev/null" "$QEMU_WORK/lsinitrd.txt" ||

@@ -33,6 +33,8 @@
 #   upstream-tests     file names of upstream's test/units/ (systemd-tests, in the chroot of
 #                      scripts/mkchroot.sh) copied to upstream/ on the checks disk, with the
 #                      package's version in upstream/version
+#   suite              another Debian suite for the guest (e.g. trixie: systemd 257), built and
+#                      cached in target/qemu-SUITE
 #   check-boot-N.sh    runs in the booted guest after multi-user.target in boot N and
 #                      prints "ok WHAT" / "not ok WHAT: WHY" lines (qemu-tests/guest/checks/
 #                      checklib.sh has the helpers); then the guest powers off
@@ -64,6 +66,15 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 t_all=$(now)
+# A scenario for another Debian suite (`suite`: one word, e.g. trixie for systemd 257) boots a
+# guest built for it, cached in target/qemu-SUITE.
+if [[ -f $SDIR/suite ]]; then
+    suite=$(tr -dc 'a-z' <"$SDIR/suite")
+    [[ -n $suite ]] || die "$SDIR/suite: no suite name"
+    export EXTMERGE_QEMU_SUITE=$suite EXTMERGE_QEMU_DIR=$REPO/target/qemu-$suite
+    QEMU_WORK=$EXTMERGE_QEMU_DIR
+    mkdir -p "$QEMU_WORK"
+fi
 guest_env=$("$QT_DIR/build-guest.sh")
 while IFS='=' read -r k v; do
     case $k in

@@ -234,6 +234,11 @@ seed() {
             printf 'a\tb\\c\n\001\377"x\047' >"$dir/seed-bytes"
             printf '%s' '\x41\101\u00e4\U0001F600\s\q\000' >"$dir/seed-escapes"
             ;;
+        varlink_wire)
+            # Byte 0 is the chunk size the stream is fed in.
+            printf '\x07{"method":"io.systemd.sysext.List","parameters":{"class":"confext"},"more":true}\0{"method":"org.varlink.service.GetInfo"}\0{"method":"a.B","oneway":true,"more":true}\0{"par' >"$dir/seed-calls"
+            printf '\x01not json\0[]\0{"method":"x","parameters":[1]}\0{"method":"x","bogus":null}\0' >"$dir/seed-bad"
+            ;;
         version)
             printf '%s\n' 'v1.10~rc1' 'v1.9^1' >"$dir/seed-pair"
             printf '%s\n' '225.0-1.fc40' '225-2.fc40' >"$dir/seed-rpm"

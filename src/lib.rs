@@ -13,7 +13,8 @@
 //! * [`merge`]: merge, refresh, unmerge and check as pipelines over the same steps;
 //! * [`manager`]: the service manager's reload and unit restarts the merged extensions ask for;
 //! * [`initrd`]: the kernel command line, `/var` and Flatcar's selection;
-//! * [`verbs`]: parse, call, print.
+//! * [`verbs`]: parse, call, print;
+//! * [`varlink`]: the same verbs as systemd-sysext's Varlink service.
 
 #![deny(unsafe_code)]
 
@@ -32,4 +33,5 @@ pub mod merge;
 pub mod meta;
 pub mod ondisk;
 pub mod settings;
+pub mod varlink;
 pub mod verbs;

@@ -224,6 +224,12 @@ fn run(cli: Cli) -> Result<i32> {
         });
     let class_arg = cli.class.or(as_systemd).unwrap_or(ClassArg::All);
     let env = |k: &str| std::env::var(k).ok();
+    // Started as a Varlink service (a socket unit, `varlinkctl call exec:…`): serve, whatever
+    // the verb, as systemd-sysext does.
+    let invocation = extmerge::varlink::invocation()?;
+    if !matches!(invocation, extmerge::varlink::Invocation::None) {
+        return serve_varlink(opts, class_arg, invocation);
+    }
     let verb = cli.verb.clone().unwrap_or(Verb::Status);
     // The initrd steps that are not about one class.
     match &verb {
@@ -297,6 +303,32 @@ fn run_class_verb(
         Verb::Check { os_release: None } => verbs::check::run(settings, cli.json),
         Verb::MountVar | Verb::FlatcarSelect { .. } => unreachable!("handled before the classes"),
     }
+}
+
+/// The Varlink service: calls without `class` act on the class of the program name or
+/// `--class` (sysext when both classes were selected, as systemd-sysext's default).
+fn serve_varlink(
+    opts: CliOptions,
+    class_arg: ClassArg,
+    invocation: extmerge::varlink::Invocation,
+) -> Result<i32> {
+    let default_class = match class_arg {
+        ClassArg::Confext => ImageClass::Confext,
+        _ => ImageClass::Sysext,
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    let s = settings::resolve(&opts, default_class, &env)?;
+    let cmdline = opts.kernel_cmdline.clone().unwrap_or_default();
+    if switches::select(vec![s], &cmdline, opts.in_initrd, false).is_empty() {
+        return Ok(verbs::EXIT_SUCCESS);
+    }
+    let svc = extmerge::varlink::service::Service {
+        opts,
+        default_class,
+        env: |k| std::env::var(k).ok(),
+    };
+    extmerge::varlink::serve(&svc, invocation)?;
+    Ok(verbs::EXIT_SUCCESS)
 }
 
 fn main() {

@@ -74,6 +74,8 @@ const SCENARIOS: &[&str] = &[
     "missing_default_confext",
     "reload_units",
     "flatcar_download",
+    "booted_refresh",
+    "booted_systemd257",
 ];
 
 #[test]
@@ -191,6 +193,21 @@ fn boot_reload_units() {
 #[test]
 fn boot_flatcar_download() {
     boot("flatcar_download");
+/// Issue 16 (point 3): extmerge as the booted system's refresh through systemd's own units
+/// (units/booted linked): `systemctl restart systemd-sysext systemd-confext` with a reader busy
+/// in /usr and /etc, a new sysext whose service starts after the reload, a user confext, a broken
+/// image skipped; a second restart keeps every mount; Varlink over the socket and exec:.
+#[test]
+fn boot_booted_refresh() {
+    boot("booted_refresh");
+}
+
+/// Issue 16 (point 3): a systemd 257 guest (Debian trixie, Flatcar Stable's systemd, no
+/// refresh-skip logic) with the drop-ins: the booted system does not remount after the initrd's
+/// merge; 257's own refresh, run by hand, does.
+#[test]
+fn boot_booted_systemd257() {
+    boot("booted_systemd257");
 }
 
 #[test]

@@ -118,10 +118,16 @@ fn host_digest(h: &Result<HostInfo, String>) -> String {
     hex(&d.finalize())
 }
 
-/// Digest of the trusted certificates (names and contents).
-fn certs_digest(certs: &[(PathBuf, Vec<u8>)]) -> String {
+/// Digest of the trusted certificates (names inside `root`, and contents): the same certificates
+/// give the same digest whether the root was merged with `--root=/sysroot` in the initrd or is
+/// `/` in the booted system, so the booted refresh skips after the initrd's merge.
+fn certs_digest(root: &std::path::Path, certs: &[(PathBuf, Vec<u8>)]) -> String {
     let mut d = Sha256::new();
-    for (p, der) in certs {
+    for (shown, der) in certs {
+        let p = shown
+            .strip_prefix(root)
+            .map(|rel| std::path::Path::new("/").join(rel))
+            .unwrap_or_else(|_| shown.clone());
         d.update(p.as_os_str().len().to_le_bytes());
         d.update(p.as_os_str().as_encoded_bytes());
         d.update(der.len().to_le_bytes());
@@ -408,8 +414,35 @@ fn state_of(
         force: s.force,
         image_policy: s.image_policy.clone(),
         check_conflicts: s.check_conflicts.as_str().into(),
-        certificates: certs_digest(&base.certs),
+        certificates: certs_digest(&s.root, &base.certs),
         images,
         skip_record,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_digest_is_the_same_in_the_initrd_and_the_booted_system() {
+        let der = vec![1u8, 2, 3];
+        let initrd = certs_digest(
+            std::path::Path::new("/sysroot"),
+            &[(
+                PathBuf::from("/sysroot/usr/lib/verity.d/a.crt"),
+                der.clone(),
+            )],
+        );
+        let booted = certs_digest(
+            std::path::Path::new("/"),
+            &[(PathBuf::from("/usr/lib/verity.d/a.crt"), der.clone())],
+        );
+        assert_eq!(initrd, booted);
+        let renamed = certs_digest(
+            std::path::Path::new("/"),
+            &[(PathBuf::from("/usr/lib/verity.d/b.crt"), der)],
+        );
+        assert_ne!(booted, renamed);
     }
 }

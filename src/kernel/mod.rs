@@ -1,6 +1,7 @@
 //! The syscall shell: the root handle, mounts and namespaces, loop and dm-verity devices, the
 //! run lock. The only folder allowed `unsafe`, and the only place that probes kernel features.
 
+pub mod activation;
 #[cfg(feature = "verity")]
 pub mod dmverity;
 pub mod features;

@@ -282,3 +282,70 @@ check_status_lists() {
         not_ok "systemd-$class status lists $name: $(tr '\n' ' ' <<<"$s")"
     fi
 }
+
+# ---- a reader busy in the merged hierarchies during a refresh (issues 6 and 16) ------------
+
+READER_STOP=/run/extmerge-test-reader.stop
+READER_OUT=/run/extmerge-test-reader.out
+
+# reader_start FILE=HEAD...: in the background, open and read each FILE (without forking) over
+# and over, counting a read as failed unless the file starts with HEAD; until reader_stop.
+reader_start() {
+    local -a specs=("$@")
+    rm -f "$READER_STOP" "$READER_OUT"
+    (
+        reads=0 fails=0
+        while [[ ! -e $READER_STOP ]]; do
+            for spec in "${specs[@]}"; do
+                f=${spec%%=*} want=${spec#*=} line=""
+                if exec {fd}<"$f"; then
+                    IFS= read -r -n "${#want}" line <&"$fd" || true
+                    exec {fd}<&-
+                fi 2>/dev/null
+                if [[ $line == "$want" ]]; then
+                    reads=$((reads + 1))
+                else
+                    fails=$((fails + 1))
+                fi
+            done
+        done
+        echo "$reads $fails" >"$READER_OUT"
+    ) &
+    READER_PID=$!
+}
+
+# reader_stop: stop the reader; prints "READS FAILS" ("0 unknown" if it never reported).
+reader_stop() {
+    local _
+    touch "$READER_STOP"
+    for _ in $(seq 1 30); do
+        [[ -s $READER_OUT ]] && break
+        sleep 1
+    done
+    kill "$READER_PID" 2>/dev/null || true
+    wait "$READER_PID" 2>/dev/null || true
+    cat "$READER_OUT" 2>/dev/null || echo "0 unknown"
+}
+
+# run_with_reader WHAT FILES -- CMD...: run CMD while a reader (reader_start FILES) is busy;
+# checks that CMD exits 0, the reader read, and no read failed. FILES as for reader_start.
+run_with_reader() {
+    local what=$1 rc=0 out reads fails
+    shift
+    local -a files=()
+    while [[ $1 != -- ]]; do
+        files+=("$1")
+        shift
+    done
+    shift
+    reader_start "${files[@]}"
+    sleep 2
+    out=$("$@" 2>&1) || rc=$?
+    check_eq "$what: $* exits 0" 0 "$rc"
+    [[ -z $out ]] || echo "$out" | diag
+    sleep 2
+    read -r reads fails <<<"$(reader_stop)"
+    check "$what: the reader read files during it ($reads reads)" test "$reads" -gt 0
+    check_eq "$what: no read failed during it (of $reads)" 0 "$fails"
+    echo "$what: reader: $reads reads, $fails failed" | diag
+}

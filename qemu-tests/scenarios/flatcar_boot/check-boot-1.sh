@@ -73,4 +73,18 @@ for want in "sysext:pinned" "flatcar-zfs: place it at /etc/flatcar/sysext/flatca
         not_ok "check --os-release reports $want: $(tr '\n' ' ' <<<"$out")"
     fi
 done
+# The same as an updater's hook reads it (docs/update-preflight.md): --json=short, exit 1.
+json=$(extmerge --class=sysext check --os-release=/run/next-os-release --json=short 2>/dev/null)
+rc=$?
+check_eq "check --os-release --json=short exits 1" 1 "$rc"
+# The images pinned to 4000.0.0 (zfs and OEM: the selection links their 4001.0.0 images once
+# staged) and the user's pinned sysext.
+check_eq "its would_stop names the sysexts pinned to 4000.0.0" \
+    '"would_stop":["sysext:flatcar-zfs","sysext:oem-qemu","sysext:pinned"]' \
+    "$(grep -o '"would_stop":\[[^]]*\]' <<<"$json")"
+for n in flatcar-zfs oem-qemu; do
+    if grep -qF "\"action\":\"missing\",\"name\":\"$n\"" <<<"$json"; then ok "its flatcar_missing names $n"; else
+        not_ok "its flatcar_missing names $n: $(cut -c1-300 <<<"$json")"
+    fi
+done
 finish

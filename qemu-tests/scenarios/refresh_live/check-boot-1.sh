@@ -13,59 +13,14 @@ check_eq "/usr/bin/hello-squashfs runs before the refresh" "hello from hello-squ
 check "hello-erofs is not merged yet" test ! -e /usr/bin/hello-erofs
 check_eq "sysext loop devices before the refresh: the merged image only" "hello-squashfs.raw" "$(loop_backing_files hello)"
 
-# The reader: opens and reads, without forking, a base-OS file (/usr/bin/ls) and files of
-# merged sysexts (a squashfs image's and a directory's), until told to stop.
-stop=/run/extmerge-test-reader.stop
-res=/run/extmerge-test-reader.out
-reader() {
-    local reads=0 fails=0 f want line fd
-    local -A head=([/usr/bin/ls]=$'\x7fELF' [/usr/bin/hello-squashfs]='#!/bin/sh' [/usr/bin/hello-dir]='#!/bin/sh')
-    while [[ ! -e $stop ]]; do
-        for f in /usr/bin/ls /usr/bin/hello-squashfs /usr/bin/hello-dir; do
-            want=${head[$f]}
-            line=""
-            if exec {fd}<"$f"; then
-                IFS= read -r -n "${#want}" line <&"$fd" || true
-                exec {fd}<&-
-            fi 2>/dev/null
-            if [[ $line == "$want" ]]; then
-                reads=$((reads + 1))
-            else
-                fails=$((fails + 1))
-            fi
-        done
-    done
-    echo "$reads $fails" >"$res"
-}
-
-# refresh_with_reader WHAT: run `extmerge --class=sysext refresh` with the reader going.
-refresh_with_reader() {
-    local what=$1 pid rc=0 out reads fails
-    rm -f "$stop" "$res"
-    reader &
-    pid=$!
-    sleep 2
-    out=$(extmerge --class=sysext refresh 2>&1) || rc=$?
-    check_eq "$what: extmerge --class=sysext refresh exits 0" 0 "$rc"
-    [[ -z $out ]] || echo "$out" | diag
-    sleep 2
-    touch "$stop"
-    for _ in $(seq 1 30); do
-        [[ -s $res ]] && break
-        sleep 1
-    done
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    read -r reads fails <"$res" 2>/dev/null || { reads=0 fails=unknown; }
-    check "$what: the reader read files in /usr during the refresh ($reads reads)" test "$reads" -gt 0
-    check_eq "$what: no read failed during the refresh (of $reads)" 0 "$fails"
-}
+# A base-OS file and files of merged sysexts (a squashfs image's and a directory's).
+READ=(/usr/bin/ls=$'\x7fELF' /usr/bin/hello-squashfs='#!/bin/sh' /usr/bin/hello-dir='#!/bin/sh')
 
 # ---- refresh 1: add an image
 mid0=$(mount_id /usr)
 loops0=$(loop_devices)
 cp /var/lib/extmerge-test-pending/hello-erofs.raw /etc/extensions/hello-erofs.raw
-refresh_with_reader "refresh 1 (hello-erofs added)"
+run_with_reader "refresh 1 (hello-erofs added)" "${READ[@]}" -- extmerge --class=sysext refresh
 mid1=$(mount_id /usr)
 check "refresh 1: /usr is a new overlay (mount ID $mid0 -> $mid1)" test "$mid0" != "$mid1"
 check "refresh 1: the replaced overlay is detached" sh -c "! awk '{print \$1}' /proc/self/mountinfo | grep -qx '$mid0'"
@@ -85,7 +40,7 @@ done
 
 # ---- refresh 2: remove it again
 rm /etc/extensions/hello-erofs.raw
-refresh_with_reader "refresh 2 (hello-erofs removed)"
+run_with_reader "refresh 2 (hello-erofs removed)" "${READ[@]}" -- extmerge --class=sysext refresh
 check "refresh 2: /usr is a new overlay (mount ID $mid1 -> $(mount_id /usr))" test "$mid1" != "$(mount_id /usr)"
 check "/usr/bin/hello-erofs is gone" test ! -e /usr/bin/hello-erofs
 check_eq "/usr/bin/hello-squashfs still runs" "hello from hello-squashfs" "$(/usr/bin/hello-squashfs 2>&1)"
