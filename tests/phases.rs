@@ -174,12 +174,9 @@ const MERGING: &[&str] = &[
 
 #[test]
 fn every_phase_is_logged_once_per_class_with_its_duration_at_debug_level() {
-    let (_t, root, leak) = private_temp_root();
+    let t = TestRoot::new(&[("usr/lib/os-release", "ID=debian\nVERSION_ID=13\n")]);
+    let root = t.path.clone();
     let journal = FakeJournal::new();
-    write_files(
-        &root,
-        &[("usr/lib/os-release", "ID=debian\nVERSION_ID=13\n")],
-    );
     let src = root.join("../src/sq");
     write_files(
         &src,
@@ -238,5 +235,5 @@ fn every_phase_is_logged_once_per_class_with_its_duration_at_debug_level() {
     let (code, _) = journal.run(&root, &["unmerge"]);
     assert_eq!(code, 0);
     drop(journal);
-    leak.assert_clean();
+    t.finish();
 }
