@@ -5,8 +5,11 @@ check_var_disk() {
     check_journal "extmerge mounted /var in the initrd for $spec" "at /sysroot/var for $spec." \
         -u extmerge-sysroot.service
     src=$(findmnt -n -o SOURCE --mountpoint /var)
+    # blkid -p probes the device itself: lsblk reads udev's database, which a loaded guest may
+    # not have filled for the disk yet when the checks start.
     check_eq "/var is the GPT partition labelled extvar-part" "extvar-part ext4 extvar" \
-        "$(lsblk -n -o PARTLABEL,FSTYPE,LABEL "$src" 2>&1 | tr -s ' ')"
+        "$(blkid -p -o export "$src" 2>&1 | awk -F= '{ v[$1] = $2 }
+            END { print v["PART_ENTRY_NAME"], v["TYPE"], v["LABEL"] }')"
     check_single_overlay /var
     check_eq "var.mount is active in the booted system" "active" "$(systemctl is-active var.mount 2>&1)"
     check_journal "the initrd used the sysext on the separate /var" \
