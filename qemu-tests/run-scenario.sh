@@ -18,6 +18,8 @@
 #                      written to the checks disk as `roothashes`, lines "DEST HASH")
 #                        rm                       -       DEST   (remove DEST; root-N only)
 #   config/            a tree copied as is into /sysroot on first boot (after files)
+#   ignition-mounts    filesystems the Ignition stub mounts below /sysroot before it writes
+#                      (and leaves mounted, as Ignition's mount stage): LABEL /PATH per line
 #   cmdline-boot-N     more kernel command line arguments for boot N only
 #   root-N             like files, but written straight into the root disk before boot N
 #                      (what the OS image itself ships, or an A/B update between boots);
@@ -271,6 +273,12 @@ build_config() {
     if [[ -d $SDIR/config ]]; then
         cp -a "$SDIR/config/." "$root/"
     fi
+    # Filesystems Ignition mounts before it writes (its mount stage), e.g. the user's /var.
+    if [[ -f $SDIR/ignition-mounts ]]; then
+        sed 's/#.*//' "$SDIR/ignition-mounts" | awk 'NF' >"$WORK/config/mounts"
+        awk 'NF != 2 || $2 !~ /^\// { exit 1 }' "$WORK/config/mounts" ||
+            die "$SDIR/ignition-mounts: want 'LABEL /PATH' per line"
+    fi
     chown -R 0:0 "$root"
     ext4_image "$WORK/config" ignition "$WORK/config.img"
 }
@@ -315,13 +323,19 @@ else
     qemu-img create -q -f qcow2 -b "$BASE" -F raw "$WORK/root.qcow2"
 fi
 
+# build_root N: the tree root-N lists (before the checks disk is made, so that the root
+# hashes of its verity images reach `roothashes`).
+build_root() {
+    local n=$1 tree=$WORK/root-$1/tree
+    place_files "$SDIR/root-$n" "$tree"
+    chown -R 0:0 "$tree"
+}
+
 # apply_root N: write root-N into the raw root disk (loop-mounted in a private namespace).
 apply_root() {
     local n=$1 tree
     tree=$WORK/root-$n/tree
     [[ -f $SDIR/root-$n ]] || return 0
-    place_files "$SDIR/root-$n" "$tree"
-    chown -R 0:0 "$tree"
     # shellcheck disable=SC2016 # expanded by the inner shell
     unshare -m --propagation private -- /bin/bash -euc '
         img=$1 tree=$2 mnt=$3
@@ -374,12 +388,17 @@ build_disk() {
 }
 
 build_config
-build_checks
+for ((n = 1; n <= boots; n++)); do
+    if [[ -f $SDIR/root-$n ]]; then
+        build_root "$n"
+    fi
+done
 for spec in "$SDIR"/*-disk; do
     if [[ -f $spec ]]; then
         build_disk "$(basename "${spec%-disk}")"
     fi
 done
+build_checks
 
 # ---- boot N of the disk ------------------------------------------------------------------
 # Sets BOOT_SECONDS; returns non-zero (after printing why) when the boot failed.

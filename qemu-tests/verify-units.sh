@@ -52,7 +52,7 @@ verify_set() {
         for exe in /usr/bin/extmerge /usr/libexec/extmerge-test/ignition-stub \
             /usr/libexec/extmerge-test/setup-root-stub /usr/libexec/extmerge-test/emergency-report \
             /usr/libexec/extmerge-test/rerun /usr/libexec/extmerge-test/downloader-stub \
-            /usr/libexec/extmerge-test/bench-cpu \
+            /usr/libexec/extmerge-test/bench-cpu /usr/libexec/extmerge-test/mountids \
             /usr/local/libexec/extmerge-test/run-checks /usr/local/libexec/extmerge-test/emergency-report; do
             mkdir -p "$r$(dirname "$exe")"
             cp "$tmp/bin/stub" "$r$exe"

@@ -76,6 +76,7 @@ const SCENARIOS: &[&str] = &[
     "flatcar_download",
     "booted_refresh",
     "booted_systemd257",
+    "flatcar_faithful",
 ];
 
 #[test]
@@ -210,6 +211,17 @@ fn boot_booted_refresh() {
 #[test]
 fn boot_booted_systemd257() {
     boot("booted_systemd257");
+}
+
+/// Issue 15 (point 5): Flatcar as it ships: signed erofs DDIs (the `Require=`d default confext
+/// made by `systemd-repart --make-ddi=confext`, docker, zfs from `enabled-sysext.conf`, the OEM
+/// sysext on the OEM partition), `Mutable=auto` with the mutable-/etc link; Ignition mounts the
+/// /var disk and writes a user confext there, a user sysext and `var.mount`. Both boots merge
+/// everything in the initrd (boot 2 mounts /var from `var.mount`); the stock refresh units merge
+/// nothing and /etc, /usr, /var keep the mounts the initrd left (unique mount IDs).
+#[test]
+fn boot_flatcar_faithful() {
+    boot("flatcar_faithful");
 }
 
 #[test]

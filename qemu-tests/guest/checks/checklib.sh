@@ -349,3 +349,52 @@ run_with_reader() {
     check_eq "$what: no read failed during it (of $reads)" 0 "$fails"
     echo "$what: reader: $reads reads, $fails failed" | diag
 }
+
+# ---- the initrd's mounts kept by the booted system (issue 15) ------------------------------
+
+# "UNIQ/ID" of the topmost mount at H: the 64-bit unique mount ID (statmount, never reused)
+# and the mountinfo ID; the format extmerge-test-mountids.service logs in the initrd.
+mount_uniq_id() {
+    echo "$(findmnt --kernel=listmount -n -o UNIQ-ID --mountpoint "$1" | tail -n1)/$(mount_id "$1")"
+}
+
+# check_mount_ids_since_initrd H...: each hierarchy's topmost mount is still the one the
+# initrd left on /sysroot/H (extmerge-test-mountids.service, extmerge_test.mountids), by its
+# unique ID: nothing in the booted system (the stock refresh units) replaced it.
+check_mount_ids_since_initrd() {
+    local line h want now
+    line=$(journal -u extmerge-test-mountids.service | grep -m1 -o 'mountids:.*')
+    if [[ -z $line ]]; then
+        not_ok "the initrd logged its mount IDs (extmerge-test-mountids.service)"
+        return
+    fi
+    echo "initrd: $line" | diag
+    for h in "$@"; do
+        want=$(grep -o " $h=[^ ]*" <<<"$line" | cut -d= -f2)
+        now=$(mount_uniq_id "$h")
+        if [[ -z $want || $want == none/* ]]; then
+            not_ok "$h keeps its mount from the initrd: the initrd logged no mount on /sysroot$h"
+        elif [[ $want == "$now" ]]; then
+            ok "$h keeps its mount from the initrd (unique ID/mount ID $now)"
+        else
+            not_ok "$h keeps its mount from the initrd: the initrd left $want, now $now"
+        fi
+    done
+}
+
+# check_stock_refresh_merged_nothing UNIT...: Flatcar's own criterion (kola
+# confext.skiprefresh): no "Merged extensions into" from the stock unit in this boot. Its
+# forked child "(sd-merge)" is matched by identifier too (see stock_skip_ts); in this boot only
+# the stock tools log under these identifiers.
+check_stock_refresh_merged_nothing() {
+    local u lines
+    for u in "$@"; do
+        lines=$(journal _SYSTEMD_UNIT="$u" + SYSLOG_IDENTIFIER='(sd-merge)' + SYSLOG_IDENTIFIER="${u%.service}" |
+            grep -F "Merged extensions into" || true)
+        if [[ -z $lines ]]; then
+            ok "$u logged no \"Merged extensions into\" in this boot"
+        else
+            not_ok "$u logged no \"Merged extensions into\": $(head -n2 <<<"$lines" | tr '\n' ' ')"
+        fi
+    done
+}
