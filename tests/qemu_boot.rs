@@ -193,6 +193,8 @@ fn boot_reload_units() {
 #[test]
 fn boot_flatcar_download() {
     boot("flatcar_download");
+}
+
 /// Issue 16 (point 3): extmerge as the booted system's refresh through systemd's own units
 /// (units/booted linked): `systemctl restart systemd-sysext systemd-confext` with a reader busy
 /// in /usr and /etc, a new sysext whose service starts after the reload, a user confext, a broken
