@@ -174,7 +174,8 @@ const MERGING: &[&str] = &[
 
 #[test]
 fn every_phase_is_logged_once_per_class_with_its_duration_at_debug_level() {
-    let (_t, root, leak) = private_temp_root();
+    let t = TestRoot::new(&[]);
+    let root = t.path.clone();
     let journal = FakeJournal::new();
     write_files(
         &root,
@@ -238,5 +239,5 @@ fn every_phase_is_logged_once_per_class_with_its_duration_at_debug_level() {
     let (code, _) = journal.run(&root, &["unmerge"]);
     assert_eq!(code, 0);
     drop(journal);
-    leak.assert_clean();
+    t.leak.assert_clean();
 }
