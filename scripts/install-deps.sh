@@ -21,6 +21,7 @@ APT_PKGS=(
     debootstrap      # scripts/mkchroot.sh
     file             # `make static` checks the binary is statically linked
     jq
+    strace           # tests/initrd_cli.rs: an initrd stage creates no process
     python3          # bench/: image builder, benchmark driver and report
     ca-certificates
     cryptsetup-bin   # veritysetup: verity fixtures in tests/verity_parsers.rs

@@ -7,6 +7,7 @@ use extmerge::class::ImageClass;
 use extmerge::decide::conflicts::ConflictPolicy;
 use extmerge::decide::mutable::MutableMode;
 use extmerge::initrd::flatcar::MissingPolicy;
+use extmerge::initrd::stage::Stage;
 use extmerge::settings::switches;
 use extmerge::settings::{self, ClassSettings, CliOptions};
 use extmerge::verbs::{self, JsonMode, EXIT_FAILURE, EXIT_USAGE};
@@ -32,8 +33,9 @@ SYSTEMD_CONFEXT_OVERLAYFS_MOUNT_OPTIONS), then the configuration files \
 read inside --root (sections [SysExt] and [ConfExt], keys Mutable= and ImagePolicy=, and extmerge's own \
 CheckConflicts= and Require=), then the defaults.
 
-In the initrd (docs/initrd.md): mount-var and flatcar-select prepare /sysroot; the kernel command line \
-switches rd.extmerge=0, rd.systemd.sysext=0, rd.systemd.confext=0, systemd.sysext=0 and systemd.confext=0 \
+In the initrd (docs/initrd.md): each unit runs `initrd-stage --stage=N --root=/sysroot`, one process \
+for its steps (stage 2: mount-var and flatcar-select prepare /sysroot, then the confext and sysext \
+refreshes); the kernel command line switches rd.extmerge=0, rd.systemd.sysext=0, rd.systemd.confext=0, systemd.sysext=0 and systemd.confext=0 \
 apply when systemd runs extmerge.
 
 Invoked as systemd-sysext or systemd-confext (e.g. through a symlink), the default class is that one; \
@@ -41,7 +43,8 @@ otherwise it is 'all'. EXTMERGE_LOG sets the log filter (e.g. EXTMERGE_LOG=debug
 
 Exit status: 0 on success or when there is nothing to do, 1 on failure, 2 on invalid usage, \
 77 when refresh found nothing changed and touched nothing, 3 when flatcar-select failed under \
---missing=warn (a failure the initrd unit boots past). Invoked as systemd-sysext or \
+--missing=warn (a failure initrd-stage goes on past); initrd-stage exits 0 when its stage succeeded, \
+else with the status of the step that failed it. Invoked as systemd-sysext or \
 systemd-confext, every verb exits as systemd does (an unchanged refresh exits 0).";
 
 #[derive(Parser, Debug)]
@@ -168,6 +171,21 @@ enum Verb {
         #[arg(long, value_enum, value_name = "POLICY")]
         missing: Option<MissingPolicy>,
     },
+    /// In the initrd: run the steps of an initrd unit in this one process, in order. Stage 1
+    /// (extmerge-sysroot-early.service): confext refresh. Stage 2 (extmerge-sysroot.service):
+    /// mount-var, flatcar-select, confext refresh, sysext refresh. A failing mount-var or
+    /// sysext refresh is logged and the stage goes on; a failing flatcar-select (under
+    /// --missing=fail) or confext refresh (also: a required confext not merged) fails the
+    /// stage with its exit status, and the later steps do not run. Needs --root.
+    InitrdStage {
+        /// The stage: 1 or 2.
+        #[arg(long, value_enum, value_name = "N")]
+        stage: Stage,
+        /// Stage 2's flatcar-select --missing= (warn or fail); [rd.]extmerge.missing= on the
+        /// kernel command line wins. Default: warn.
+        #[arg(long, value_enum, value_name = "POLICY")]
+        missing: Option<MissingPolicy>,
+    },
 }
 
 fn classes(arg: ClassArg) -> &'static [ImageClass] {
@@ -256,18 +274,27 @@ fn run(cli: Cli) -> Result<i32> {
                 opts.in_initrd,
             );
         }
+        Verb::InitrdStage { stage, missing } => {
+            if cli.class.is_some() {
+                tracing::error!(
+                    "initrd-stage runs the classes its stage plans; --class does not apply."
+                );
+                return Ok(EXIT_USAGE);
+            }
+            let stage = verbs::initrd_stage::StageOptions {
+                stage: *stage,
+                missing: *missing,
+            };
+            return verbs::initrd_stage::run(&opts, stage, &env);
+        }
         _ => {}
     }
-    let settings: Vec<ClassSettings> = classes(class_arg)
-        .iter()
-        .map(|c| settings::resolve(&opts, *c, &env))
-        .collect::<Result<_>>()?;
-    let settings = switches::select(
-        settings,
-        opts.kernel_cmdline.as_deref().unwrap_or_default(),
-        opts.in_initrd,
+    let settings = settings::resolve_selected(
+        &opts,
+        classes(class_arg),
+        &env,
         matches!(verb, Verb::Merge | Verb::Refresh),
-    );
+    )?;
     if settings.is_empty() {
         return Ok(verbs::EXIT_SUCCESS);
     }
@@ -301,7 +328,9 @@ fn run_class_verb(
             os_release: Some(file),
         } => verbs::update_check::run(settings, file, cli.json),
         Verb::Check { os_release: None } => verbs::check::run(settings, cli.json),
-        Verb::MountVar | Verb::FlatcarSelect { .. } => unreachable!("handled before the classes"),
+        Verb::MountVar | Verb::FlatcarSelect { .. } | Verb::InitrdStage { .. } => {
+            unreachable!("handled before the classes")
+        }
     }
 }
 

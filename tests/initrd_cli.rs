@@ -845,3 +845,378 @@ fn check_uses_each_class_own_conflict_policy() {
     let o = extmerge(&["--class=confext", "check", &root_arg(r)], "");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// `extmerge initrd-stage ARGS --root=ROOT` with the kernel command line `cmdline`, not as
+/// systemd (the kill switches do not count), logging at debug level.
+fn stage(root: &Path, args: &[&str], cmdline: &str) -> Output {
+    let root = root_arg(root);
+    let mut all = vec!["initrd-stage"];
+    all.extend_from_slice(args);
+    all.push(&root);
+    extmerge(&all, cmdline)
+}
+
+/// Each of `wanted` is on a line of `output`, each on a later line than the one before.
+fn assert_in_order(output: &str, wanted: &[&str]) {
+    let lines: Vec<&str> = output.lines().collect();
+    let mut from = 0;
+    for w in wanted {
+        match lines[from..].iter().position(|l| l.contains(w)) {
+            Some(i) => from += i + 1,
+            None => panic!("{w:?} is not on a line after line {from}:\n{output}"),
+        }
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A root with the confext `site` and the sysext `a`, nothing required.
+fn stage_root() -> common::TestRoot {
+    let t = common::TestRoot::new(&[("usr/lib/os-release", common::DEBIAN)]);
+    common::confext_dir(
+        &t.p("var/lib/confexts/site"),
+        "site",
+        "ID=_any\n",
+        &[("etc/site.conf", "site\n")],
+    );
+    sysext_at(&t.path, "var/lib/extensions", "a", "ID=_any\n");
+    t
+}
+
+/// Stage 2 runs mount-var, flatcar-select, confext refresh and sysext refresh in this order
+/// in one process. A failing confext step (here: a `Require=`d confext that is not there) fails
+/// the stage with its exit status and the sysext step does not run, as systemd stopped at the
+/// failing `ExecStart=` line; a failing `/var` and a failing sysext step are logged and the
+/// stage succeeds, as their `-` lines did.
+#[test]
+fn initrd_stage_2_fails_on_confext_and_goes_on_past_mount_var_and_sysext() {
+    let t = stage_root();
+    let bad_var = "systemd.mount-extra=/dev/sda1:/var:ext4:rw:extra";
+    let require = |class: &str, section: &str, name: &str| {
+        write_files(
+            &t.path,
+            &[(
+                &format!("usr/lib/systemd/{class}.conf.d/50-require.conf"),
+                &format!("[{section}]\nRequire={name}\n"),
+            )],
+        )
+    };
+    require("confext", "ConfExt", "00-default");
+    let o = stage(&t.path, &["--stage=2"], bad_var);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = stderr(&o);
+    assert_in_order(
+        &err,
+        &[
+            "Not mounting /var: systemd.mount-extra",
+            "Stage 2 step mount-var: exit 1,",
+            "Stage 2 step mount-var failed (exit 1); its failure does not fail the stage, going on.",
+            "not a Flatcar root, nothing to select.",
+            "Stage 2 step flatcar-select: exit 0,",
+            "required confext cannot be used: '00-default' (not found in any confext directory)",
+            "Stage 2 step confext refresh: exit 1,",
+            "ERROR Stage 2 failed in step confext refresh (exit 1); not run: sysext refresh.",
+        ],
+    );
+    assert!(!err.contains("step sysext refresh"), "{}", text(&o));
+    assert!(
+        !err.contains("confext refresh failed (exit"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(t.read("usr/lib/a.txt"), None, "the sysext step ran");
+    assert!(t.mounts_at("usr").is_empty() && t.mounts_at("etc").is_empty());
+
+    // The confext is fine now, a required sysext is missing: the sysext step fails, the stage
+    // does not.
+    require("confext", "ConfExt", "site");
+    require("sysext", "SysExt", "absent");
+    let o = stage(&t.path, &["--stage=2"], bad_var);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = stderr(&o);
+    assert_in_order(
+        &err,
+        &[
+            "Stage 2 step mount-var failed (exit 1)",
+            "Stage 2 step flatcar-select: exit 0,",
+            &format!("Merged extensions into '{}'", t.p("etc").display()),
+            "Stage 2 step confext refresh: exit 0,",
+            "required sysext cannot be used: 'absent' (not found in any sysext directory)",
+            "Stage 2 step sysext refresh: exit 1,",
+            "WARN Stage 2 step sysext refresh failed (exit 1); its failure does not fail the stage, going on.",
+        ],
+    );
+    assert!(!err.contains("Stage 2 failed"), "{}", text(&o));
+    assert_eq!(t.read("etc/site.conf").as_deref(), Some("site\n"));
+    assert_eq!(t.read("usr/lib/a.txt"), None);
+
+    // Everything fine: the unchanged confext is skipped (77, a success), the sysext merged.
+    write_files(
+        &t.path,
+        &[("usr/lib/systemd/sysext.conf.d/50-require.conf", "")],
+    );
+    let o = stage(&t.path, &["--stage=2"], "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_in_order(
+        &stderr(&o),
+        &[
+            "Stage 2 step mount-var: exit 0,",
+            "Stage 2 step flatcar-select: exit 0,",
+            "Stage 2 step confext refresh: exit 77,",
+            &format!("Merged extensions into '{}'", t.p("usr").display()),
+            "Stage 2 step sysext refresh: exit 0,",
+        ],
+    );
+    assert!(!stderr(&o).contains("WARN"), "{}", text(&o));
+    assert_eq!(t.read("usr/lib/a.txt").as_deref(), Some("a"));
+    t.finish();
+}
+
+/// Stage 2's selection keeps flatcar-select's policy: a missing image under `fail` (kernel
+/// command line or `--missing=fail`) fails the stage before the merges; under `warn` the stage
+/// goes on, also when the selection itself failed (its exit 3, a success of the step).
+#[test]
+fn initrd_stage_2_keeps_the_missing_image_policy() {
+    let t = common::TestRoot::new(&[
+        ("usr/lib/os-release", FLATCAR_OS),
+        ("usr/share/flatcar/enabled-sysext.conf", "# none\n"),
+        ("etc/flatcar/enabled-sysext.conf", "zfs\n"),
+    ]);
+    common::confext_dir(
+        &t.p("var/lib/confexts/site"),
+        "site",
+        "ID=_any\n",
+        &[("etc/site.conf", "site\n")],
+    );
+    let missing = "Missing official extension image flatcar-zfs for version 4000.0.0";
+    for (args, cmdline) in [
+        (&["--stage=2"][..], "extmerge.missing=fail"),
+        (&["--stage=2", "--missing=fail"][..], ""),
+    ] {
+        let o = stage(&t.path, args, cmdline);
+        assert_eq!(o.status.code(), Some(1), "{args:?} {cmdline}: {}", text(&o));
+        assert_in_order(
+            &stderr(&o),
+            &[
+                &format!("ERROR {missing}"),
+                "Stage 2 step flatcar-select: exit 1,",
+                "Stage 2 failed in step flatcar-select (exit 1); not run: confext refresh, sysext refresh.",
+            ],
+        );
+        assert_eq!(t.read("etc/site.conf"), None, "a merge ran");
+    }
+    let o = stage(&t.path, &["--stage=2"], "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_in_order(
+        &stderr(&o),
+        &[
+            &format!("WARN {missing}"),
+            "Stage 2 step flatcar-select: exit 0,",
+            "Stage 2 step confext refresh: exit 0,",
+        ],
+    );
+    assert_eq!(t.read("etc/site.conf").as_deref(), Some("site\n"));
+
+    // A selection that fails (its marker a link loop): under warn exit 3 and the stage goes
+    // on; under fail the stage fails there.
+    fs::remove_dir_all(t.p("usr/share/flatcar")).unwrap();
+    std::os::unix::fs::symlink("flatcar", t.p("usr/share/flatcar")).unwrap();
+    let o = stage(&t.path, &["--stage=2"], "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_in_order(
+        &stderr(&o),
+        &[
+            "Flatcar selection failed: ",
+            "Stage 2 step flatcar-select: exit 3,",
+            "Stage 2 step confext refresh: exit 77,",
+            "Stage 2 step sysext refresh: exit 0,",
+        ],
+    );
+    assert!(
+        !stderr(&o).contains("step flatcar-select failed"),
+        "{}",
+        text(&o)
+    );
+    let o = stage(&t.path, &["--stage=2", "--missing=fail"], "");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        stderr(&o).contains(
+            "Stage 2 failed in step flatcar-select (exit 1); not run: confext refresh, sysext refresh."
+        ),
+        "{}",
+        text(&o)
+    );
+    t.finish();
+}
+
+/// Mount a tmpfs holding only `initrd-release` over `/etc` of this thread's private mount
+/// namespace: extmerge started from here runs "in the initrd" (`rd.` parameters count).
+struct PretendInitrd;
+
+impl PretendInitrd {
+    fn new() -> PretendInitrd {
+        common::run(Command::new("mount").args(["-t", "tmpfs", "tmpfs", "/etc"]));
+        fs::write("/etc/initrd-release", "ID=test\n").unwrap();
+        PretendInitrd
+    }
+}
+
+impl Drop for PretendInitrd {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("/etc").status();
+    }
+}
+
+/// The kill switches and masks, through the stage as systemd starts it: every step honours
+/// them, which it can only in the process whose pid systemd gave (`$SYSTEMD_EXEC_PID`), so the
+/// steps ran in that one process.
+#[test]
+fn initrd_stage_2_honours_the_kill_switches_in_its_one_process() {
+    let t = stage_root();
+    let initrd = PretendInitrd::new();
+    let args = ["initrd-stage", "--stage=2", &root_arg(&t.path)];
+    let o = extmerge_by_systemd(&args, Some("quiet rd.extmerge=0"), false);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_in_order(
+        &stderr(&o),
+        &[
+            "Disabled by the kernel command line option rd.extmerge=0: not mounting /var.",
+            "Disabled by the kernel command line option rd.extmerge=0: no Flatcar selection.",
+            "Disabled by the kernel command line option rd.extmerge=0: not touching confexts.",
+            "Disabled by the kernel command line option rd.extmerge=0: not touching sysexts.",
+        ],
+    );
+    fs::create_dir_all(t.p("etc/systemd/system")).unwrap();
+    std::os::unix::fs::symlink(
+        "/dev/null",
+        t.p("etc/systemd/system/systemd-sysext.service"),
+    )
+    .unwrap();
+    let o = extmerge_by_systemd(&args, Some("rd.systemd.confext=0"), false);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_in_order(
+        &stderr(&o),
+        &[
+            "not a Flatcar root, nothing to select.",
+            "Disabled by the kernel command line option rd.systemd.confext=0: not touching confexts.",
+            &format!(
+                "systemd-sysext.service is masked in {}: not merging sysexts.",
+                t.path.display()
+            ),
+        ],
+    );
+    assert!(t.mounts_at("usr").is_empty() && t.mounts_at("etc").is_empty());
+    // Not started by systemd: the switches do not count (an operator in the emergency shell).
+    let o = stage(&t.path, &["--stage=2"], "rd.extmerge=0");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(t.read("etc/site.conf").as_deref(), Some("site\n"));
+    assert_eq!(t.read("usr/lib/a.txt").as_deref(), Some("a"));
+    drop(initrd);
+    t.finish();
+}
+
+/// One process: traced with its children, the stage execs nothing after itself and creates
+/// no process, only threads, while its steps mount /var, select and merge both classes.
+#[test]
+fn initrd_stage_2_is_one_process() {
+    let t = stage_root();
+    let trace = t.scratch("strace.out");
+    let o = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=execve,execveat,fork,vfork,clone,clone3",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(BIN)
+        .args(["initrd-stage", "--stage=2", &root_arg(&t.path)])
+        .env("EXTMERGE_LOG", "debug")
+        .env("SYSTEMD_PROC_CMDLINE", "")
+        .env_remove("SYSTEMD_EXEC_PID")
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap_or_else(|e| panic!("running strace (scripts/install-deps.sh installs it): {e}"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_in_order(
+        &stderr(&o),
+        &[
+            "Stage 2 step mount-var: exit 0,",
+            "Stage 2 step flatcar-select: exit 0,",
+            "Stage 2 step confext refresh: exit 0,",
+            "Stage 2 step sysext refresh: exit 0,",
+        ],
+    );
+    let calls = fs::read_to_string(&trace).unwrap();
+    let execs: Vec<&str> = calls
+        .lines()
+        .filter(|l| l.contains("execve(") || l.contains("execveat("))
+        .collect();
+    assert_eq!(execs.len(), 1, "{calls}");
+    assert!(execs[0].contains(BIN), "{calls}");
+    let threads = calls.lines().filter(|l| l.contains("CLONE_THREAD")).count();
+    assert!(
+        threads >= 1,
+        "the merges spawn threads, so the trace sees clones:\n{calls}"
+    );
+    for l in calls.lines() {
+        let starts_call = ["clone(", "clone3(", "fork(", "vfork("]
+            .iter()
+            .any(|c| l.contains(c));
+        assert!(
+            !starts_call || l.contains("CLONE_THREAD"),
+            "a process was created: {l}\n{calls}"
+        );
+    }
+    assert_eq!(t.read("usr/lib/a.txt").as_deref(), Some("a"));
+    t.finish();
+}
+
+/// Stage 1 is the confext refresh alone; the options that do not apply are usage errors.
+#[test]
+fn initrd_stage_1_refreshes_the_confexts_only() {
+    let t = stage_root();
+    let o = stage(&t.path, &["--stage=1"], "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_in_order(&stderr(&o), &["Stage 1 step confext refresh: exit 0,"]);
+    assert!(!stderr(&o).contains("step mount-var"), "{}", text(&o));
+    assert_eq!(t.read("etc/site.conf").as_deref(), Some("site\n"));
+    assert_eq!(t.read("usr/lib/a.txt"), None);
+    let o = stage(&t.path, &["--stage=1"], "");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "skipped is a success: {}",
+        text(&o)
+    );
+    assert_in_order(&stderr(&o), &["Stage 1 step confext refresh: exit 77,"]);
+    for (args, why) in [
+        (
+            &["--stage=1", "--missing=fail"][..],
+            "--missing= is the policy of flatcar-select",
+        ),
+        (
+            &["--stage=2", "--class=sysext"][..],
+            "--class does not apply",
+        ),
+    ] {
+        let o = stage(&t.path, args, "");
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(stderr(&o).contains(why), "{args:?}: {}", text(&o));
+    }
+    for args in [&["--stage=2"][..], &["--stage=2", "--root=/"]] {
+        let o = extmerge(&[&["initrd-stage"][..], args].concat(), "");
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(
+            stderr(&o).contains("not on the running system"),
+            "{args:?}: {}",
+            text(&o)
+        );
+    }
+    let o = stage(&t.path, &["--stage=3"], "");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    t.finish();
+}

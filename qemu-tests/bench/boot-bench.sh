@@ -464,9 +464,9 @@ mkdir -p "$(dirname "$REPORT")"
     echo
     echo "extmerge's phase lines (\`EXTMERGE_LOG=info,extmerge_phase=debug\` from the kernel command"
     echo "line: one journal entry per phase with \`CLASS\`, \`PHASE\`, \`DURATION_US\`; README, \"Settings\")"
-    echo "from the guest's journal, median (min–max) over the rounds. Each class run is one process; its"
-    echo "**total** is from the start of the class's run to its end (process start-up and exit, and"
-    echo "the unit's other \`ExecStart=\` processes, are outside it). Indented phases are part of the"
+    echo "from the guest's journal, median (min–max) over the rounds. Each unit is one process"
+    echo "(\`initrd-stage\`); a class's **total** is from the start of the class's run to its end (process"
+    echo "start-up and exit, and the stage's other steps, are outside it). Indented phases are part of the"
     echo "one above; \`open\` opens the images on up to 4 threads, so the per-image times overlap."
     echo
     python3 "$BENCH_DIR/phase-table.py" "$RUN/data"

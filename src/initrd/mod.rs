@@ -1,7 +1,9 @@
-//! Initrd policy: the kernel command line, `/var` from it, and Flatcar's extension selection.
+//! Initrd policy: the kernel command line, `/var` from it, Flatcar's extension selection, and
+//! the steps of each initrd stage.
 
 pub mod cmdline;
 pub mod flatcar;
+pub mod stage;
 pub mod var;
 
 use crate::limits;

@@ -268,6 +268,27 @@ pub fn resolve(
     Ok(s)
 }
 
+/// The settings of each of `classes` that the operator's switches leave on
+/// ([`switches::select`]: kill switches, and for `merging` masked units), in order; empty when
+/// every class is switched off.
+pub fn resolve_selected(
+    cli: &CliOptions,
+    classes: &[ImageClass],
+    env: &dyn Fn(&str) -> Option<String>,
+    merging: bool,
+) -> Result<Vec<ClassSettings>> {
+    let settings = classes
+        .iter()
+        .map(|c| resolve(cli, *c, env))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(switches::select(
+        settings,
+        cli.kernel_cmdline.as_deref().unwrap_or_default(),
+        cli.in_initrd,
+        merging,
+    ))
+}
+
 /// The conflict policy and where it came from: command line, kernel command line
 /// (`extmerge.check_conflicts=`), configuration, else `warn`.
 fn conflict_setting(

@@ -13,8 +13,9 @@ use anyhow::Result;
 use std::path::Path;
 
 /// Exit status of the selection when it failed under `--missing=warn`: a failure (non-zero for
-/// scripts), which the initrd unit lists in `SuccessExitStatus=` so that the boot goes on, as
-/// it does for a missing image under `warn`. Under `fail` a failure is exit 1.
+/// scripts), which `initrd-stage` counts as a success of the step so that the boot goes on, as
+/// it does for a missing image under `warn` ([`crate::initrd::stage::succeeded`]). Under `fail`
+/// a failure is exit 1.
 pub const EXIT_FAILED_WARN: i32 = 3;
 
 /// How `flatcar-select` was asked to run.

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod flatcar_select;
+pub mod initrd_stage;
 pub mod list;
 pub mod mount_var;
 pub mod status;

@@ -269,6 +269,19 @@ loop_devices() {
     done | sort
 }
 
+# One process per initrd unit (issue 17.3, `extmerge initrd-stage`): the lines extmerge logged
+# for UNIT in this boot (its own cgroup's, or naming it in OBJECT_SYSTEMD_UNIT) all come from
+# one _PID, and there are some.
+check_one_process() {
+    local unit=$1 pids
+    pids=$(journalctl -b --no-pager -o export SYSLOG_IDENTIFIER=extmerge | awk -v u="$unit" '
+        /^_PID=/ { pid = substr($0, 6) }
+        $0 == "_SYSTEMD_UNIT=" u || $0 == "OBJECT_SYSTEMD_UNIT=" u { mine = 1 }
+        /^$/ { if (mine && pid != "") print pid; pid = ""; mine = 0 }
+        END { if (mine && pid != "") print pid }' | sort -u)
+    check_eq "$unit: every extmerge line comes from one process" 1 "$(grep -c . <<<"$pids")"
+}
+
 # The extmerge lines of this boot's initrd run (both units) containing TEXT.
 initrd_lines() { journal "${EXTMERGE_UNITS[@]}" | grep -F -- "$1"; }
 

@@ -28,4 +28,7 @@ check_eq "the OEM sysext runs" "oem-qemu for 4000.0.0" "$(oem-qemu 2>&1)"
 check_journal "extmerge-sysroot.service finished" "Finished extmerge-sysroot.service" _PID=1
 check_stock_refresh_skipped systemd-sysext.service
 check_no_reload
+# Each initrd unit ran its steps in one process (stage 2: mount-var, flatcar-select, both refreshes).
+check_one_process extmerge-sysroot-early.service
+check_one_process extmerge-sysroot.service
 finish
