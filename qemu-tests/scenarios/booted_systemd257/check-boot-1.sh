@@ -18,8 +18,8 @@ for u in systemd-sysext.service systemd-confext.service; do
 done
 check_single_overlay /usr /etc
 check_no_reload
-check_eq "hello-dir (merged in the initrd) runs" "hello from hello-dir" "$(/usr/bin/hello-dir 2>&1)"
-check_status_lists sysext hello-dir
+check_eq "hello-erofs (merged in the initrd) runs" "hello from hello-erofs" "$(/usr/bin/hello-erofs 2>&1)"
+check_status_lists sysext hello-erofs
 check_status_lists confext demo-conf
 
 # What the unit would have done without the drop-in: systemd 257's refresh has no skip logic
