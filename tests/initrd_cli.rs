@@ -1220,3 +1220,55 @@ fn initrd_stage_1_refreshes_the_confexts_only() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     t.finish();
 }
+
+/// A step that crashes (a panic on the main thread, injected where its tree is about to be
+/// attached) is that step's failure, not the stage's: the crash of the sysext step is logged with
+/// the step's name and the stage succeeds with the confext merged, as when each step was its
+/// own `-` line of the unit; nothing of the crashed class is left attached. The same crash in the confext step fails the stage.
+#[test]
+fn initrd_stage_2_survives_a_crash_of_the_sysext_step_and_fails_on_one_of_the_confext_step() {
+    let t = stage_root();
+    let o = common::extmerge_command()
+        .args(["initrd-stage", "--stage=2", &root_arg(&t.path)])
+        .env("SYSTEMD_PROC_CMDLINE", "")
+        .env_remove("SYSTEMD_EXEC_PID")
+        .env("EXTMERGE_FAILPOINT", "before-attach:/usr=panic")
+        .output()
+        .unwrap_or_else(|e| panic!("running extmerge: {e}"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = stderr(&o);
+    assert_in_order(
+        &err,
+        &[
+            "Stage 2 step confext refresh: exit 0,",
+            "Stage 2 step sysext refresh crashed: ",
+            "WARN Stage 2 step sysext refresh failed (exit 1); its failure does not fail the stage, going on.",
+        ],
+    );
+    assert_eq!(t.read("etc/site.conf").as_deref(), Some("site\n"));
+    assert_eq!(
+        t.read("usr/lib/a.txt"),
+        None,
+        "the crashed step merged /usr"
+    );
+    assert!(t.mounts_at("usr").is_empty(), "{:?}", t.mounts_at("usr"));
+    t.ok(&["--class=confext", "unmerge"]);
+
+    let o = common::extmerge_command()
+        .args(["initrd-stage", "--stage=2", &root_arg(&t.path)])
+        .env("SYSTEMD_PROC_CMDLINE", "")
+        .env_remove("SYSTEMD_EXEC_PID")
+        .env("EXTMERGE_FAILPOINT", "before-attach:/etc=panic")
+        .output()
+        .unwrap_or_else(|e| panic!("running extmerge: {e}"));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_in_order(
+        &stderr(&o),
+        &[
+            "Stage 2 step confext refresh crashed: ",
+            "ERROR Stage 2 failed in step confext refresh (exit 1); not run: sysext refresh.",
+        ],
+    );
+    assert!(t.mounts_at("etc").is_empty() && t.mounts_at("usr").is_empty());
+    t.finish();
+}

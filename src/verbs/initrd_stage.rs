@@ -10,6 +10,8 @@ use crate::settings::{self, CliOptions};
 use crate::verbs::flatcar_select::SelectOptions;
 use crate::verbs::{JsonMode, EXIT_FAILURE, EXIT_SKIPPED, EXIT_SUCCESS, EXIT_USAGE};
 use anyhow::Result;
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::time::Instant;
 
@@ -45,11 +47,28 @@ pub fn run(
     }
     let outcome = stage::drive(&stage::plan(opts.stage), |planned| {
         let started = Instant::now();
-        let code = run_step(planned.step, &root, cli, opts, env).unwrap_or_else(|e| {
-            // As the verb run on its own reports an error it returns.
-            tracing::error!("{e:#}");
-            EXIT_FAILURE
-        });
+        // A crash of one step is that step's failure, as when each step was its own process:
+        // the stage's policy decides, not the crash (the release build unwinds for this, and
+        // the guards of the crashed step roll back what it had placed on the way out).
+        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            run_step(planned.step, &root, cli, opts, env)
+        }));
+        let code = match ran {
+            Ok(Ok(code)) => code,
+            Ok(Err(e)) => {
+                // As the verb run on its own reports an error it returns.
+                tracing::error!("{e:#}");
+                EXIT_FAILURE
+            }
+            Err(payload) => {
+                tracing::error!(
+                    "Stage {n} step {} crashed: {}",
+                    planned.step,
+                    panic_message(payload.as_ref())
+                );
+                EXIT_FAILURE
+            }
+        };
         log_step(n, planned, code, started);
         code
     });
@@ -102,6 +121,15 @@ fn run_step(
             crate::merge::run_refresh(&settings, EXIT_SKIPPED)
         }
     }
+}
+
+/// The text a panic was raised with, when it has one.
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// The step's timing at debug level, and when it failed, what that does to the stage.
