@@ -1572,3 +1572,33 @@ fn image_policy_refusal_skips_that_image_and_merges_the_rest() {
     assert!(r.read("usr/share/unsigned").is_none(), "{log}");
     r.finish();
 }
+
+/// The copy of a class's state next to the run lock (host `/run/extmerge/`) lives as long as
+/// that class is merged: `unmerge` removes it, so roots that come and go (every test, every
+/// chroot) do not leave one file each behind in `/run`.
+#[test]
+fn unmerge_removes_the_state_copy_next_to_the_run_lock() {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::ffi::OsStrExt;
+    let r = new_root(DEBIAN);
+    sysext_dir(
+        &r.p("var/lib/extensions/a"),
+        "a",
+        "ID=_any\n",
+        &[("usr/lib/a.txt", "a\n")],
+    );
+    let digest = Sha256::digest(r.path.as_os_str().as_bytes());
+    let id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let copy = Path::new("/run/extmerge").join(format!("root.{id}.sysext.state.json"));
+    r.ok(&["--class=sysext", "merge"]);
+    let text = std::fs::read_to_string(&copy)
+        .unwrap_or_else(|e| panic!("the state copy {} after merge: {e}", copy.display()));
+    assert!(text.contains("\"merged\""), "{text}");
+    r.ok(&["--class=sysext", "unmerge"]);
+    assert!(
+        !copy.exists(),
+        "{} is still there after unmerge",
+        copy.display()
+    );
+    r.finish();
+}

@@ -35,8 +35,12 @@ pub fn run_state_path(s: &ClassSettings) -> PathBuf {
 }
 
 /// Copy of the state for humans and tools; a failure is a warning (the record in the meta
-/// dir is what counts).
+/// dir is what counts). With nothing merged there is no copy.
 pub fn write_run_state(s: &ClassSettings, sf: &StateFile) {
+    if sf.merged.is_empty() {
+        remove_run_state(s);
+        return;
+    }
     let p = run_state_path(s);
     let write = || -> Result<()> {
         failpoint::hit("before-write-run-state")?;
@@ -48,5 +52,17 @@ pub fn write_run_state(s: &ClassSettings, sf: &StateFile) {
     };
     if let Err(e) = write() {
         tracing::warn!("Could not write {}: {e:#}", p.display());
+    }
+}
+
+/// Drop the copy of a class's state once nothing of it is merged, so that roots that come and
+/// go (chroots, test trees) leave no file behind in `/run`; a failure is a warning. The lock
+/// file stays: unlinking a lock another run may be waiting on would let two runs in at once.
+pub fn remove_run_state(s: &ClassSettings) {
+    let p = run_state_path(s);
+    match std::fs::remove_file(&p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!("Could not remove {}: {e}", p.display()),
     }
 }

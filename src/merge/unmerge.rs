@@ -241,6 +241,7 @@ pub fn unmerge_class(s: &ClassSettings) -> Result<Vec<PathBuf>> {
             done.push(m.shown);
         }
     }
+    super::record::remove_run_state(s);
     crate::manager::apply(&actions)?;
     Ok(done)
 }
