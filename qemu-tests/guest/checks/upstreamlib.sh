@@ -103,3 +103,9 @@ run_block() {
     fi
     return $pass
 }
+
+# log_of NAME TOOL: the output of run_block NAME TOOL.
+log_of() { echo "$WORK/logs/${1//\//slash}.$2.log"; }
+
+# count_info LOG ERE: lines of extmerge's log that are an info message matching ERE (whole line).
+count_info() { grep -c -E -e "^ ?INFO $2\$" "$1"; }

@@ -17,7 +17,9 @@
 #      systemd-sysext (a symlink in a directory put first in PATH).
 # A run passes when its script exits 0 having reached its last line (a marker on fd 9: a case
 # that exits 0 early ran nothing and is not a pass). Every run must pass, and each case must
-# pass with extmerge whenever it passes with systemd.
+# pass with extmerge whenever it passes with systemd. extmerge's own log must also show the
+# verity it used: the DDI signed by the (fake) root's certificate, both refreshes of the
+# same-hash copy skipped, app0.raw with its .roothash sidecar.
 . ./checklib.sh
 . ./upstreamlib.sh
 
@@ -28,6 +30,16 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=extmerge-test-mkosi 
     -keyout /usr/share/mkosi.key -out /usr/share/mkosi.crt 2>&1 | diag
 # The top-level case links its image into /var/lib/extensions, which upstream's image has.
 mkdir -p /var/lib/extensions
+
+# The cases on / want /var/lib/extensions.mutable/ empty (prepare_root stops on "Leftovers
+# remained"); the guest has Flatcar's mutable-/etc link there (the initrd-setup-root stub).
+# It is moved aside while the cases run: they merge /opt and /usr only.
+ASIDE=/var/lib/extmerge-test-mutable-aside
+mkdir -p "$ASIDE"
+before=$(ls -A /var/lib/extensions.mutable 2>/dev/null)
+for f in /var/lib/extensions.mutable/* /var/lib/extensions.mutable/.[!.]*; do
+    if [[ -e $f || -L $f ]]; then mv "$f" "$ASIDE/"; fi
+done
 
 # compare NAME: the case passed with extmerge if it passed with systemd.
 compare() {
@@ -78,6 +90,28 @@ if err=$(toplevel_block "$script" 2>&1); then
 else
     not_ok "sysext.sh has its top-level case (mount points carried over): $err"
 fi
+# What extmerge itself said it did (its log; systemd's own binary logs none of this). The
+# certificate is named relative to the root: with --root= it came from that root's verity.d.
+H='[0-9a-f]{64}'
+for variant in / root; do
+    check_eq "extmerge used verity-user-cert-from-root@$variant's DDI as signed by the root's /etc/verity.d/test-ext.crt" 1 \
+        "$(count_info "$(log_of "verity-user-cert-from-root@$variant" extmerge)" \
+            "Using sysext 'test-extension' \(.*/test-extension\.raw, erofs, signed root hash $H by /etc/verity\.d/test-ext\.crt\)\.")"
+    check_eq "extmerge skipped both refreshes of refresh-skip-verity-filehandle-same-hash@$variant" 2 \
+        "$(count_info "$(log_of "refresh-skip-verity-filehandle-same-hash@$variant" extmerge)" \
+            "Skipping extension refresh because no change was found, use --always-refresh=yes to always do a refresh\.")"
+done
+# app0.raw's signature is by the stand-in mkosi key, which no verity.d trusts: verity only, as
+# systemd falls back to.
+check_eq "extmerge used app0.raw with dm-verity (its .roothash sidecar, untrusted signature)" 1 \
+    "$(count_info "$(log_of "mountpoints-carried-over@/" extmerge)" \
+        "Using sysext 'app0' \(.*, squashfs, verity root hash $(cat /tmp/app0.roothash 2>&1)\)\.")"
 rm -f /usr/share/mkosi.key /usr/share/mkosi.crt
+for f in "$ASIDE"/* "$ASIDE"/.[!.]*; do
+    if [[ -e $f || -L $f ]]; then mv "$f" /var/lib/extensions.mutable/; fi
+done
+rmdir "$ASIDE"
+check_eq "/var/lib/extensions.mutable has its entries back" "$before" \
+    "$(ls -A /var/lib/extensions.mutable 2>/dev/null)"
 check_eq "nothing is left merged on /usr" "" "$(findmnt -n -o FSTYPE --mountpoint /usr)"
 finish
