@@ -40,6 +40,9 @@ PACKAGES=(
     # -sysroot units into the initrd, for the double-merge test) depends on it.
     systemd-cryptsetup
     kmod util-linux e2fsprogs
+    # openssl, attr (setfattr): upstream's TEST-50-DISSECT.sysext.sh makes signed verity
+    # images with them (scenario upstream_verity).
+    openssl attr
 )
 KERNEL_SUITE=trixie          # Debian's 6.12 LTS line, what Flatcar ships
 KERNEL_SERIES=6.12

@@ -77,6 +77,7 @@ const SCENARIOS: &[&str] = &[
     "booted_refresh",
     "booted_systemd257",
     "flatcar_faithful",
+    "upstream_verity",
 ];
 
 #[test]
@@ -184,6 +185,13 @@ fn boot_missing_default_confext() {
 #[test]
 fn boot_reload_units() {
     boot("reload_units");
+}
+
+/// Upstream's TEST-50-DISSECT.sysext.sh cases that need dm-verity (skipped by the chroot layer)
+/// pass with extmerge as systemd-sysext wherever they pass with systemd's own.
+#[test]
+fn boot_upstream_verity() {
+    boot("upstream_verity");
 }
 
 /// Issue 15 (points 2 and 4): under `rd.extmerge.missing=fail`, a stub downloader ordered between

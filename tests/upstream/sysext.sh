@@ -46,7 +46,8 @@
 # - dm-verity images (prepare_extension_image_raw_verity, install_extension_images,
 #   veritysetup) when the host kernel has no device-mapper;
 # - systemctl: the chroot has no booted service manager.
-# These go to the QEMU scenario of issue 13.
+# These run in the QEMU guest instead: scenarios upstream_verity (dm-verity) and reload_units
+# (systemctl).
 #
 # Each run is isolated: the chroot is copied once into a subvolume of a loop-mounted btrfs
 # (base-systemd; base-extmerge is a snapshot of it with extmerge copied over
