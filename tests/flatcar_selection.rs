@@ -2,6 +2,8 @@
 //! apply, checked through the resulting symlinks. Mirrors kola `cl.sysext.boot` cases a) and b),
 //! `sysext.custom-oem` and `sysext.disable-docker` (flatcar/mantle `kola/tests/sysext`).
 
+mod common;
+
 use extmerge::initrd::flatcar::missing::{missing_images, missing_lines, resolve_policy};
 use extmerge::initrd::flatcar::{apply, gather, plan, Action};
 use extmerge::kernel::root::Root;
@@ -339,29 +341,6 @@ fn gather_fails_clearly_without_os_release() {
     );
 }
 
-/// Every entry below `dir`: path, type and content or link text (never followed).
-fn snapshot(dir: &Path) -> Vec<(PathBuf, String)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
-            let what = if m.file_type().is_symlink() {
-                format!("-> {}", fs::read_link(&p).unwrap().display())
-            } else if m.is_dir() {
-                todo.push(p.clone());
-                "dir".to_string()
-            } else {
-                fs::read_to_string(&p).unwrap()
-            };
-            out.push((p, what));
-        }
-    }
-    out.sort();
-    out
-}
-
 /// `/etc/extensions`, `/etc/flatcar` and `/oem` as links out of the root (absolute and `..`):
 /// the selection reads and writes the same paths inside the root, and the sentinel tree outside
 /// with those names stays exactly as it was.
@@ -375,7 +354,7 @@ fn links_out_of_the_root_are_resolved_inside_it() {
     write(o, "/oem/oem-release", "ID=evil\n");
     write(o, "/oem/sysext/active-oem-evil", "");
     write(o, &format!("/oem/sysext/oem-evil-{V}.raw"), "evil");
-    let before = snapshot(o);
+    let before = common::tree_snapshot(o);
 
     let t = tempfile::tempdir().unwrap();
     let r = t.path();
@@ -411,7 +390,11 @@ fn links_out_of_the_root_are_resolved_inside_it() {
         readlink(r, &inside("extensions/flatcar-zfs.raw")),
         format!("/etc/flatcar/sysext/flatcar-zfs-{V}.raw")
     );
-    assert_eq!(snapshot(o), before, "the tree outside the root changed");
+    assert_eq!(
+        common::tree_snapshot(o),
+        before,
+        "the tree outside the root changed"
+    );
     assert_settled(r);
 }
 

@@ -410,29 +410,6 @@ fn mount_var_then_merge_uses_the_extensions_on_that_var() {
     leaks.assert_clean();
 }
 
-/// Every entry below `dir`: path, type and content or link text (never followed).
-fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, String)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
-            let what = if m.file_type().is_symlink() {
-                format!("-> {}", fs::read_link(&p).unwrap().display())
-            } else if m.is_dir() {
-                todo.push(p.clone());
-                "dir".to_string()
-            } else {
-                format!("{:?}", fs::read(&p).unwrap())
-            };
-            out.push((p, what));
-        }
-    }
-    out.sort();
-    out
-}
-
 /// `/etc/extensions` and `/etc/flatcar` linking out of the root: `flatcar-select` works on the
 /// same paths inside the root; the sentinel tree outside is unchanged.
 #[test]
@@ -448,7 +425,7 @@ fn flatcar_select_never_touches_anything_outside_the_root() {
             ("flatcar/sysext/flatcar-evil-4000.0.0.raw", "evil"),
         ],
     );
-    let before = snapshot(o);
+    let before = common::tree_snapshot(o);
     let t = flatcar_root();
     let r = t.path();
     fs::remove_dir_all(r.join("etc/extensions")).unwrap();
@@ -469,7 +446,7 @@ fn flatcar_select_never_touches_anything_outside_the_root() {
     );
     assert!(!text(&out).contains("evil"), "{}", text(&out));
     assert_eq!(
-        snapshot(outside.path()),
+        common::tree_snapshot(outside.path()),
         before,
         "the tree outside the root changed"
     );
@@ -677,7 +654,7 @@ fn mount_var_through_a_link_out_of_the_root_stays_inside() {
     let leaks = LeakCheck::new(t.path());
     let sentinel = t.path().join("outside/var");
     write_files(&sentinel, &[("keep", "sentinel\n")]);
-    let before = snapshot(&t.path().join("outside"));
+    let before = common::tree_snapshot(&t.path().join("outside"));
     let r = t.path().join("root");
     fs::create_dir_all(&r).unwrap();
     let src = t.path().join("src");
@@ -716,7 +693,7 @@ fn mount_var_through_a_link_out_of_the_root_stays_inside() {
     );
     rustix::mount::unmount(&inside, rustix::mount::UnmountFlags::empty()).unwrap();
     drop(dev);
-    assert_eq!(snapshot(&t.path().join("outside")), before);
+    assert_eq!(common::tree_snapshot(&t.path().join("outside")), before);
     leaks.assert_clean();
 }
 

@@ -256,29 +256,6 @@ fn a_device_that_never_appears_fails_after_the_timeout() {
     leaks.assert_clean();
 }
 
-/// Every entry below `dir`: path, type and content or link text (never followed).
-fn snapshot(dir: &Path) -> Vec<(PathBuf, String)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
-            let p = e.unwrap_or_else(|e| panic!("{e}")).path();
-            let m = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{e}"));
-            let what = if m.file_type().is_symlink() {
-                format!("-> {:?}", std::fs::read_link(&p).ok())
-            } else if m.is_dir() {
-                todo.push(p.clone());
-                "dir".to_string()
-            } else {
-                format!("{:?}", std::fs::read(&p).ok())
-            };
-            out.push((p, what));
-        }
-    }
-    out.sort();
-    out
-}
-
 /// `<root>/var` as an absolute link to a directory outside the root: the mount lands on the
 /// same path inside the root (created there), the directory outside is neither mounted on nor
 /// changed.
@@ -291,7 +268,7 @@ fn a_var_link_out_of_the_root_is_mounted_inside_it() {
     let img = make_ext4(tmp.path(), &label, &uuid, 16);
     let sentinel = tmp.path().join("outside/var");
     write_files(&sentinel, &[("keep", "sentinel\n")]);
-    let before = snapshot(&tmp.path().join("outside"));
+    let before = common::tree_snapshot(&tmp.path().join("outside"));
     let root = tmp.path().join("sysroot");
     std::fs::create_dir(&root).unwrap_or_else(|e| panic!("mkdir: {e}"));
     std::os::unix::fs::symlink(&sentinel, root.join("var")).unwrap_or_else(|e| panic!("{e}"));
@@ -317,7 +294,7 @@ fn a_var_link_out_of_the_root_is_mounted_inside_it() {
         assert!(matches!(again, VarOutcome::AlreadyMounted(_)), "{again:?}");
         unmount(&inside, UnmountFlags::DETACH).unwrap_or_else(|e| panic!("unmounting: {e}"));
     }
-    assert_eq!(snapshot(&tmp.path().join("outside")), before);
+    assert_eq!(common::tree_snapshot(&tmp.path().join("outside")), before);
     leaks.assert_clean();
 }
 

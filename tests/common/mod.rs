@@ -323,3 +323,27 @@ impl Drop for WritableLoop {
         let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
     }
 }
+
+/// Every entry below `dir`, sorted: path, then `dir`, `-> TARGET` (links are never followed) or
+/// the bytes of a file; a test compares two of these to show a tree outside the root untouched.
+pub fn tree_snapshot(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let p = e.unwrap_or_else(|e| panic!("{e}")).path();
+            let m = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{e}"));
+            let what = if m.file_type().is_symlink() {
+                format!("-> {:?}", std::fs::read_link(&p).ok())
+            } else if m.is_dir() {
+                todo.push(p.clone());
+                "dir".to_string()
+            } else {
+                format!("{:?}", std::fs::read(&p).ok())
+            };
+            out.push((p, what));
+        }
+    }
+    out.sort();
+    out
+}

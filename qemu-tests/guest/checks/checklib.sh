@@ -285,6 +285,24 @@ check_one_process() {
 # The extmerge lines of this boot's initrd run (both units) containing TEXT.
 initrd_lines() { journal "${EXTMERGE_UNITS[@]}" | grep -F -- "$1"; }
 
+# check_booted_units_skipped: systemd-sysext.service and systemd-confext.service run extmerge
+# (the booted-system drop-ins are linked), ran at boot and succeeded, and extmerge exited 77:
+# the refresh found the initrd's merge unchanged and touched nothing.
+check_booted_units_skipped() {
+    local u c
+    for u in systemd-sysext.service systemd-confext.service; do
+        c=${u#systemd-}
+        c=${c%.service}
+        check_eq "$u runs extmerge (the drop-in is linked)" "/usr/bin/extmerge --class=$c refresh" \
+            "$(systemctl cat "$u" | grep '^ExecStart=' | tail -n1 | sed 's/^ExecStart=//')"
+        check_eq "$u ran at boot and succeeded" "active success" \
+            "$(systemctl show -P ActiveState "$u") $(systemctl show -P Result "$u")"
+        check_eq "$u's extmerge skipped at boot (exit 77): the initrd's merge is kept" 77 \
+            "$(systemctl show -P ExecMainStatus "$u")"
+        journalctl -b --no-pager -o cat -u "$u" | grep -E "Refreshing|Skipping|Using" | diag
+    done
+}
+
 # systemd-sysext/systemd-confext status (CLASS) lists NAME.
 check_status_lists() {
     local class=$1 name=$2 s

@@ -12,18 +12,7 @@
 . ./checklib.sh
 
 check_merged_in_initrd /etc /usr
-for u in systemd-sysext.service systemd-confext.service; do
-    c=${u#systemd-}
-    c=${c%.service}
-    check_eq "$u runs extmerge (the drop-in is linked)" "/usr/bin/extmerge --class=$c refresh" \
-        "$(systemctl cat "$u" | grep '^ExecStart=' | tail -n1 | sed 's/^ExecStart=//')"
-    check_eq "$u ran at boot and succeeded" "active success" \
-        "$(systemctl show -P ActiveState "$u") $(systemctl show -P Result "$u")"
-    # extmerge exits 77 when a refresh found nothing changed and touched nothing.
-    check_eq "$u's extmerge skipped at boot (exit 77): the initrd's merge is kept" 77 \
-        "$(systemctl show -P ExecMainStatus "$u")"
-    journalctl -b --no-pager -o cat -u "$u" | grep -E "Refreshing|Skipping|Using" | diag
-done
+check_booted_units_skipped
 check_single_overlay /usr /etc
 check_no_reload
 

@@ -5,17 +5,7 @@
 
 check "the guest runs systemd 257" sh -c 'systemctl --version | head -n1 | grep -q "^systemd 257 "'
 check_merged_in_initrd /etc /usr
-for u in systemd-sysext.service systemd-confext.service; do
-    c=${u#systemd-}
-    c=${c%.service}
-    check_eq "$u runs extmerge (the drop-in is linked)" "/usr/bin/extmerge --class=$c refresh" \
-        "$(systemctl cat "$u" | grep '^ExecStart=' | tail -n1 | sed 's/^ExecStart=//')"
-    check_eq "$u ran at boot and succeeded" "active success" \
-        "$(systemctl show -P ActiveState "$u") $(systemctl show -P Result "$u")"
-    check_eq "$u's extmerge skipped at boot (exit 77): the initrd's merge is kept" 77 \
-        "$(systemctl show -P ExecMainStatus "$u")"
-    journalctl -b --no-pager -o cat -u "$u" | grep -E "Refreshing|Skipping|Using" | diag
-done
+check_booted_units_skipped
 check_single_overlay /usr /etc
 check_no_reload
 check_eq "hello-erofs (merged in the initrd) runs" "hello from hello-erofs" "$(/usr/bin/hello-erofs 2>&1)"
