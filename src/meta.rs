@@ -212,8 +212,8 @@ fn tree_of(top: &Found, shown: &Path) -> anyhow::Result<Root> {
 
 /// systemd is_our_mount_point on a resolved hierarchy: it is a mount point, `<meta dir>/dev`
 /// parses as MAJOR:MINOR, and the hierarchy's st_dev equals it. An unparsable `dev` is an error,
-/// as upstream.
-pub fn is_ours(top: &Found, shown: &Path, class: ImageClass) -> anyhow::Result<bool> {
+/// as upstream. Returns the `dev` file's bytes when it is ours, so [`inspect`] reads it once.
+fn ours_dev(top: &Found, shown: &Path, class: ImageClass) -> anyhow::Result<Option<Vec<u8>>> {
     let mp = crate::kernel::mounts::is_mount_point_fd(top.fd.as_fd()).with_context(|| {
         format!(
             "Failed to determine whether '{}' is a mount point",
@@ -225,7 +225,7 @@ pub fn is_ours(top: &Found, shown: &Path, class: ImageClass) -> anyhow::Result<b
             "Hierarchy '{}' is not a mount point, skipping.",
             shown.display()
         );
-        return Ok(false);
+        return Ok(None);
     }
     let tree = tree_of(top, shown)?;
     let f = Path::new(class.meta_dir_name()).join("dev");
@@ -235,7 +235,7 @@ pub fn is_ours(top: &Found, shown: &Path, class: ImageClass) -> anyhow::Result<b
             shown.display(),
             class.meta_dir_name()
         );
-        return Ok(false);
+        return Ok(None);
     };
     let line = String::from_utf8_lossy(first_line(&buf)).into_owned();
     let Some(dev) = parse_devnum(&line) else {
@@ -252,9 +252,9 @@ pub fn is_ours(top: &Found, shown: &Path, class: ImageClass) -> anyhow::Result<b
             "Hierarchy '{}' reports a different device major/minor than what we are seeing, assuming offline copy.",
             shown.display()
         );
-        return Ok(false);
+        return Ok(None);
     }
-    Ok(true)
+    Ok(Some(buf))
 }
 
 /// The merge on `hierarchy` inside `root`, if there is one of ours (or systemd's); its meta
@@ -269,16 +269,31 @@ pub fn inspect(root: &Root, hierarchy: &Path, class: ImageClass) -> anyhow::Resu
         }
     };
     let shown = root.show(&top.in_root);
-    if !is_ours(&top, &shown, class)? {
+    let Some(dev) = ours_dev(&top, &shown, class)? else {
         return Ok(None);
-    }
-    let info = read_info(&tree_of(&top, &shown)?, class, hierarchy)?;
+    };
+    let info = read_info_with(&tree_of(&top, &shown)?, class, hierarchy, Some(dev))?;
     Ok(Some(Merged {
         hierarchy: hierarchy.to_path_buf(),
         top,
         shown,
         info,
     }))
+}
+
+/// The top of the merge on `hierarchy` if there is one of ours (or systemd's), without reading
+/// its meta files beyond `dev`: for callers that only peel it.
+pub fn probe(root: &Root, hierarchy: &Path, class: ImageClass) -> anyhow::Result<Option<Found>> {
+    let top = match root.resolve(hierarchy) {
+        Ok(t) => t,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => {
+            return Err(anyhow::Error::new(e))
+                .with_context(|| format!("resolving hierarchy {}", hierarchy.display()))
+        }
+    };
+    let shown = root.show(&top.in_root);
+    Ok(ours_dev(&top, &shown, class)?.map(|_| top))
 }
 
 /// Read back what a merged hierarchy says (extensions list, work_dir unescaped, origin text).
@@ -329,6 +344,16 @@ pub fn validate_work_dir(work: &Path, hierarchy: &Path) -> Result<(), String> {
 
 /// Parse the meta files of the merged tree `tree` (split out so it is testable unprivileged).
 pub fn read_info(tree: &Root, class: ImageClass, hierarchy: &Path) -> anyhow::Result<MetaInfo> {
+    read_info_with(tree, class, hierarchy, None)
+}
+
+/// [`read_info`] with the `dev` file's bytes already read (by [`ours_dev`]), if they were.
+fn read_info_with(
+    tree: &Root,
+    class: ImageClass,
+    hierarchy: &Path,
+    dev: Option<Vec<u8>>,
+) -> anyhow::Result<MetaInfo> {
     let dir = Path::new(class.meta_dir_name());
     let read = |name: &str| -> anyhow::Result<Option<Vec<u8>>> {
         tree.read_optional(&dir.join(name), limits::META_FILE)
@@ -336,8 +361,10 @@ pub fn read_info(tree: &Root, class: ImageClass, hierarchy: &Path) -> anyhow::Re
     };
 
     let dev_path = tree.show(&dir.join("dev"));
-    let dev_raw =
-        read("dev")?.with_context(|| format!("Failed to read '{}'", dev_path.display()))?;
+    let dev_raw = match dev {
+        Some(d) => d,
+        None => read("dev")?.with_context(|| format!("Failed to read '{}'", dev_path.display()))?,
+    };
     let dev_line = String::from_utf8_lossy(first_line(&dev_raw)).into_owned();
     let dev = parse_devnum(&dev_line).with_context(|| {
         format!(

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 
 /// What is read from the base OS rather than through a merge: a confext shipping
 /// `etc/os-release` or a `verity.d` certificate must not change how extensions are judged.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Base {
     /// The host's identity; `Err` says why it cannot be used.
     pub host: Result<HostInfo, String>,

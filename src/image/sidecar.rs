@@ -104,8 +104,29 @@ fn read_first_line(root: &Root, path: &Path) -> Result<Option<String>> {
         }))
 }
 
+/// The directory an image is in, for [`surely_absent`]; `None` when it cannot be had (then
+/// every sidecar is looked up in full).
+fn image_dir(root: &Root, image: &Found) -> Option<Found> {
+    root.resolve(image.in_root.parent()?).ok()
+}
+
+/// Whether the sidecar `path` surely does not exist: its directory (the image's, resolved in
+/// the root) has no entry by its name. One lookup instead of a walk of the whole path; anything
+/// else (it exists, a link, an error) is left to the full lookup, which decides as always.
+fn surely_absent(dir: Option<&Found>, path: &Path) -> bool {
+    match (dir, path.file_name()) {
+        (Some(dir), Some(name)) => dir.surely_lacks(name),
+        _ => false,
+    }
+}
+
 /// Look for a root hash for one designator: xattr first, then the sidecar file.
-fn find_hash(root: &Root, image: &Found, d: Designator) -> Result<Option<(String, String)>> {
+fn find_hash(
+    root: &Root,
+    image: &Found,
+    dir: Option<&Found>,
+    d: Designator,
+) -> Result<Option<(String, String)>> {
     let (xattr, suffix) = match d {
         Designator::Root => ("user.verity.roothash", ".roothash"),
         Designator::Usr => ("user.verity.usrhash", ".usrhash"),
@@ -115,6 +136,9 @@ fn find_hash(root: &Root, image: &Found, d: Designator) -> Result<Option<(String
         return Ok(Some((String::from_utf8_lossy(&v).into_owned(), source)));
     }
     let file = auxiliary_path(&image.in_root, suffix);
+    if surely_absent(dir, &file) {
+        return Ok(None);
+    }
     Ok(read_first_line(root, &file)?.map(|text| (text, root.show(&file).display().to_string())))
 }
 
@@ -132,8 +156,9 @@ pub fn load(root: &Root, image: &Found) -> Result<VeritySidecars> {
     if !sidecars_enabled() {
         return Ok(out);
     }
+    let dir = image_dir(root, image);
     for d in [Designator::Root, Designator::Usr] {
-        if let Some((text, source)) = find_hash(root, image, d)? {
+        if let Some((text, source)) = find_hash(root, image, dir.as_ref(), d)? {
             let bytes =
                 parse_roothash(&text).with_context(|| format!("invalid root hash in {source}"))?;
             out.roothash = Some((d, hex(&bytes)));
@@ -150,6 +175,9 @@ pub fn load(root: &Root, image: &Found) -> Result<VeritySidecars> {
     }
 
     let verity = auxiliary_path(&image.in_root, ".verity");
+    if surely_absent(dir.as_ref(), &verity) {
+        return Ok(out);
+    }
     // access(F_OK) in systemd: a dangling link counts as absent.
     if let Some((file, found)) = root.open_read_optional(&verity)? {
         out.verity_data = Some(HashTree {

@@ -1,8 +1,9 @@
 //! The one way to touch a tree: an `O_PATH` handle on its root and every path below it
-//! resolved fd-relative, one component at a time, the way systemd's `chaseat()` does it.
+//! resolved fd-relative, one component at a time, the way systemd's `chaseat()` does it (a
+//! run of plain directory names, no link and no `..`, in one `openat2()` that refuses both).
 //!
 //! Why a walk of our own rather than string joins or `openat2(RESOLVE_IN_ROOT)` alone: the walk
-//! never asks the kernel to resolve more than one name, so a symlink (absolute or with `..`)
+//! never asks the kernel to follow a symlink or `..`, so a symlink (absolute or with `..`)
 //! can only ever restart at the root fd or pop a directory fd we hold — nothing outside the root
 //! is reachable, whatever is renamed meanwhile — and it yields the in-root path of what it found
 //! (systemd records those paths, and discovery needs them). Every result is an fd; callers hand
@@ -98,6 +99,15 @@ pub struct Found {
 }
 
 impl Found {
+    /// Whether this directory surely has no entry `name`: one lookup of that name, nothing
+    /// followed; `false` when it has one or the lookup fails for another reason.
+    pub fn surely_lacks(&self, name: &OsStr) -> bool {
+        matches!(
+            rustix::fs::openat(&self.fd, name, path_flags(), Mode::empty()),
+            Err(Errno::NOENT)
+        )
+    }
+
     /// The inode's file type.
     pub fn file_type(&self) -> FileType {
         FileType::from_raw_mode(self.stat.st_mode)
@@ -187,6 +197,24 @@ fn to_path(parts: &[(OwnedFd, OsString, Stat)]) -> PathBuf {
         p.push(c);
     }
     p
+}
+
+/// Whether the kernel has `openat2()` (Linux 5.6): cleared on the first `ENOSYS`.
+static OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Open the directory `path` (several names, none `..`) below `dir` as the walk would, in one
+/// call: no symlink followed, never out of `dir`; with its stat.
+fn open_beneath(dir: BorrowedFd<'_>, path: &OsStr) -> Result<(OwnedFd, Stat), Errno> {
+    use rustix::fs::ResolveFlags;
+    let fd = rustix::fs::openat2(
+        dir,
+        path,
+        path_flags() | OFlags::DIRECTORY,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )?;
+    let stat = rustix::fs::fstat(&fd)?;
+    Ok((fd, stat))
 }
 
 /// The open flags for one step of a walk: never follow, never block, never become a tty.
@@ -359,11 +387,12 @@ impl Root {
     ) -> Result<Walked, ChaseError> {
         let mut todo: VecDeque<OsString> = components(path.as_os_str()).collect();
         let mut done: Vec<(OwnedFd, OsString, Stat)> = Vec::new();
+        self.plain_prefix(&mut todo, &mut done);
         let mut links = 0usize;
         while let Some(c) = todo.pop_front() {
             if c.as_bytes() == b".." {
                 // The parent is the fd below on our own stack: `..` can never leave the root.
-                done.pop();
+                self.pop_dir(&mut done)?;
                 continue;
             }
             let dir = done.last().map_or(self.fd.as_fd(), |(fd, _, _)| fd.as_fd());
@@ -401,6 +430,59 @@ impl Root {
         Ok(Walked::Found(done))
     }
 
+    /// Resolve the directories before the last component of `todo` in one `openat2()` when
+    /// none of them is `..`: `RESOLVE_NO_SYMLINKS` makes the kernel refuse any symlink on the
+    /// way and `RESOLVE_BENEATH` any step out of the root fd, so what it finds is exactly what
+    /// the walk would find one name at a time, for one syscall pair instead of one per name.
+    /// Anything else — a link, a missing or unreadable directory, a kernel without `openat2`
+    /// — leaves `todo` as it was for the walk, which follows links and names what is wrong.
+    fn plain_prefix(&self, todo: &mut VecDeque<OsString>, done: &mut Vec<(OwnedFd, OsString, Stat)>) {
+        let n = todo
+            .iter()
+            .take(todo.len().saturating_sub(1))
+            .take_while(|c| c.as_bytes() != b"..")
+            .count();
+        if n < 2 || !OPENAT2.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let mut joined = OsString::new();
+        for (i, c) in todo.iter().take(n).enumerate() {
+            if i > 0 {
+                joined.push("/");
+            }
+            joined.push(c);
+        }
+        match open_beneath(self.fd.as_fd(), &joined) {
+            Ok((fd, stat)) => {
+                todo.drain(..n);
+                done.push((fd, joined, stat));
+            }
+            Err(Errno::NOSYS) => OPENAT2.store(false, std::sync::atomic::Ordering::Relaxed),
+            Err(_) => {}
+        }
+    }
+
+    /// Go up one directory on the walk's stack. An entry [`Root::plain_prefix`] resolved as
+    /// several names at once is replaced by its parent, resolved the same way (it held no link).
+    fn pop_dir(&self, done: &mut Vec<(OwnedFd, OsString, Stat)>) -> Result<(), ChaseError> {
+        let Some((_, name, _)) = done.pop() else {
+            return Ok(());
+        };
+        let bytes = name.as_bytes();
+        let Some(slash) = bytes.iter().rposition(|b| *b == b'/') else {
+            return Ok(());
+        };
+        let parent = OsStr::from_bytes(&bytes[..slash]);
+        let base = done.last().map_or(self.fd.as_fd(), |(fd, _, _)| fd.as_fd());
+        let (fd, stat) = open_beneath(base, parent).map_err(|e| {
+            let mut p = to_path(done);
+            p.push(parent);
+            self.io_err(&p, e)
+        })?;
+        done.push((fd, parent.to_os_string(), stat));
+        Ok(())
+    }
+
     /// The lookup of a path whose component `c` does not exist: the deepest existing directory
     /// (`done`'s last) and the names still to create, `..` applied lexically and never above
     /// the root.
@@ -415,7 +497,7 @@ impl Root {
             if rest.as_bytes() == b".." {
                 // Lexically, as the directories do not exist yet; still never above the root.
                 if missing.pop().is_none() {
-                    done.pop();
+                    self.pop_dir(&mut done)?;
                 }
             } else {
                 missing.push(rest);
@@ -523,7 +605,9 @@ impl Root {
         let Some((file, found)) = self.open_read_optional(path)? else {
             return Ok(None);
         };
-        read_bounded(file, limit)
+        // Sized from the stat so a small file takes one read (and the one that sees its end).
+        let size = u64::try_from(found.stat.st_size).unwrap_or(0);
+        read_bounded_sized(file, limit, size)
             .with_context(|| format!("reading {}", self.show(&found.in_root).display()))
             .map(Some)
     }
@@ -553,7 +637,13 @@ fn reopen_read(parent: BorrowedFd<'_>, name: &OsStr, found: &Found) -> io::Resul
 
 /// Read at most `limit` bytes; more is an error naming the limit.
 pub fn read_bounded(file: impl Read, limit: u64) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
+    read_bounded_sized(file, limit, 0)
+}
+
+/// [`read_bounded`] with room for `size` bytes (what the file's stat says) made up front.
+fn read_bounded_sized(file: impl Read, limit: u64, size: u64) -> io::Result<Vec<u8>> {
+    let room = usize::try_from(size.min(limit).saturating_add(1)).unwrap_or(0);
+    let mut buf = Vec::with_capacity(room);
     file.take(limit.saturating_add(1)).read_to_end(&mut buf)?;
     if buf.len() as u64 > limit {
         return Err(io::Error::new(
@@ -628,6 +718,36 @@ mod tests {
         let top = r.resolve(Path::new("/../../..")).unwrap();
         assert_eq!(top.in_root, Path::new("/"));
         assert_eq!(top.inode(), r.inode());
+    }
+
+    /// Plain names before the last one are resolved in one call; a link at the end whose
+    /// target climbs with `..` must still climb one name at a time, never past the root.
+    #[test]
+    fn a_climbing_link_after_plain_names_resolves_like_the_walk() {
+        let (t, _o) = tree();
+        std::fs::create_dir_all(t.path().join("a/b/c/d")).unwrap();
+        symlink("../../file", t.path().join("a/b/c/d/two-up")).unwrap();
+        symlink("../../../../../../a/b/file", t.path().join("a/b/c/d/past-top")).unwrap();
+        symlink("../..", t.path().join("a/b/c/d/up-dir")).unwrap();
+        let r = root(&t);
+        let file = r.resolve(Path::new("a/b/file")).unwrap();
+        for link in ["a/b/c/d/two-up", "/a/b/c/d/past-top", "a/b/c/d/../d/two-up"] {
+            let f = r.resolve(Path::new(link)).unwrap();
+            assert_eq!(f.in_root, Path::new("/a/b/file"), "{link}");
+            assert_eq!(f.inode(), file.inode(), "{link}");
+        }
+        let Lookup::Missing { in_root, missing, .. } =
+            r.lookup(Path::new("a/b/c/d/up-dir/../new/x")).unwrap()
+        else {
+            panic!("a/b/c/d/up-dir/../new/x exists");
+        };
+        assert_eq!(in_root, Path::new("/a/new/x"));
+        assert_eq!(missing, ["new", "x"]);
+        // `..` after a file, and a plain run of names through a file: not a directory.
+        for p in ["a/b/c/d/two-up/..", "a/b/file/x/y"] {
+            let e = r.resolve(Path::new(p)).unwrap_err();
+            assert!(matches!(e, ChaseError::NotADirectory { .. }), "{p}: {e}");
+        }
     }
 
     #[test]

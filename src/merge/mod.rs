@@ -113,6 +113,7 @@ fn build(
     current: &Current,
     busy: &[PathBuf],
     refresh: bool,
+    shared: &base::Shared,
 ) -> Result<Step> {
     let c = s.class.name();
     let root = Root::open(&s.root)?;
@@ -126,7 +127,7 @@ fn build(
         Ok(())
     })?;
     timed(c, "prepare", || prepare::prepare(&root, s))?;
-    let base = timed(c, "base", || base::read(s, &root))?;
+    let base = timed(c, "base", || base::read_shared(s, &root, shared))?;
     let snap = timed(c, "gather", || snapshot::take(&root, caller, base, s))?;
     failpoint::hit("snapshot-taken")?;
     // systemd fails the merge when the host has no usable os-release (EINVAL): nothing could be
@@ -210,15 +211,20 @@ fn current_of(merges: &[Merged], s: &ClassSettings) -> Current {
 /// Merge (`refresh == false`: refuses merged hierarchies, as systemd's EBUSY) or refresh one
 /// class: skip when nothing changed, else replace each merge atomically, or unmerge what is
 /// left without anything to merge.
-fn run_class(s: &ClassSettings, refresh: bool) -> Result<Outcome> {
+fn run_class(s: &ClassSettings, refresh: bool, shared: &base::Shared) -> Result<Outcome> {
     let started = Instant::now();
     let c = s.class.name();
-    let outcome = run_phases(s, refresh, started);
+    let outcome = run_phases(s, refresh, started, shared);
     crate::log::phase(c, "total", started);
     outcome
 }
 
-fn run_phases(s: &ClassSettings, refresh: bool, started: Instant) -> Result<Outcome> {
+fn run_phases(
+    s: &ClassSettings,
+    refresh: bool,
+    started: Instant,
+    shared: &base::Shared,
+) -> Result<Outcome> {
     let c = s.class.name();
     let (root, merges, current) = timed(c, "current", || -> Result<_> {
         let root = Root::open(&s.root)?;
@@ -241,7 +247,7 @@ fn run_phases(s: &ClassSettings, refresh: bool, started: Instant) -> Result<Outc
         .filter_map(|m| m.info.work_dir.clone())
         .collect();
     let (step, ns) =
-        namespace::in_private_namespace_timed(|| build(s, &root, &current, &busy, refresh))?;
+        namespace::in_private_namespace_timed(|| build(s, &root, &current, &busy, refresh, shared))?;
     crate::log::phase_took(c, "unshare", ns.enter);
     crate::log::phase_took(c, "teardown", ns.teardown);
     match step {
@@ -372,12 +378,12 @@ fn unmerge_rest(
 
 /// Merge one class; refuses hierarchies that are already merged (systemd's EBUSY).
 pub fn merge_class(s: &ClassSettings) -> Result<Outcome> {
-    run_class(s, false)
+    run_class(s, false, &base::Shared::default())
 }
 
 /// Refresh one class.
 pub fn refresh_class(s: &ClassSettings) -> Result<Outcome> {
-    run_class(s, true)
+    run_class(s, true, &base::Shared::default())
 }
 
 /// Give each class the `--require` names it discovers; a name no selected class discovers
@@ -427,15 +433,28 @@ pub fn assign_required(classes: &[ClassSettings]) -> Result<Vec<ClassSettings>> 
 /// `merge` for every selected class (confext first); a failing class does not stop the next.
 pub fn run(classes: &[ClassSettings]) -> Result<i32> {
     let classes = assign_required(classes)?;
-    crate::verbs::for_each_class_locked(&classes, "merge", merge_class).map(|(code, _)| code)
+    let shared = base::Shared::default();
+    crate::verbs::for_each_class_locked(&classes, "merge", |s| run_class(s, false, &shared))
+        .map(|(code, _)| code)
 }
 
 /// `refresh` for every selected class; exits with `skipped` when every class was skipped or
 /// had nothing to do and at least one was skipped (systemd exits 0 then; extmerge's own
 /// all-classes mode says 77, [`crate::verbs::EXIT_SKIPPED`]).
 pub fn run_refresh(classes: &[ClassSettings], skipped: i32) -> Result<i32> {
+    run_refresh_shared(classes, skipped, &base::Shared::default())
+}
+
+/// [`run_refresh`] with the base read by an earlier run of this process (`initrd-stage` runs
+/// one class per step) and kept in `shared`.
+pub fn run_refresh_shared(
+    classes: &[ClassSettings],
+    skipped: i32,
+    shared: &base::Shared,
+) -> Result<i32> {
     let classes = assign_required(classes)?;
-    let (code, outcomes) = crate::verbs::for_each_class_locked(&classes, "refresh", refresh_class)?;
+    let (code, outcomes) =
+        crate::verbs::for_each_class_locked(&classes, "refresh", |s| run_class(s, true, shared))?;
     let was_skipped = outcomes.contains(&Outcome::Skipped);
     let changed = outcomes
         .iter()

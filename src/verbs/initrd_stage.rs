@@ -45,13 +45,15 @@ pub fn run(
         tracing::error!("--missing= is the policy of flatcar-select, which only stage 2 runs.");
         return Ok(EXIT_USAGE);
     }
+    // The classes' steps read the same base OS (below every merge): read once, for both.
+    let base = crate::merge::base::Shared::default();
     let outcome = stage::drive(&stage::plan(opts.stage), |planned| {
         let started = Instant::now();
         // A crash of one step is that step's failure, as when each step was its own process:
         // the stage's policy decides, not the crash (the release build unwinds for this, and
         // the guards of the crashed step roll back what it had placed on the way out).
         let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            run_step(planned.step, &root, cli, opts, env)
+            run_step(planned.step, &root, cli, opts, env, &base)
         }));
         let code = match ran {
             Ok(Ok(code)) => code,
@@ -99,6 +101,7 @@ fn run_step(
     cli: &CliOptions,
     opts: StageOptions,
     env: &dyn Fn(&str) -> Option<String>,
+    base: &crate::merge::base::Shared,
 ) -> Result<i32> {
     let cmdline = cli.kernel_cmdline.as_deref().unwrap_or_default();
     match step {
@@ -118,7 +121,7 @@ fn run_step(
             if settings.is_empty() {
                 return Ok(EXIT_SUCCESS);
             }
-            crate::merge::run_refresh(&settings, EXIT_SKIPPED)
+            crate::merge::run_refresh_shared(&settings, EXIT_SKIPPED, base)
         }
     }
 }
