@@ -436,7 +436,11 @@ impl Root {
     /// the walk would find one name at a time, for one syscall pair instead of one per name.
     /// Anything else — a link, a missing or unreadable directory, a kernel without `openat2`
     /// — leaves `todo` as it was for the walk, which follows links and names what is wrong.
-    fn plain_prefix(&self, todo: &mut VecDeque<OsString>, done: &mut Vec<(OwnedFd, OsString, Stat)>) {
+    fn plain_prefix(
+        &self,
+        todo: &mut VecDeque<OsString>,
+        done: &mut Vec<(OwnedFd, OsString, Stat)>,
+    ) {
         let n = todo
             .iter()
             .take(todo.len().saturating_sub(1))
@@ -727,7 +731,11 @@ mod tests {
         let (t, _o) = tree();
         std::fs::create_dir_all(t.path().join("a/b/c/d")).unwrap();
         symlink("../../file", t.path().join("a/b/c/d/two-up")).unwrap();
-        symlink("../../../../../../a/b/file", t.path().join("a/b/c/d/past-top")).unwrap();
+        symlink(
+            "../../../../../../a/b/file",
+            t.path().join("a/b/c/d/past-top"),
+        )
+        .unwrap();
         symlink("../..", t.path().join("a/b/c/d/up-dir")).unwrap();
         let r = root(&t);
         let file = r.resolve(Path::new("a/b/file")).unwrap();
@@ -736,8 +744,9 @@ mod tests {
             assert_eq!(f.in_root, Path::new("/a/b/file"), "{link}");
             assert_eq!(f.inode(), file.inode(), "{link}");
         }
-        let Lookup::Missing { in_root, missing, .. } =
-            r.lookup(Path::new("a/b/c/d/up-dir/../new/x")).unwrap()
+        let Lookup::Missing {
+            in_root, missing, ..
+        } = r.lookup(Path::new("a/b/c/d/up-dir/../new/x")).unwrap()
         else {
             panic!("a/b/c/d/up-dir/../new/x exists");
         };

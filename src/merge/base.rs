@@ -25,12 +25,20 @@ pub struct Shared(std::sync::Mutex<Option<((u64, u64), Base)>>);
 
 impl Shared {
     fn get(&self, root: (u64, u64)) -> Option<Base> {
-        let kept = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        kept.as_ref().filter(|(k, _)| *k == root).map(|(_, b)| b.clone())
+        let kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.as_ref()
+            .filter(|(k, _)| *k == root)
+            .map(|(_, b)| b.clone())
     }
 
     fn keep(&self, root: (u64, u64), base: &Base) {
-        let mut kept = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *kept = Some((root, base.clone()));
     }
 }
@@ -65,4 +73,32 @@ fn read_below_all(s: &ClassSettings, root: &Root) -> Result<Base> {
         }
         Base::read(&root)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What one class read is what the next class of the same run gets, and only for the same
+    /// root: another root (another inode) reads its own.
+    #[test]
+    fn the_shared_base_is_the_first_read_and_only_for_its_root() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(a.path().join("etc")).unwrap();
+        std::fs::write(a.path().join("etc/os-release"), "ID=alpha\n").unwrap();
+        std::fs::create_dir_all(b.path().join("etc")).unwrap();
+        std::fs::write(b.path().join("etc/os-release"), "ID=beta\n").unwrap();
+        let id = |base: &Base| base.host.as_ref().map(|h| h.id.clone()).unwrap();
+        let (ra, rb) = (Root::open(a.path()).unwrap(), Root::open(b.path()).unwrap());
+        let shared = Shared::default();
+        assert!(shared.get(ra.inode()).is_none(), "nothing kept before a read");
+        let first = Base::read(&ra).unwrap();
+        shared.keep(ra.inode(), &first);
+        // The file changes after the first class read it: the run keeps judging by one base.
+        std::fs::write(a.path().join("etc/os-release"), "ID=changed\n").unwrap();
+        assert_eq!(shared.get(ra.inode()).map(|b| id(&b)).as_deref(), Some("alpha"));
+        assert!(shared.get(rb.inode()).is_none(), "another root reads its own");
+        assert_eq!(id(&Base::read(&rb).unwrap()), "beta");
+    }
 }

@@ -246,8 +246,9 @@ fn run_phases(
         .iter()
         .filter_map(|m| m.info.work_dir.clone())
         .collect();
-    let (step, ns) =
-        namespace::in_private_namespace_timed(|| build(s, &root, &current, &busy, refresh, shared))?;
+    let (step, ns) = namespace::in_private_namespace_timed(|| {
+        build(s, &root, &current, &busy, refresh, shared)
+    })?;
     crate::log::phase_took(c, "unshare", ns.enter);
     crate::log::phase_took(c, "teardown", ns.teardown);
     match step {
