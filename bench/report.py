@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 
+sys.dont_write_bytecode = True  # no bench/__pycache__ in the worktree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from images import BIG_RECIPE  # noqa: E402  (the trees' shape, as bench/images.py builds them)
 
