@@ -13,10 +13,15 @@ Per set of N extensions and per repetition, each tool gets a fresh copy and runs
   refresh-both      extmerge only: the same, one process for both classes (`extmerge refresh`)
   refresh-changed   after the last sysext image was replaced by its v2 (new inode, rename)
   unmerge
+and extmerge on a second fresh copy, before or after the first in turn:
+  merge-off         the same merge with --check-conflicts=off (no walk of every image's
+                    entries for conflicts; the difference to `merge` is what that walk costs),
+                    then its unmerge (checked; its time only in the log)
 The floor (bench/floor.c: loop devices, image mounts, one overlay per hierarchy, attach, and
 nothing else) runs in the same alternation, merge only, two processes like the tools.
-After each step the merged tree is checked (every marker file of the set, the v2 marker, the
-confext's marker, and nothing left mounted after unmerge); a failed check aborts the run.
+After each step (also on the second copy) the merged tree is checked (every marker file of the
+set, the v2 marker, the confext's marker, and nothing left mounted after unmerge); a failed check
+aborts the run.
 Then the visibility gap: on the GAP set, sysext only, a reader loops over a file of the first
 extension while the tool runs K forced refreshes (--always-refresh=yes).
 Then directory extensions of 100,000 files (--big TREES:REPS, the pool's bigdir/big-NN trees of
@@ -49,8 +54,9 @@ GAP_TOOLS = ["extmerge", "systemd"]
 POLICIES = ["off", "warn", "refuse"]
 BIG_TOOLS = ["extmerge", "floor", "systemd"]
 SD_SKIP = "Skipping extension refresh"
-# What each tool runs (the floor only merges; the one-process refresh is extmerge's own).
-TOOL_OPS = {"extmerge": OPS + ["refresh-both"], "systemd": OPS, "floor": ["merge"]}
+# What each tool runs (the floor only merges; the one-process refresh and the merge without the
+# conflict walk are extmerge's own).
+TOOL_OPS = {"extmerge": OPS + ["refresh-both", "merge-off"], "systemd": OPS, "floor": ["merge"]}
 ENV = {"PATH": "/usr/bin:/usr/sbin:/bin:/sbin", "LANG": "C"}
 
 
@@ -338,9 +344,34 @@ class Bench:
         self.drop_copy(label)
         return res
 
+    def off_cycle(self, n, rep):
+        """extmerge's first merge with --check-conflicts=off (both classes, otherwise as the
+        default merge) on its own fresh copy, checked; then its unmerge, checked (its time stays
+        in the log only)."""
+        label = f"extmerge-off-{n}-{rep}"
+        self.make_copy(n, label)
+        zero = {"confext": {0}, "sysext": {0}}
+        res = {"merge-off": self.op("extmerge", label, "merge", zero,
+                                    extra=["--check-conflicts=off"])}
+        self.check_merged(label, n, "v1")
+        self.op("extmerge", label, "unmerge", zero)
+        self.check_unmerged(label, n)
+        self.drop_copy(label)
+        return res
+
     def cycle(self, tool, n, rep):
         if tool == "floor":
             return self.floor_cycle(n, rep)
+        if tool == "extmerge":
+            # The two extmerge copies take turns going first, so neither always runs right
+            # after the other (or after the same other tool).
+            off_first = isinstance(rep, int) and rep % 2 == 1
+            off = self.off_cycle(n, rep) if off_first else None
+            res = self.main_cycle(tool, n, rep)
+            return {**res, **(off or self.off_cycle(n, rep))}
+        return self.main_cycle(tool, n, rep)
+
+    def main_cycle(self, tool, n, rep):
         label = f"{tool}-{n}-{rep}"
         self.make_copy(n, label)
         skip = {0} if tool == "systemd" else {77}
