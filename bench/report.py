@@ -76,7 +76,8 @@ def machine(a):
 
 def ms(s):
     v = s * 1000
-    return f"{v:.0f}" if v >= 100 else (f"{v:.1f}" if v >= 1 else f"{v:.2f}")
+    # Precision by magnitude, so that a negative difference reads like a positive one.
+    return f"{v:.0f}" if abs(v) >= 100 else (f"{v:.1f}" if abs(v) >= 1 else f"{v:.2f}")
 
 
 def summary(values):
@@ -123,12 +124,38 @@ def floor_section(r, sets, w):
     def vals(n, t, op, key="s"):
         return [x[key] for x in r["sets"][n]["runs"][t].get(op, []) if key in x]
 
+    def walk_cost(n):
+        """Per repetition, extmerge's default merge minus its merge with --check-conflicts=off
+        (wall, CPU, the sysext process's wall), and the medians' shares of the default merge;
+        None without the second merge."""
+        runs = r["sets"][n]["runs"]["extmerge"]
+        pairs = list(zip(runs.get("merge", []), runs.get("merge-off", [])))
+        if not pairs:
+            return None
+        out = {"s": [d["s"] - o["s"] for d, o in pairs],
+               "cpu_s": [d["cpu_s"] - o["cpu_s"] for d, o in pairs],
+               "sysext_s": [d["per_class"]["sysext"]["s"] - o["per_class"]["sysext"]["s"]
+                            for d, o in pairs]}
+        out["s_share"] = statistics.median(out["s"]) / statistics.median(vals(n, "extmerge", "merge"))
+        out["cpu_share"] = (statistics.median(out["cpu_s"])
+                            / statistics.median(vals(n, "extmerge", "merge", "cpu_s")))
+        return out
+
     w("## Against the floor")
     w("")
-    w("First merge (confext + sysext, two processes each), median (min–max) ms:")
+    def off_cells(n, fm, key="s"):
+        off = vals(n, "extmerge", "merge-off", key)
+        return f"{fmt_time(off)} | {statistics.median(off) / fm:.2f} |" if off else "— | — |"
+
+    w("First merge (confext + sysext, two processes each), median (min–max) ms. extmerge "
+      "merges twice per repetition, each time on a fresh copy: with its default "
+      "`--check-conflicts=warn`, which walks every entry of every image to report files that "
+      "more than one extension ships (systemd and the floor do no such walk), and with "
+      "`--check-conflicts=off`, the same merge without that walk:")
     w("")
-    w("| extensions | floor | extmerge | extmerge/floor | systemd | systemd/floor |")
-    w("|---:|---:|---:|---:|---:|---:|")
+    w("| extensions | floor | extmerge (default, warn) | extmerge/floor | "
+      "extmerge, conflicts off | off/floor | systemd | systemd/floor |")
+    w("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in sets:
         fl, ex = vals(n, "floor", "merge"), vals(n, "extmerge", "merge")
         if not fl:
@@ -136,14 +163,16 @@ def floor_section(r, sets, w):
         sd = [] if "systemd" in r["sets"][n].get("failed", {}) else vals(n, "systemd", "merge")
         fm = statistics.median(fl)
         w(f"| {n} | {fmt_time(fl)} | {fmt_time(ex)} | {statistics.median(ex) / fm:.2f} | "
+          + off_cells(n, fm) + " "
           + (f"{fmt_time(sd)} | {statistics.median(sd) / fm:.1f} |" if sd else "fails | — |"))
     w("")
     w("The same merges' CPU time (`wait4()`'s user + system time of the processes; the loop "
       "devices' I/O runs on kernel threads and is not in it), which other jobs on the machine "
       "disturb less than the wall time, median (min–max) ms:")
     w("")
-    w("| extensions | floor | extmerge | extmerge/floor | systemd |")
-    w("|---:|---:|---:|---:|---:|")
+    w("| extensions | floor | extmerge (default, warn) | extmerge/floor | "
+      "extmerge, conflicts off | off/floor | systemd |")
+    w("|---:|---:|---:|---:|---:|---:|---:|")
     for n in sets:
         fl, ex = vals(n, "floor", "merge", "cpu_s"), vals(n, "extmerge", "merge", "cpu_s")
         if not fl or not ex:
@@ -151,8 +180,24 @@ def floor_section(r, sets, w):
         sd = [] if "systemd" in r["sets"][n].get("failed", {}) else vals(n, "systemd", "merge", "cpu_s")
         w(f"| {n} | {fmt_time(fl)} | {fmt_time(ex)} | "
           f"{statistics.median(ex) / statistics.median(fl):.2f} | "
+          + off_cells(n, statistics.median(fl), "cpu_s") + " "
           + (f"{fmt_time(sd)} |" if sd else "fails |"))
     w("")
+    walk = {n: walk_cost(n) for n in sets}
+    if any(walk.values()):
+        w("What the conflict walk costs: per repetition the default merge minus the merge with "
+          "`--check-conflicts=off` (the two copies of the same repetition), median (min–max) "
+          "ms over the repetitions, and the median's share of the default merge's median; "
+          "negative values are noise:")
+        w("")
+        w("| extensions | wall ms | share of the merge's wall time | CPU ms | "
+          "share of the merge's CPU time | sysext process alone, wall ms |")
+        w("|---:|---:|---:|---:|---:|---:|")
+        for n, c in walk.items():
+            if c:
+                w(f"| {n} | {fmt_time(c['s'])} | {c['s_share']:.0%} | {fmt_time(c['cpu_s'])} | "
+                  f"{c['cpu_share']:.0%} | {fmt_time(c['sysext_s'])} |")
+        w("")
     w("Unchanged refresh of both classes, median (min–max) ms: one `extmerge refresh` process, "
       "and the two `--class=` processes of the table above; wall time, and CPU time:")
     w("")
@@ -169,14 +214,28 @@ def floor_section(r, sets, w):
     w("")
     w("| target | measured | |")
     w("|---|---|---|")
+    def to_floor(n, op):
+        return (statistics.median(vals(n, "extmerge", op))
+                / statistics.median(vals(n, "floor", "merge")))
+
     if "20" in sets and vals("20", "floor", "merge"):
-        ratio = (statistics.median(vals("20", "extmerge", "merge"))
-                 / statistics.median(vals("20", "floor", "merge")))
-        others = ", ".join(
-            f"{statistics.median(vals(n, 'extmerge', 'merge')) / statistics.median(vals(n, 'floor', 'merge')):.2f} at {n}"
-            for n in sets if n != "20" and vals(n, "floor", "merge"))
-        w(f"| first merge ≤ 1.5 × the floor (20 extensions) | {ratio:.2f} ({others}) | "
+        ratio = to_floor("20", "merge")
+        others = ", ".join(f"{to_floor(n, 'merge'):.2f} at {n}"
+                           for n in sets if n != "20" and vals(n, "floor", "merge"))
+        w(f"| first merge ≤ 1.5 × the floor (20 extensions), as extmerge merges by default "
+          f"(`--check-conflicts=warn`) | {ratio:.2f}{f' ({others})' if others else ''} | "
           f"{'met' if ratio <= 1.5 else 'missed'} |")
+        if vals("20", "extmerge", "merge-off"):
+            off = to_floor("20", "merge-off")
+            others = ", ".join(f"{to_floor(n, 'merge-off'):.2f} at {n}"
+                               for n in sets if n != "20" and vals(n, "floor", "merge")
+                               and vals(n, "extmerge", "merge-off"))
+            c = walk_cost("20")
+            w(f"| not the target, for comparison: the same merge with `--check-conflicts=off` "
+              f"(no conflict walk) | {off:.2f}{f' ({others})' if others else ''}; so at 20 extensions the conflict walk costs "
+              f"{ms(statistics.median(c['s']))} ms of wall time ({c['s_share']:.0%} of the "
+              f"default merge) and {ms(statistics.median(c['cpu_s']))} ms of CPU time | "
+              f"— |")
         both = statistics.median(vals("20", "extmerge", "refresh-both"))
         two = statistics.median(vals("20", "extmerge", "refresh"))
         w(f"| unchanged refresh of 20 extensions in both classes ≤ 2 ms | {ms(both)} ms in one "
@@ -368,7 +427,10 @@ def main():
       "(new inode, renamed over the old one; the confext is unchanged); `unmerge`. After each "
       "step every marker file of the set (and the updated marker, and the confext's) is "
       "checked in the merged tree, and after `unmerge` that nothing is left mounted; a wrong "
-      "exit status or a failed check aborts the run.")
+      "exit status or a failed check aborts the run. extmerge also gets a second fresh copy "
+      "per repetition (before or after the first, in turn): the same first merge with "
+      "`--check-conflicts=off`, checked the same way, then unmerged and checked; only that "
+      "merge's time is reported (\"Against the floor\").")
     w("- **Time** is wall time from fork to `wait4()` (`bench/runner.c`, which chroots and "
       "execs the tool itself). **Peak RSS** is `wait4()`'s `ru_maxrss`: the largest peak RSS "
       "of the process or of any descendant it waited for (systemd forks helpers; their peaks "
