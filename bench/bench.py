@@ -13,16 +13,30 @@ Per set of N extensions and per repetition, each tool gets a fresh copy and runs
   refresh-both      extmerge only: the same, one process for both classes (`extmerge refresh`)
   refresh-changed   after the last sysext image was replaced by its v2 (new inode, rename)
   unmerge
+and extmerge on a second fresh copy, before or after the first in turn:
+  merge-off         the same merge with --check-conflicts=off (no walk of every image's
+                    entries for conflicts; the difference to `merge` is what that walk costs),
+                    then its unmerge (checked; its time only in the log)
 The floor (bench/floor.c: loop devices, image mounts, one overlay per hierarchy, attach, and
 nothing else) runs in the same alternation, merge only, two processes like the tools.
-After each step the merged tree is checked (every marker file of the set, the v2 marker, the
-confext's marker, and nothing left mounted after unmerge); a failed check aborts the run.
+After each step (also on the second copy) the merged tree is checked (every marker file of the
+set, the v2 marker, the confext's marker, and nothing left mounted after unmerge); a failed check
+aborts the run.
 Then the visibility gap: on the GAP set, sysext only, a reader loops over a file of the first
 extension while the tool runs K forced refreshes (--always-refresh=yes).
+Then directory extensions of 100,000 files (--big TREES:REPS, the pool's bigdir/big-NN trees of
+5,056 entries each), sysext only: per conflict policy (--check-conflicts=off|warn|refuse) a fresh
+copy merged by extmerge, then REPS rounds of extmerge's unchanged refresh (exit 77), the walk
+floor (bench/walkfloor.c: getdents64 + one statx per entry over the same trees, on as many
+threads as extmerge uses; its entry count is checked) and systemd's unchanged refresh (on its
+own copy merged once; exit 0 and its "Skipping extension refresh" line checked), in rotating
+order; then the size of what extmerge keeps (the meta dir, /run/extmerge) and whether it made a
+cache, and the unmerge.
 Writes the raw results as JSON and the Markdown report.
 """
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -37,8 +51,12 @@ LAST = {1: 0, 10: 9, 20: 19, 50: 49, 200: 199}
 OPS = ["merge", "refresh", "refresh-changed", "unmerge"]
 TOOLS = ["extmerge", "systemd", "floor"]
 GAP_TOOLS = ["extmerge", "systemd"]
-# What each tool runs (the floor only merges; the one-process refresh is extmerge's own).
-TOOL_OPS = {"extmerge": OPS + ["refresh-both"], "systemd": OPS, "floor": ["merge"]}
+POLICIES = ["off", "warn", "refuse"]
+BIG_TOOLS = ["extmerge", "floor", "systemd"]
+SD_SKIP = "Skipping extension refresh"
+# What each tool runs (the floor only merges; the one-process refresh and the merge without the
+# conflict walk are extmerge's own).
+TOOL_OPS = {"extmerge": OPS + ["refresh-both", "merge-off"], "systemd": OPS, "floor": ["merge"]}
 ENV = {"PATH": "/usr/bin:/usr/sbin:/bin:/sbin", "LANG": "C"}
 
 
@@ -52,6 +70,28 @@ def sh(cmd):
 
 def name(i):
     return f"bench-{i:03d}"
+
+
+def big_name(i):
+    return f"big-{i:02d}"
+
+
+def tree_entries(path):
+    """Entries below path (path itself not counted), without following symlinks."""
+    n = 0
+    for _, dirs, files in os.walk(path):
+        n += len(dirs) + len(files)
+    return n
+
+
+def sizes(path):
+    """{relative path: bytes} of the files below path (lstat; symlinks count their own size)."""
+    out = {}
+    for d, _, files in os.walk(path):
+        for f in files:
+            p = os.path.join(d, f)
+            out[os.path.relpath(p, path)] = os.lstat(p).st_size
+    return out
 
 
 class Bench:
@@ -73,6 +113,7 @@ class Bench:
            f"mount --rbind /dev {c}/dev; mount -t tmpfs -o mode=755 tmpfs {c}/run; "
            f"mount -t tmpfs tmpfs {c}/tmp; mkdir -p {c}/tmp/bench/bin {self.host_run}; "
            f"cp {self.a.bin} {c}/tmp/bench/bin/extmerge; cp {self.a.floor} {c}/tmp/bench/bin/floor; "
+           f"cp {self.a.walkfloor} {c}/tmp/bench/bin/walkfloor; "
            f"mount --bind {self.work} {self.host_run}")
 
     def teardown(self):
@@ -91,6 +132,19 @@ class Bench:
             else:
                 os.link(src + ".raw", f"{exts}/{name(i)}.raw")
         os.link(f"{self.pool}/conf/bench-conf.raw", f"{dst}/var/lib/confexts/bench-conf.raw")
+        self.settle_copy(label)
+
+    def make_big_copy(self, trees, label):
+        """A copy of the base root with the first `trees` 100,000-file directory sysexts (hard
+        links, like make_copy's)."""
+        dst = os.path.join(self.work, label)
+        shutil.rmtree(dst, ignore_errors=True)
+        subprocess.run(["cp", "-a", f"{self.pool}/base", dst], check=True)
+        subprocess.run(["cp", "-al", *(f"{self.pool}/bigdir/{big_name(i)}" for i in range(trees)),
+                        f"{dst}/var/lib/extensions"], check=True)
+        self.settle_copy(label)
+
+    def settle_copy(self, label):
         h = self.host(label)
         # systemd merges in a child namespace: a shared bind lets its mounts propagate back.
         sh(f"mount --bind {h} {h}; mount --make-rshared {h}")
@@ -290,9 +344,34 @@ class Bench:
         self.drop_copy(label)
         return res
 
+    def off_cycle(self, n, rep):
+        """extmerge's first merge with --check-conflicts=off (both classes, otherwise as the
+        default merge) on its own fresh copy, checked; then its unmerge, checked (its time stays
+        in the log only)."""
+        label = f"extmerge-off-{n}-{rep}"
+        self.make_copy(n, label)
+        zero = {"confext": {0}, "sysext": {0}}
+        res = {"merge-off": self.op("extmerge", label, "merge", zero,
+                                    extra=["--check-conflicts=off"])}
+        self.check_merged(label, n, "v1")
+        self.op("extmerge", label, "unmerge", zero)
+        self.check_unmerged(label, n)
+        self.drop_copy(label)
+        return res
+
     def cycle(self, tool, n, rep):
         if tool == "floor":
             return self.floor_cycle(n, rep)
+        if tool == "extmerge":
+            # The two extmerge copies take turns going first, so neither always runs right
+            # after the other (or after the same other tool).
+            off_first = isinstance(rep, int) and rep % 2 == 1
+            off = self.off_cycle(n, rep) if off_first else None
+            res = self.main_cycle(tool, n, rep)
+            return {**res, **(off or self.off_cycle(n, rep))}
+        return self.main_cycle(tool, n, rep)
+
+    def main_cycle(self, tool, n, rep):
         label = f"{tool}-{n}-{rep}"
         self.make_copy(n, label)
         skip = {0} if tool == "systemd" else {77}
@@ -357,6 +436,122 @@ class Bench:
         return {"refreshes": count, "reads": total, "failed": failed, "mismatched": mismatched,
                 "first_errno": first_errno, "refresh_s": times, "rss_kib": rss}
 
+    # ---- directory extensions of 100,000 files --------------------------------------
+    def big1(self, argv, label, expect):
+        """One timed process of the 100,000-file section; its result as stored, and its output
+        (without run1's command and exit lines)."""
+        path = os.path.join(self.logdir, f"{label}.log")
+        start = os.path.getsize(path) if os.path.exists(path) else 0
+        dt, rc, kib, cpu = self.run1(argv, f"{label}.log")
+        with open(path, errors="replace") as f:
+            f.seek(start)
+            out = "".join(line for line in f if not line.startswith(("$ ", "# exit ")))
+        if rc not in expect:
+            self.fail(label, f"{' '.join(argv)} exited {rc} (expected {sorted(expect)})")
+        return {"s": dt, "rc": rc, "rss_kib": kib, "cpu_s": cpu}, out
+
+    def check_big(self, label, trees, merged):
+        h = self.host(label)
+        for i in range(trees):
+            p = f"{h}/usr/lib/extension-release.d/extension-release.{big_name(i)}"
+            if os.path.exists(p) != merged:
+                self.fail(label, f"{p} {'missing after merge' if merged else 'still visible after unmerge'}")
+        if not merged:
+            left = self.mounts_below(h)
+            if left:
+                self.fail(label, f"mounts left after unmerge: {left}")
+
+    def big_state(self, label):
+        """What extmerge keeps for the root `label` (sysext merged): the meta dirs of the merged
+        hierarchies, its files in /run/extmerge, and any cache."""
+        h = self.host(label)
+        meta = {}
+        for hier in ("usr", "opt"):
+            for rel, size in sizes(f"{h}/{hier}/.systemd-sysext").items():
+                meta[f"{hier}/.systemd-sysext/{rel}"] = size
+        # extmerge's files for this root in /run/extmerge are named after its lock
+        # (src/kernel/lock.rs lock_path_for: last component, 8 bytes of sha256 of the path).
+        inner = f"{self.inner_run}/{label}"
+        stem = f"{label}.{hashlib.sha256(inner.encode()).hexdigest()[:16]}."
+        run = {k: v for k, v in sizes(f"{self.c}/run/extmerge").items() if k.startswith(stem)}
+        if not any(k.endswith(".lock") for k in run):
+            self.fail(label, f"no {stem}lock in /run/extmerge: its naming changed, update big_state")
+        cache = {}
+        for where, p in (("chroot", f"{self.c}/var/cache/extmerge"),
+                         ("root", f"{h}/var/cache/extmerge")):
+            if os.path.lexists(p):
+                cache[where] = sum(sizes(p).values()) if os.path.isdir(p) else os.lstat(p).st_size
+        return {"meta": meta, "run": run, "cache": cache,
+                "state_json": meta.get("usr/.systemd-sysext/extmerge-state.json", 0),
+                "total": sum(meta.values()) + sum(run.values()) + sum(cache.values())}
+
+    def big(self, trees, reps):
+        """extmerge's unchanged refresh of `trees` 100,000-file directory sysexts per conflict
+        policy, against the walk floor and systemd's unchanged refresh (see the module doc)."""
+        sd_label = "bigdir-systemd"
+        res = {"trees": trees, "reps": reps, "policies": {}, "floor": [], "systemd": {}}
+        self.make_big_copy(trees, sd_label)
+        entries = sum(tree_entries(f"{self.work}/{sd_label}/var/lib/extensions/{big_name(i)}")
+                      for i in range(trees))
+        res["entries"] = entries
+        def sd(verb):
+            return ["/usr/bin/systemd-sysext", f"--root={self.inner_run}/{sd_label}", verb]
+
+        res["systemd"]["merge"], _ = self.big1(sd("merge"), sd_label, {0})
+        self.check_big(sd_label, trees, True)
+        res["systemd"]["refresh"] = []
+        for policy in POLICIES:
+            label = f"bigdir-extmerge-{policy}"
+            self.make_big_copy(trees, label)
+            root = f"{self.inner_run}/{label}"
+
+            def ex(verb):
+                return ["/tmp/bench/bin/extmerge", "--class=sysext",
+                        f"--check-conflicts={policy}", f"--root={root}", verb]
+
+            walk = ["/tmp/bench/bin/walkfloor",
+                    *(f"{root}/var/lib/extensions/{big_name(i)}" for i in range(trees))]
+            p = {"refresh": []}
+            p["merge"], _ = self.big1(ex("merge"), label, {0})
+            self.check_big(label, trees, True)
+            for rep in range(reps):
+                k = rep % len(BIG_TOOLS)
+                for tool in BIG_TOOLS[k:] + BIG_TOOLS[:k]:
+                    if tool == "extmerge":
+                        r, _ = self.big1(ex("refresh"), label, {77})
+                        p["refresh"].append(r)
+                    elif tool == "systemd":
+                        r, out = self.big1(sd("refresh"), sd_label, {0})
+                        if SD_SKIP not in out:
+                            self.fail(sd_label, f"systemd's refresh did not skip (no {SD_SKIP!r})")
+                        res["systemd"]["refresh"].append(r)
+                    else:
+                        r, out = self.big1(walk, f"{label}-walkfloor", {0})
+                        got, threads = (int(x) for x in out.split())
+                        if got != entries:
+                            self.fail(f"{label}-walkfloor",
+                                      f"the walk floor saw {got} entries, the trees have {entries}")
+                        r["threads"] = threads
+                        res["floor"].append(r)
+            self.check_big(label, trees, True)
+            p["state"] = self.big_state(label)
+            p["unmerge"], _ = self.big1(ex("unmerge"), label, {0})
+            self.check_big(label, trees, False)
+            self.drop_copy(label)
+            res["policies"][policy] = p
+            log(f"{entries} entries in {trees} directory extensions, --check-conflicts={policy}: "
+                f"merge {p['merge']['s'] * 1000:.0f} ms, unchanged refresh "
+                f"{statistics.median(x['s'] for x in p['refresh']) * 1000:.1f} ms (median of "
+                f"{reps}), peak RSS {max(x['rss_kib'] for x in [p['merge'], *p['refresh']])} KiB, "
+                f"state {p['state']['total']} bytes")
+        res["systemd"]["unmerge"], _ = self.big1(sd("unmerge"), sd_label, {0})
+        self.check_big(sd_label, trees, False)
+        self.drop_copy(sd_label)
+        log(f"walk floor {statistics.median(x['s'] for x in res['floor']) * 1000:.1f} ms, systemd "
+            f"unchanged refresh {statistics.median(x['s'] for x in res['systemd']['refresh']) * 1000:.1f} ms "
+            f"(medians)")
+        return res
+
     # ---- the whole run ---------------------------------------------------------------
     def run(self):
         a = self.a
@@ -392,6 +587,11 @@ class Bench:
             log(f"gap {tool}: {g['failed']} failed of {g['reads']} reads during "
                 f"{g['refreshes']} forced refreshes ({time.perf_counter() - t0:.1f} s)")
         res["gap_set"] = a.gap_set
+        trees, reps = (int(x) for x in a.big.split(":"))
+        if trees and reps:
+            t0 = time.perf_counter()
+            res["bigdir"] = self.big(trees, reps)
+            log(f"directory extensions of 100,000 files: {time.perf_counter() - t0:.1f} s")
         return res
 
 
@@ -402,11 +602,14 @@ def main():
     ap.add_argument("--reader", required=True)
     ap.add_argument("--runner", required=True)
     ap.add_argument("--floor", required=True)
+    ap.add_argument("--walkfloor", required=True)
     ap.add_argument("--pool", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--sets", default="1:7,10:7,50:5,200:3")
     ap.add_argument("--gap-set", type=int, default=10)
     ap.add_argument("--gap-refreshes", type=int, default=200)
+    ap.add_argument("--big", default="20:7",
+                    help="TREES:REPS of the 100,000-file directory section (0:0 skips it)")
     ap.add_argument("--json", required=True)
     a = ap.parse_args()
     b = Bench(a)

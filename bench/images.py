@@ -12,6 +12,10 @@ POOL_DIR/
                         same content, marker file says v2
   conf/bench-conf.raw   the confext (squashfs) merged onto the mutable /etc
   .stamp                hash of RECIPE: a changed recipe rebuilds everything
+  bigdir/big-NN         20 directory sysexts of 5,000 empty files each (NN = 00..19: 50
+                        directories of 100 files in usr/share/big-NN, and the extension-release
+                        file, ID=_any): the 100,000-file section of bench/bench.py
+  bigdir/.stamp         hash of BIG_RECIPE (cached apart, so neither rebuilds the other)
 
 A set of N extensions (1, 10, 20, 50, 200) is v1/bench-000 .. v1/bench-(N-1) (bench/bench.py links them into a copy
 of base/). Sizes: most images carry 0.2-3 MiB of files (images of 0.1-1.5 MiB);
@@ -37,6 +41,7 @@ RECIPE = {
     "squashfs": ["-noappend", "-all-root", "-quiet", "-no-progress"],
     "erofs": ["--quiet", "--all-root", "-zlz4hc"],
 }
+BIG_RECIPE = {"version": 1, "trees": 20, "dirs": 50, "files": 100}
 OS_RELEASE = (
     'PRETTY_NAME="Bench Linux 13"\nNAME="Bench Linux"\nID=debian\nVERSION_ID=13\n'
     "SYSEXT_LEVEL=1.0\nCONFEXT_LEVEL=1.0\n"
@@ -146,15 +151,50 @@ def build_conf(pool):
     shutil.rmtree(src)
 
 
-def main():
-    pool = os.path.abspath(sys.argv[1])
-    stamp = hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode()).hexdigest()
+def big_name(i):
+    return f"big-{i:02d}"
+
+
+def build_bigdir(pool):
+    """The directory extensions of the 100,000-file section (empty files: the walk is what is
+    measured, not the data)."""
+    big = f"{pool}/bigdir"
+    stamp = hashlib.sha256(json.dumps(BIG_RECIPE, sort_keys=True).encode()).hexdigest()
+    if stamped(big, stamp):
+        return
+    print(f"bench: building the 100,000-file directory extensions in {big} (cached afterwards)",
+          file=sys.stderr)
+    shutil.rmtree(big, ignore_errors=True)
+    tmp = f"{pool}/bigdir.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for i in range(BIG_RECIPE["trees"]):
+        n = big_name(i)
+        write(f"{tmp}/{n}/usr/lib/extension-release.d/extension-release.{n}", b"ID=_any\n")
+        for d in range(BIG_RECIPE["dirs"]):
+            sub = f"{tmp}/{n}/usr/share/{n}/d{d:02d}"
+            os.makedirs(sub)
+            for k in range(BIG_RECIPE["files"]):
+                with open(f"{sub}/f{k:03d}", "wb"):
+                    pass
+    with open(f"{tmp}/.stamp", "w") as f:
+        f.write(stamp + "\n")
+    os.rename(tmp, big)
+
+
+def stamped(d, stamp):
     try:
-        with open(f"{pool}/.stamp") as f:
-            if f.read().strip() == stamp:
-                return
+        with open(f"{d}/.stamp") as f:
+            return f.read().strip() == stamp
     except FileNotFoundError:
-        pass
+        return False
+
+
+def build_pool(pool, stamp):
+    bigdir = f"{pool}/bigdir"
+    keep = f"{os.path.dirname(pool)}/.bigdir.keep"
+    if os.path.isdir(bigdir):  # survives a rebuild of the rest
+        shutil.rmtree(keep, ignore_errors=True)
+        os.rename(bigdir, keep)
     print(f"bench: building the extension pool in {pool} (cached afterwards)", file=sys.stderr)
     shutil.rmtree(pool, ignore_errors=True)
     for d in ("v1", "v2", "conf", "src"):
@@ -166,8 +206,18 @@ def main():
     for i in LAST:
         build_ext(pool, i, "v2")
     os.rmdir(f"{pool}/src")
+    if os.path.isdir(keep):
+        os.rename(keep, bigdir)
     with open(f"{pool}/.stamp", "w") as f:
         f.write(stamp + "\n")
+
+
+def main():
+    pool = os.path.abspath(sys.argv[1])
+    stamp = hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode()).hexdigest()
+    if not stamped(pool, stamp):
+        build_pool(pool, stamp)
+    build_bigdir(pool)
 
 
 if __name__ == "__main__":

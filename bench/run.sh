@@ -3,13 +3,16 @@
 # and write docs/benchmarks.md (`make bench`; not part of `make test`).
 #
 # Usage: bench/run.sh [--quick]
-#   --quick   1 repetition of the 1- and 10-extension sets and 10 forced refreshes; writes
+#   --quick   1 repetition of the 1- and 10-extension sets, 10 forced refreshes and 2 rounds of
+#             the 100,000-file directory section; writes
 #             target/bench/benchmarks-quick.md instead of docs/benchmarks.md (for trying changes;
 #             results-quick.json and run-quick/logs, so the full run's files stay)
 #   BENCH_BIN=FILE  benchmark this extmerge binary instead of the `make static` one (e.g. a
 #             candidate fix built elsewhere); the report names it
 #   BENCH_SETS=N:REPS,...  BENCH_GAP_REFRESHES=K  other sets and forced refreshes (e.g. on a
 #             machine too busy for the full run); the report says which ran
+#   BENCH_BIG=TREES:REPS  the directory section: how many of the 5,000-file trees (at most 20)
+#             and rounds of unchanged refreshes per conflict policy (0:0 skips it)
 #
 # Needs root, `make static` (the binary below) and `make chroot`; `make bench` does both.
 # Everything that mounts runs in one private mount namespace (bench/bench.py under
@@ -30,6 +33,7 @@ WORK=$OUT/run
 SETS=${BENCH_SETS:-1:7,10:7,20:5,50:5,200:3}
 GAP_SET=10
 GAP_REFRESHES=${BENCH_GAP_REFRESHES:-200}
+BIG=${BENCH_BIG:-20:7}
 
 die() { echo "bench: error: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -37,6 +41,7 @@ log() { echo "bench: $*" >&2; }
 if [[ ${1:-} == --quick ]]; then
     SETS=1:1,10:1
     GAP_REFRESHES=10
+    BIG=${BENCH_BIG:-20:2}
     DOC=$OUT/benchmarks-quick.md
     RESULTS=$OUT/results-quick.json
     WORK=$OUT/run-quick
@@ -44,6 +49,8 @@ elif [[ $# -gt 0 ]]; then
     die "usage: bench/run.sh [--quick]"
 fi
 
+[[ $BIG =~ ^([0-9]+):[0-9]+$ ]] && ((BASH_REMATCH[1] <= 20)) ||
+    die "BENCH_BIG=$BIG: want TREES:REPS with at most 20 trees"
 [[ $(id -u) -eq 0 ]] || die "must run as root (mount namespaces, loop devices, chroot)"
 [[ -x $BIN ]] || die "$BIN missing: run make static"
 [[ -f $CHROOT/.extmerge-ready && -x $CHROOT/usr/bin/systemd-sysext ]] ||
@@ -90,21 +97,21 @@ cleanup() {
 trap cleanup EXIT
 
 # Small static helpers (they also run inside the chroot).
-for h in reader runner floor; do
+for h in reader runner floor walkfloor; do
     if [[ ! -x $OUT/$h || $REPO/bench/$h.c -nt $OUT/$h ]]; then
-        gcc -O2 -Wall -Wextra -static -o "$OUT/$h" "$REPO/bench/$h.c"
+        gcc -O2 -Wall -Wextra -static -pthread -o "$OUT/$h" "$REPO/bench/$h.c"
     fi
 done
 
 python3 "$REPO/bench/images.py" "$OUT/pool"
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
-log "sets $SETS, gap on $GAP_SET extensions with $GAP_REFRESHES forced refreshes; load $load_start"
+log "sets $SETS, gap on $GAP_SET extensions with $GAP_REFRESHES forced refreshes, directory section $BIG; load $load_start"
 rm -f "$RESULTS"
 unshare -m --propagation private python3 "$REPO/bench/bench.py" \
     --chroot "$CHROOT" --bin "$BIN" --reader "$OUT/reader" --runner "$OUT/runner" --floor "$OUT/floor" \
-    --pool "$OUT/pool" --work "$WORK" --sets "$SETS" \
-    --gap-set "$GAP_SET" --gap-refreshes "$GAP_REFRESHES" --json "$RESULTS"
+    --walkfloor "$OUT/walkfloor" --pool "$OUT/pool" --work "$WORK" --sets "$SETS" \
+    --gap-set "$GAP_SET" --gap-refreshes "$GAP_REFRESHES" --big "$BIG" --json "$RESULTS"
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 mkdir -p "$(dirname "$DOC")"
