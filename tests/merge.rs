@@ -1602,3 +1602,53 @@ fn unmerge_removes_the_state_copy_next_to_the_run_lock() {
     );
     r.finish();
 }
+
+/// One run of both classes reads the base OS once (below every merge of either class), and the
+/// class that comes second is still judged by the base, not by what the first one merged: a
+/// confext shipping `etc/os-release` with another ID changes nothing for the sysexts.
+#[test]
+fn both_classes_in_one_run_are_judged_by_one_read_of_the_base() {
+    let r = new_root(DEBIAN);
+    confext_dir(
+        &r.p("run/confexts/osr"),
+        "osr",
+        "ID=_any\n",
+        &[("etc/os-release", "ID=other\nVERSION_ID=1\n")],
+    );
+    sysext_dir(
+        &r.p("var/lib/extensions/deb"),
+        "deb",
+        "ID=debian\nVERSION_ID=13\n",
+        &[("usr/share/deb", "d\n")],
+    );
+    let run = |args: &[&str]| {
+        let out = extmerge_command()
+            .env("EXTMERGE_LOG", "debug")
+            .args(args)
+            .arg(format!("--root={}", r.path.display()))
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), log)
+    };
+    let shared = "Using the base OS as read for the previous class.";
+    let (code, log) = run(&["merge"]);
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(log.matches(shared).count(), 1, "{log}");
+    assert_eq!(
+        r.read("etc/os-release").as_deref(),
+        Some("ID=other\nVERSION_ID=1\n")
+    );
+    assert_eq!(r.read("usr/share/deb").as_deref(), Some("d\n"), "{log}");
+    // The refresh of both: still one read, and still the base's ID: nothing changed.
+    let (code, log) = run(&["refresh"]);
+    assert_eq!(code, Some(77), "{log}");
+    assert_eq!(log.matches(shared).count(), 1, "{log}");
+    // One class alone reads the base itself.
+    let (code, log) = run(&["--class=sysext", "refresh"]);
+    assert_eq!(code, Some(77), "{log}");
+    assert_eq!(log.matches(shared).count(), 0, "{log}");
+    assert!(log.contains("Phase base of sysext"), "{log}");
+    r.ok(&["unmerge"]);
+    r.finish();
+}

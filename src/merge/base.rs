@@ -92,13 +92,22 @@ mod tests {
         let id = |base: &Base| base.host.as_ref().map(|h| h.id.clone()).unwrap();
         let (ra, rb) = (Root::open(a.path()).unwrap(), Root::open(b.path()).unwrap());
         let shared = Shared::default();
-        assert!(shared.get(ra.inode()).is_none(), "nothing kept before a read");
+        assert!(
+            shared.get(ra.inode()).is_none(),
+            "nothing kept before a read"
+        );
         let first = Base::read(&ra).unwrap();
         shared.keep(ra.inode(), &first);
         // The file changes after the first class read it: the run keeps judging by one base.
         std::fs::write(a.path().join("etc/os-release"), "ID=changed\n").unwrap();
-        assert_eq!(shared.get(ra.inode()).map(|b| id(&b)).as_deref(), Some("alpha"));
-        assert!(shared.get(rb.inode()).is_none(), "another root reads its own");
+        assert_eq!(
+            shared.get(ra.inode()).map(|b| id(&b)).as_deref(),
+            Some("alpha")
+        );
+        assert!(
+            shared.get(rb.inode()).is_none(),
+            "another root reads its own"
+        );
         assert_eq!(id(&Base::read(&rb).unwrap()), "beta");
     }
 }
