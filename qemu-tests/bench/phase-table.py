@@ -209,6 +209,24 @@ def reruns(path):
         text += (f" Once translated (third run), an unchanged `extmerge refresh` takes {ms(a)} ms "
                  f"and `systemd-sysext refresh` {ms(b)} ms"
                  + (f" ({a / b:.2f}×)." if b > 0 else "."))
+    startup = defaultdict(list)  # kind -> [us]: the first extmerge unit's start-up in the initrd
+    first_unit = {}
+    for rnd, variant, kind, f in records(path, "unit", 3):
+        if variant == "extmerge" and (rnd, kind) not in first_unit:
+            first_unit[(rnd, kind)] = (f[0], int(f[1]))
+    begins = defaultdict(list)
+    for rnd, variant, kind, f in records(path, "step", 5):
+        if variant == "extmerge" and f[4].isdigit():
+            begins[(rnd, kind, f[0])].append(int(f[4]) - int(f[2]))
+    for (rnd, kind), (unit, start) in first_unit.items():
+        if begins.get((rnd, kind, unit)):
+            startup[kind].append(min(begins[(rnd, kind, unit)]) - start)
+    if startup and em is not None:
+        name = next(iter(first_unit.values()))[0].removesuffix(".service")
+        text += (f" For comparison, the start-up of extmerge's first unit in the initrd, {name}"
+                 " (table above), took "
+                 + " and ".join(f"{ms(statistics.median(startup[k]))} ms {k}" for k in ("cold", "warm") if startup[k])
+                 + " (medians).")
     print(text)
 
 
