@@ -17,8 +17,10 @@
 # copy-on-write overlay of the same disk twice: cold (first boot) and warm (second boot of
 # that overlay). In each boot a check script (bench/check-boot-1.sh) verifies that every
 # extension was merged in the initrd and reports PID 1's journal timestamps of the merge
-# units and its initrd timestamps. The summary (medians, min-max, ratios extmerge/systemd,
-# cold and warm) is written to docs/boot-benchmark.md.
+# units and its initrd timestamps, extmerge's phase and step lines, and last, three runs in a
+# row of the tools' status and unchanged refresh in the booted system (what a first run under
+# TCG costs). The summary (medians, min-max, ratios extmerge/systemd, cold and warm) is
+# written to docs/boot-benchmark.md.
 #
 # Usage: qemu-tests/bench/boot-bench.sh     (as root; `make bench-boot`)
 # Environment:
@@ -471,6 +473,45 @@ mkdir -p "$(dirname "$REPORT")"
     echo
     python3 "$BENCH_DIR/phase-table.py" "$RUN/data"
     echo
+    echo "## Outside the class runs: start-up, steps and exit of extmerge's units"
+    echo
+    echo "Each extmerge unit is one process, \`extmerge initrd-stage --stage=1|2\`, which runs its stage's"
+    echo "steps (\`mount-var\`, \`flatcar-select\`, \`confext refresh\`, \`sysext refresh\`) and logs each"
+    echo "one's duration (\"Stage N step X: exit C, US us.\", debug on the phase target, fields \`STEP\`,"
+    echo "\`DURATION_US\`). With PID 1's \"Starting\" and \"Finished\" of the unit, the unit's time splits"
+    echo "into **start-up**, from \"Starting\" to the beginning of the first step (its line's journal time"
+    echo "minus its duration: PID 1's fork and exec, loading the binary, and what the process does"
+    echo "before the first step), the **steps** (a step holds its class's run, the \`total\` above, and"
+    echo "the step's own set-up), and the **rest**: the gaps between the steps and, after the last one,"
+    echo "the exit until PID 1 logs \"Finished\". The times are journald's receive times of PID 1's and"
+    echo "extmerge's entries, so an entry journald takes up late moves time between start-up and rest;"
+    echo "the last rows give the first and last extmerge journal entry of the unit. Median (min–max)"
+    echo "over the rounds, ms."
+    for u in $(units_of extmerge/cold); do
+        pre=$(sed -n 's/^ExecStartPre=//p' "$REPO/units/$u" 2>/dev/null | sed 's/.*/`&`/' | paste -sd, - | sed 's/,/, /g')
+        if [[ -n $pre ]]; then
+            echo "\`${u%.service}\`'s start-up also holds its \`ExecStartPre=\` command(s), run before extmerge starts: $pre."
+        fi
+    done
+    echo
+    python3 "$BENCH_DIR/phase-table.py" --steps "$RUN/data"
+    echo
+    echo "## First, second and third run in the booted system"
+    echo
+    echo "Under TCG a code path's first run in a boot pays for its translation. To show how much of"
+    echo "the time above is that, every boot ends (after all the checks and measurements above) by"
+    echo "running each of these commands three times in a row in the booted system, in this order:"
+    echo "\`extmerge status\`, \`systemd-sysext status\`, \`extmerge refresh\` (in the extmerge variant only:"
+    echo "on systemd's merge extmerge has no state of its own and would merge again) and"
+    echo "\`systemd-sysext refresh\`. Wall clock around each run (bash's \`EPOCHREALTIME\`), output"
+    echo "discarded, \`EXTMERGE_LOG\` unset. The status verbs only read; each refresh finds the initrd's"
+    echo "merge unchanged and skips (extmerge exits 77, systemd 262 exits 0 with \"Skipping extension"
+    echo "refresh because no change was found\"), which every run is checked for, and \`/usr\`, \`/opt\`"
+    echo "and \`/etc\` are checked to be the same mounts afterwards. Median (min–max) over the boots of"
+    echo "each variant, cold and warm together, ms."
+    echo
+    python3 "$BENCH_DIR/phase-table.py" --reruns "$RUN/data"
+    echo
     echo "Every boot was checked in the booted guest (\`qemu-tests/bench/check-boot-1.sh\`), and a"
     echo "failed check stops the benchmark: each merge unit of the variant ran in the initrd and"
     echo "finished successfully before switch-root, and the other variant's units did not run; all 20"
@@ -478,7 +519,8 @@ mkdir -p "$(dirname "$REPORT")"
     echo "\`/opt/NAME/marker\`) and the confext's file is in \`/etc\`; \`/usr\` and \`/opt\` are read-only"
     echo "overlays; and the booted system's stock \`systemd-sysext.service\` and \`systemd-confext.service\`"
     echo "found the initrd's merge in place (\"Skipping extension refresh because no change was"
-    echo "found\"), so nothing was merged after switch-root."
+    echo "found\"), so nothing was merged after switch-root. The commands run again at the end of each"
+    echo "boot (above) exited as a skipped refresh or a status does and left the same mounts."
     echo
     echo "## Per boot"
     echo
