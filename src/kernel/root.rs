@@ -759,6 +759,52 @@ mod tests {
         }
     }
 
+    /// A directory on the way swapped for a link out of the root while paths through it are
+    /// resolved and read, many times over: whichever of the one-call resolution and the walk
+    /// runs, nothing outside the root is ever read.
+    #[test]
+    fn a_directory_swapped_for_a_link_out_mid_walk_never_leads_outside() {
+        let (t, o) = tree();
+        std::fs::create_dir_all(o.path().join("c")).unwrap();
+        std::fs::write(o.path().join("c/file"), "outside").unwrap();
+        let r = t.path().to_path_buf();
+        std::fs::create_dir_all(r.join("a/b/c")).unwrap();
+        std::fs::write(r.join("a/b/c/file"), "inside").unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (stop, r, out) = (stop.clone(), r.clone(), o.path().to_path_buf());
+            std::thread::spawn(move || {
+                let (dir, link, real) = (r.join("a/b"), r.join("a/b-link"), r.join("a/b-real"));
+                symlink(&out, &link).unwrap();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::fs::rename(&dir, &real).unwrap();
+                    std::fs::rename(&link, &dir).unwrap();
+                    std::fs::rename(&dir, &link).unwrap();
+                    std::fs::rename(&real, &dir).unwrap();
+                }
+            })
+        };
+        let root = root(&t);
+        let (mut inside, mut absent) = (0, 0);
+        for _ in 0..20_000 {
+            match root.read_optional(Path::new("a/b/c/file"), 100) {
+                Ok(Some(bytes)) => {
+                    assert_eq!(bytes, b"inside", "read through a link out of the root");
+                    inside += 1;
+                }
+                // The link followed inside the root: there is no such path there.
+                Ok(None) => absent += 1,
+                Err(e) => panic!("{e:#}"),
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert!(
+            inside > 0,
+            "never read while the directory was in place ({absent} absent)"
+        );
+    }
+
     #[test]
     fn links_out_of_the_root_stay_inside_it() {
         let (t, o) = tree();
