@@ -260,16 +260,7 @@ fn ours_dev(top: &Found, shown: &Path, class: ImageClass) -> anyhow::Result<Opti
 /// The merge on `hierarchy` inside `root`, if there is one of ours (or systemd's); its meta
 /// files read and validated. A malformed `work_dir` is an error: such a merge is not touched.
 pub fn inspect(root: &Root, hierarchy: &Path, class: ImageClass) -> anyhow::Result<Option<Merged>> {
-    let top = match root.resolve(hierarchy) {
-        Ok(t) => t,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => {
-            return Err(anyhow::Error::new(e))
-                .with_context(|| format!("resolving hierarchy {}", hierarchy.display()))
-        }
-    };
-    let shown = root.show(&top.in_root);
-    let Some(dev) = ours_dev(&top, &shown, class)? else {
+    let Some((top, shown, dev)) = find_ours(root, hierarchy, class)? else {
         return Ok(None);
     };
     let info = read_info_with(&tree_of(&top, &shown)?, class, hierarchy, Some(dev))?;
@@ -281,9 +272,13 @@ pub fn inspect(root: &Root, hierarchy: &Path, class: ImageClass) -> anyhow::Resu
     }))
 }
 
-/// The top of the merge on `hierarchy` if there is one of ours (or systemd's), without reading
-/// its meta files beyond `dev`: for callers that only peel it.
-pub fn probe(root: &Root, hierarchy: &Path, class: ImageClass) -> anyhow::Result<Option<Found>> {
+/// The resolved top of `hierarchy`, how it is shown, and its `dev` file's bytes, when the
+/// merge on it is ours (or systemd's).
+fn find_ours(
+    root: &Root,
+    hierarchy: &Path,
+    class: ImageClass,
+) -> anyhow::Result<Option<(Found, PathBuf, Vec<u8>)>> {
     let top = match root.resolve(hierarchy) {
         Ok(t) => t,
         Err(e) if e.is_not_found() => return Ok(None),
@@ -293,7 +288,13 @@ pub fn probe(root: &Root, hierarchy: &Path, class: ImageClass) -> anyhow::Result
         }
     };
     let shown = root.show(&top.in_root);
-    Ok(ours_dev(&top, &shown, class)?.map(|_| top))
+    Ok(ours_dev(&top, &shown, class)?.map(|dev| (top, shown, dev)))
+}
+
+/// The top of the merge on `hierarchy` if there is one of ours (or systemd's), without reading
+/// its meta files beyond `dev`: for callers that only peel it.
+pub fn probe(root: &Root, hierarchy: &Path, class: ImageClass) -> anyhow::Result<Option<Found>> {
+    Ok(find_ours(root, hierarchy, class)?.map(|(top, _, _)| top))
 }
 
 /// Read back what a merged hierarchy says (extensions list, work_dir unescaped, origin text).

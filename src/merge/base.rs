@@ -14,7 +14,24 @@ use anyhow::Result;
 /// of its own where that merge is peeled as well (the assembling namespace keeps it: extensions
 /// may be stored below it).
 pub fn read(s: &ClassSettings, root: &Root) -> Result<Base> {
-    read_shared(s, root, &Shared::default())
+    let other = s.class.other();
+    let mut covered = false;
+    for h in &s.other_hierarchies {
+        covered |= meta::probe(root, h, other)?.is_some();
+    }
+    if !covered {
+        return Base::read(root);
+    }
+    namespace::in_private_namespace(|| {
+        let root = Root::open(&s.root)?;
+        for h in &s.other_hierarchies {
+            while let Some(top) = meta::probe(&root, h, other)? {
+                let shown = root.show(&top.in_root);
+                crate::kernel::mounts::detach_fd(std::os::fd::AsFd::as_fd(&top.fd), &shown)?;
+            }
+        }
+        Base::read(&root)
+    })
 }
 
 /// The base as one process run reads it for every class: it is the same below every merge of
@@ -49,30 +66,9 @@ pub fn read_shared(s: &ClassSettings, root: &Root, shared: &Shared) -> Result<Ba
         tracing::debug!("Using the base OS as read for the previous class.");
         return Ok(base);
     }
-    let base = read_below_all(s, root)?;
+    let base = read(s, root)?;
     shared.keep(root.inode(), &base);
     Ok(base)
-}
-
-fn read_below_all(s: &ClassSettings, root: &Root) -> Result<Base> {
-    let other = s.class.other();
-    let mut covered = false;
-    for h in &s.other_hierarchies {
-        covered |= meta::probe(root, h, other)?.is_some();
-    }
-    if !covered {
-        return Base::read(root);
-    }
-    namespace::in_private_namespace(|| {
-        let root = Root::open(&s.root)?;
-        for h in &s.other_hierarchies {
-            while let Some(top) = meta::probe(&root, h, other)? {
-                let shown = root.show(&top.in_root);
-                crate::kernel::mounts::detach_fd(std::os::fd::AsFd::as_fd(&top.fd), &shown)?;
-            }
-        }
-        Base::read(&root)
-    })
 }
 
 #[cfg(test)]
