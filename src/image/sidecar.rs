@@ -213,4 +213,45 @@ mod tests {
             Path::new("/x/a.raw.RAW.usrhash")
         );
     }
+
+    /// Sidecars are links as often as files: the one-name check for an absent sidecar must
+    /// leave a link to the full lookup, which follows it inside the root only — a link out of
+    /// the root finds nothing, a link inside finds its target.
+    #[test]
+    fn sidecar_links_resolve_inside_the_root_only() {
+        use std::os::unix::fs::symlink;
+        let outside = tempfile::tempdir().unwrap();
+        let hash = "ab".repeat(32);
+        std::fs::write(outside.path().join("h"), format!("{hash}\n")).unwrap();
+        std::fs::write(outside.path().join("v"), "tree").unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("var/lib/extensions");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.raw"), "image").unwrap();
+        symlink(outside.path().join("h"), dir.join("a.roothash")).unwrap();
+        let up = "../".repeat(12);
+        let rel_out = format!("{up}{}", outside.path().join("v").display());
+        symlink(&rel_out, dir.join("a.verity")).unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let image = root
+            .resolve(Path::new("/var/lib/extensions/a.raw"))
+            .unwrap();
+        let got = load(&root, &image).unwrap();
+        assert!(
+            got.roothash.is_none(),
+            "read through a link out of the root"
+        );
+        assert!(
+            got.verity_data.is_none(),
+            "opened through a link out of the root"
+        );
+        // The same links' targets placed inside the root are found through them.
+        let inside = t.path().join(outside.path().strip_prefix("/").unwrap());
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::write(inside.join("h"), format!("{hash}\n")).unwrap();
+        std::fs::write(inside.join("v"), "tree").unwrap();
+        let got = load(&root, &image).unwrap();
+        assert_eq!(got.roothash, Some((Designator::Root, hash)));
+        assert_eq!(got.verity_data.map(|v| v.size), Some(4));
+    }
 }
