@@ -577,3 +577,63 @@ fn a_self_upper_etc_is_judged_alike_by_check_and_merge() {
     assert_eq!(v[0]["conflicts"][0]["path"], "/etc/site.conf", "{v}");
     r.leak.assert_clean();
 }
+
+/// An empty file with an overlay whiteout xattr deletes the path below it (kernel 6.7+): a
+/// lookup finds nothing there whether or not its directory is marked `overlay.opaque=x` (the
+/// mark only makes readdir leave the name out). `check` reports both as whiteouts; the merge
+/// the kernel makes of them agrees.
+#[test]
+fn xattr_whiteouts_are_judged_as_the_kernel_merges_them() {
+    let r = new_root();
+    write_files(
+        &r.path,
+        &[
+            ("usr/lib/plain/old", "host\n"),
+            ("usr/lib/marked/old", "host\n"),
+        ],
+    );
+    let ext = r.p("var/lib/extensions/a");
+    sysext_dir(
+        &ext,
+        "a",
+        "ID=_any\n",
+        &[("usr/lib/plain/old", ""), ("usr/lib/marked/old", "")],
+    );
+    let set = |rel: &str, name: &str, value: &[u8]| {
+        rustix::fs::lsetxattr(ext.join(rel), name, value, rustix::fs::XattrFlags::empty())
+            .unwrap_or_else(|e| panic!("setxattr {name} on {rel}: {e}"));
+    };
+    set("usr/lib/plain/old", "trusted.overlay.whiteout", b"");
+    set("usr/lib/marked/old", "trusted.overlay.whiteout", b"");
+    set("usr/lib/marked", "trusted.overlay.opaque", b"x");
+
+    let rep = report(&r, ImageClass::Sysext, ConflictPolicy::Warn);
+    let whiteout = |p: &str| {
+        (
+            ConflictKind::Whiteout,
+            p.into(),
+            v(&["base", "a"]),
+            "a".into(),
+        )
+    };
+    assert_eq!(
+        summary(&rep),
+        [
+            whiteout("/usr/lib/marked/old"),
+            whiteout("/usr/lib/plain/old")
+        ]
+    );
+
+    let out = r.run(&["merge", "--class=sysext"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for p in ["usr/lib/marked/old", "usr/lib/plain/old"] {
+        let err = std::fs::symlink_metadata(r.p(p)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{p}");
+    }
+    assert!(r.run(&["unmerge"]).status.success());
+    r.leak.assert_clean();
+}

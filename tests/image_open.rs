@@ -791,3 +791,44 @@ fn image_open_timings() {
     }
     leak.assert_clean();
 }
+
+/// The conflict walk trusts `no_xattrs` to skip looking for overlayfs markers: it must be set
+/// only where the kernel can read no xattr at all, a squashfs without an xattr table, and for
+/// nothing else: a squashfs that stores one (even `user.*` on a plain file), erofs, ext4.
+#[test]
+fn only_a_squashfs_without_an_xattr_table_is_opened_as_holding_no_xattrs() {
+    require_root();
+    enter_private_mount_ns();
+    let tmp = tempfile::tempdir().unwrap();
+    let leak = LeakCheck::new(tmp.path());
+    let tree = sample_tree(tmp.path());
+    let mut seen = Vec::new();
+    for fstype in [FsType::Squashfs, FsType::Erofs, FsType::Ext4] {
+        let img = tmp.path().join(format!("plain.{fstype}.raw"));
+        build(fstype, &tree, &img);
+        let opened = open_image(&img, MountFlags::default()).unwrap();
+        seen.push((fstype, opened.no_xattrs));
+    }
+    rustix::fs::lsetxattr(
+        tree.join("usr/lib/hello"),
+        "user.note",
+        b"1",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let img = tmp.path().join("xattr.squashfs.raw");
+    mkfs_squashfs(&tree, &img);
+    let opened = open_image(&img, MountFlags::default()).unwrap();
+    seen.push((FsType::Squashfs, opened.no_xattrs));
+    drop(opened);
+    assert_eq!(
+        seen,
+        [
+            (FsType::Squashfs, true),
+            (FsType::Erofs, false),
+            (FsType::Ext4, false),
+            (FsType::Squashfs, false)
+        ]
+    );
+    leak.assert_clean();
+}

@@ -18,6 +18,28 @@ use crate::kernel::root::Root;
 
 mod merged;
 
+/// An extension's tree as the walk sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerTree<'a> {
+    /// The tree (an image mounted, or a directory).
+    pub root: &'a Root,
+    /// Its file system holds no extended attributes at all (a squashfs without an xattr
+    /// table), so nothing in it can be an opaque directory or an xattr whiteout: the walk
+    /// reads no xattrs there, and does not look up a file or link that no other layer (base
+    /// included) has at its path, since nothing can be reported of it.
+    pub no_xattrs: bool,
+}
+
+impl<'a> LayerTree<'a> {
+    /// A tree whose file system may hold extended attributes (every entry is looked at).
+    pub fn new(root: &'a Root) -> LayerTree<'a> {
+        LayerTree {
+            root,
+            no_xattrs: false,
+        }
+    }
+}
+
 /// Scan `hierarchies` of the extension trees `layers` (bottom first, top = winner) over the
 /// base tree `base` (the host root, or `None` where the hierarchy is its own upper dir).
 ///
@@ -26,21 +48,24 @@ mod merged;
 /// into; the base is only looked up by the names the extensions have. Conflicts come sorted by
 /// path, then kind.
 pub fn scan(
-    layers: &[(String, &Root)],
+    layers: &[(String, LayerTree<'_>)],
     base: Option<&Root>,
     hierarchies: &[PathBuf],
     limits: &Limits,
 ) -> Scanned {
     let mut active: Vec<usize> = (0..layers.len()).collect();
     let mut unjudged: Vec<(String, String)> = Vec::new();
+    let mut looked_up = 0;
     // Every failed round leaves out at least one layer.
     loop {
-        match merged::scan_once(layers, &active, base, hierarchies, limits) {
+        let round = merged::scan_once(layers, &active, base, hierarchies, limits, &mut looked_up);
+        match round {
             Ok(mut found) => {
                 conflicts::sort_conflicts(&mut found);
                 return Scanned {
                     conflicts: found,
                     unjudged,
+                    looked_up,
                 };
             }
             Err(f) => {
@@ -59,7 +84,7 @@ pub fn scan(
 /// Apply the refuse policy: drop what cannot be judged, then the later extension of every
 /// conflict but base shadowing, rescanning until nothing more is dropped.
 pub fn refuse(
-    layers: &[(String, &Root)],
+    layers: &[(String, LayerTree<'_>)],
     base: Option<&Root>,
     hierarchies: &[PathBuf],
     limits: &Limits,

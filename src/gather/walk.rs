@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::kernel::root::Root;
-use crate::kernel::root_walk::{self, EntryStat};
+use crate::kernel::root_walk::{self, DirEntryKind, EntryStat};
 
 /// How deep a walk descends before it refuses the tree: far beyond any real extension (and
 /// beyond `PATH_MAX` with long names), small enough that a hostile tree costs little.
@@ -191,19 +191,31 @@ impl Chain {
     /// The names in the current directory, sorted bytewise; `budget` is how many more entries
     /// the walk may read, and is charged for them.
     pub fn read_names(&self, budget: &mut Budget) -> Result<Vec<OsString>, WalkError> {
+        Ok(self
+            .read_entries(budget)?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// [`Chain::read_names`] with what each entry's `d_type` says it is.
+    pub fn read_entries(
+        &self,
+        budget: &mut Budget,
+    ) -> Result<Vec<(OsString, DirEntryKind)>, WalkError> {
         let left = budget.limit.saturating_sub(budget.used);
         let max = usize::try_from(left).unwrap_or(usize::MAX);
-        let mut names = root_walk::read_dir_names(self.fd(), max)
+        let mut entries = root_walk::read_dir_entries(self.fd(), max)
             .map_err(|e| WalkError::io(self.shown(None), "reading directory", e))?;
-        if names.len() > max {
+        if entries.len() > max {
             return Err(WalkError {
                 path: self.shown(None),
                 kind: WalkErrorKind::TooManyEntries(budget.limit),
             });
         }
-        budget.used += names.len() as u64;
-        names.sort_unstable();
-        Ok(names)
+        budget.used += entries.len() as u64;
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(entries)
     }
 
     /// Descend into `name`, opened as `fd` (see [`Chain::open_dir`]).

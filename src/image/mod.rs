@@ -17,7 +17,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::kernel::fscontext::{erofs_file_backed_supported, mount_detached, MountFlags};
 use crate::kernel::loopdev::{LoopDevice, LoopOptions};
-use crate::ondisk::superblock::{check_declared_size, probe_bytes, FsType, Probed};
+use crate::ondisk::superblock::{
+    check_declared_size, holds_no_xattrs, probe_bytes, FsType, Probed,
+};
 
 /// How many leading bytes an "unknown format" error shows.
 const HEX_PREVIEW: usize = 16;
@@ -36,6 +38,9 @@ pub struct OpenedImage {
     pub loop_device: Option<LoopDevice>,
     /// The image path as given.
     pub backing: PathBuf,
+    /// The file system holds no extended attributes at all ([`holds_no_xattrs`]), so the
+    /// conflict walk need not look for overlayfs markers in it.
+    pub no_xattrs: bool,
 }
 
 /// `00 11 22 …` of at most [`HEX_PREVIEW`] bytes.
@@ -81,9 +86,16 @@ pub fn open_image(img: &ImageFile, flags: MountFlags) -> Result<OpenedImage> {
             fstype,
             loop_device: None,
             backing: img.shown.clone(),
+            no_xattrs: false,
         }
     } else {
         open_regular_file(img, fstype, flags)?
+    };
+    // Read from the same open file the mount reads; see the README ("Conflicts") for what an
+    // image rewritten while it is opened can do to the report.
+    let opened = OpenedImage {
+        no_xattrs: holds_no_xattrs(&head, fstype),
+        ..opened
     };
     tracing::debug!(
         image = %img.shown.display(),
@@ -105,6 +117,7 @@ fn open_regular_file(img: &ImageFile, fstype: FsType, flags: MountFlags) -> Resu
                     fstype,
                     loop_device: None,
                     backing: img.shown.clone(),
+                    no_xattrs: false,
                 })
             }
             // The version gate cannot see CONFIG_EROFS_FS_BACKED_BY_FILE=n; a loop
@@ -137,6 +150,7 @@ fn open_regular_file(img: &ImageFile, fstype: FsType, flags: MountFlags) -> Resu
         fstype,
         loop_device: Some(lo),
         backing: img.shown.clone(),
+        no_xattrs: false,
     })
 }
 

@@ -332,6 +332,8 @@ fn open_plain_ddi(
             fstype,
             loop_device: Some(lo),
             backing: img.shown.clone(),
+            // Partitions of a DDI are not probed for it: walked in full.
+            no_xattrs: false,
         },
         protection: Protection::Unprotected,
         roothash: None,
@@ -398,6 +400,8 @@ fn activate_and_mount(
         fstype: src.fstype,
         loop_device: Some(data),
         backing: img.shown.clone(),
+        // Not probed for it (DDIs are erofs or squashfs): walked in full.
+        no_xattrs: false,
     })
 }
 

@@ -261,27 +261,57 @@ pub fn xattr(fd: XattrFd<'_>, name: &OsStr, buf: &mut Vec<u8>) -> io::Result<Opt
     }
 }
 
+/// What a directory entry's type field (`d_type`) says it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirEntryKind {
+    /// A directory.
+    Directory,
+    /// A regular file.
+    Regular,
+    /// A symbolic link.
+    Symlink,
+    /// Anything else, or a file system that does not say (`DT_UNKNOWN`): look it up.
+    Other,
+}
+
 /// The names in the directory `fd` (opened for reading), without `.` and `..`, in the order the
 /// file system returns them. Reads at most `max + 1` names, so the caller can tell "more than
 /// `max`" without holding an unbounded list. Starts from the beginning whatever was read of
 /// `fd` before.
 pub fn read_dir_names(fd: BorrowedFd<'_>, max: usize) -> io::Result<Vec<OsString>> {
+    Ok(read_dir_entries(fd, max)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// [`read_dir_names`] with what each entry's `d_type` says it is (no lookup of the entries).
+pub fn read_dir_entries(
+    fd: BorrowedFd<'_>,
+    max: usize,
+) -> io::Result<Vec<(OsString, DirEntryKind)>> {
     rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(0))?;
     let mut buf: Vec<u8> = Vec::with_capacity(DIRENT_BUF);
     let mut dir = rustix::fs::RawDir::new(fd, buf.spare_capacity_mut());
-    let mut names = Vec::new();
+    let mut entries = Vec::new();
     while let Some(entry) = dir.next() {
         let entry = entry?;
         let name = entry.file_name().to_bytes();
         if name == b"." || name == b".." {
             continue;
         }
-        names.push(OsStr::from_bytes(name).to_os_string());
-        if names.len() > max {
+        let kind = match entry.file_type() {
+            FileType::Directory => DirEntryKind::Directory,
+            FileType::RegularFile => DirEntryKind::Regular,
+            FileType::Symlink => DirEntryKind::Symlink,
+            _ => DirEntryKind::Other,
+        };
+        entries.push((OsStr::from_bytes(name).to_os_string(), kind));
+        if entries.len() > max {
             break;
         }
     }
-    Ok(names)
+    Ok(entries)
 }
 
 impl Root {

@@ -6,7 +6,7 @@
 
 use crate::decide::conflicts::{refuse_scanned, Conflict, ConflictPolicy, Scanned};
 use crate::decide::reject::Reject;
-use crate::gather::conflicts::scan;
+use crate::gather::conflicts::{scan, LayerTree};
 use crate::gather::snapshot::Snapshot;
 use crate::gather::walk::Limits;
 use crate::kernel::root::Root;
@@ -37,7 +37,7 @@ fn split_by_base(snap: &Snapshot, no_base: &[PathBuf]) -> (Vec<PathBuf>, Vec<Pat
 fn scan_layers(
     root: &Root,
     (with, without): &(Vec<PathBuf>, Vec<PathBuf>),
-    layers: &[(String, &Root)],
+    layers: &[(String, LayerTree<'_>)],
 ) -> Scanned {
     let limits = Limits::default();
     let mut found = scan(layers, Some(root), with, &limits);
@@ -57,15 +57,24 @@ pub fn apply(
         return Ok(Vec::new());
     }
     let split = split_by_base(snap, no_base);
-    let layers: Vec<(String, &Root)> = opened
+    let layers: Vec<(String, LayerTree<'_>)> = opened
         .layers
         .iter()
-        .map(|l| (l.name.clone(), &l.tree))
+        .map(|l| {
+            let tree = LayerTree {
+                root: &l.tree,
+                no_xattrs: l.no_xattrs,
+            };
+            (l.name.clone(), tree)
+        })
         .collect();
+    let mut looked_up = 0;
     let (found, dropped) = match s.check_conflicts {
         ConflictPolicy::Refuse => {
             let r = refuse_scanned(&layers, |l| {
-                Ok::<_, std::convert::Infallible>(scan_layers(root, &split, l))
+                let scanned = scan_layers(root, &split, l);
+                looked_up += scanned.looked_up;
+                Ok::<_, std::convert::Infallible>(scanned)
             });
             let r = match r {
                 Ok(r) => r,
@@ -75,6 +84,7 @@ pub fn apply(
         }
         _ => {
             let found = scan_layers(root, &split, &layers);
+            looked_up = found.looked_up;
             for (name, reason) in &found.unjudged {
                 tracing::warn!(
                     IMAGE = name.as_str(),
@@ -86,6 +96,11 @@ pub fn apply(
         }
     };
     drop(layers);
+    tracing::debug!(
+        LOOKED_UP = looked_up,
+        "Conflict check of {}: {looked_up} entries looked up.",
+        s.class
+    );
     for c in &found {
         tracing::warn!(
             CONFLICT = c.kind.as_str(),

@@ -31,6 +31,8 @@ pub struct Layer {
     pub path: PathBuf,
     /// Filesystem of an image.
     pub fstype: Option<FsType>,
+    /// The image's file system holds no extended attributes at all (`false` when unsure).
+    pub no_xattrs: bool,
     /// The extension's tree (a directory, or the image mounted in the workspace).
     pub tree: Root,
 }
@@ -208,8 +210,9 @@ fn describe_protection(root: &Root, p: &Protected) -> String {
     }
 }
 
-/// An opened source: its tree, the image's file system, and the detail for the "Using" line.
-type Tree = (Root, Option<FsType>, String);
+/// An opened source: its tree, the image's file system, whether that holds no extended
+/// attributes at all, and the detail for the "Using" line.
+type Tree = (Root, Option<FsType>, bool, String);
 
 /// The tree of one source as the overlay will see it: a directory as it is, an image mounted
 /// in the workspace (kept in `out.images`); `Ok(Err(reason))` when it cannot be used.
@@ -229,7 +232,7 @@ fn tree_of(
                 d.fd.try_clone()
                     .with_context(|| format!("duplicating the fd of {}", c.path.display()))?;
             let tree = Root::from_fd(fd, root.show(&d.in_root))?;
-            Ok(Ok((tree, None, String::new())))
+            Ok(Ok((tree, None, false, String::new())))
         }
         (Ok(Handle::Image(_)), Some(Err(reason))) => Ok(Err(reason)),
         (Ok(Handle::Image(_)), Some(Ok(p))) => {
@@ -243,8 +246,9 @@ fn tree_of(
             let tree = Root::open(&at)?.renamed(root.show(&c.path));
             let detail = format!(", {}{}", p.image.fstype, describe_protection(root, &p));
             let fstype = Some(p.image.fstype);
+            let no_xattrs = p.image.no_xattrs;
             out.images.push(p.image);
-            Ok(Ok((tree, fstype, detail)))
+            Ok(Ok((tree, fstype, no_xattrs, detail)))
         }
         (Ok(Handle::Image(_)), None) => {
             Ok(Err(Reject::Unreadable("internal: image not opened".into())))
@@ -303,7 +307,7 @@ pub fn open_all(
         };
         let tree = tree_of(root, ws, i, src, opened, &mut out);
         log_opened(s.class, &c.name, mounting, started);
-        let (tree, fstype, detail) = match tree? {
+        let (tree, fstype, no_xattrs, detail) = match tree? {
             Ok(t) => t,
             Err(reason) => {
                 reject(&mut out, reason);
@@ -338,6 +342,7 @@ pub fn open_all(
                     kind: c.kind,
                     path: c.path.clone(),
                     fstype,
+                    no_xattrs,
                     tree,
                 });
             }

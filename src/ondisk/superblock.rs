@@ -209,6 +209,20 @@ pub fn declared_size(head: &[u8], fstype: FsType) -> Option<u64> {
     }
 }
 
+/// squashfs's "no table" block address (`SQUASHFS_INVALID_BLK`).
+const SQUASHFS_INVALID_BLK: u64 = u64::MAX;
+
+/// Whether the superblock in `head` says its file system holds no extended attributes at all:
+/// a squashfs without an xattr id table (`xattr_id_table_start`, le64 at 56, is
+/// `SQUASHFS_INVALID_BLK`). The kernel then reads no xattr of any inode (`squashfs_read_inode`
+/// looks one up only with a table), so no overlayfs marker (opaque directory, xattr whiteout)
+/// can be set in it. `false` for every other file system and whenever unsure.
+pub fn holds_no_xattrs(head: &[u8], fstype: FsType) -> bool {
+    fstype == FsType::Squashfs
+        && field::<4>(head, 0).as_ref() == Some(SQUASHFS_MAGIC)
+        && le64(head, 56) == Some(SQUASHFS_INVALID_BLK)
+}
+
 /// Refuse a file system image shorter than its superblock says (see [`declared_size`]);
 /// `name` is the image (or partition) as the error should name it, `available` the bytes it has.
 pub fn check_declared_size(head: &[u8], fstype: FsType, available: u64, name: &str) -> Result<()> {
@@ -223,6 +237,19 @@ pub fn check_declared_size(head: &[u8], fstype: FsType, available: u64, name: &s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_squashfs_without_an_xattr_table_holds_no_xattrs() {
+        let none = at(96, &[(0, SQUASHFS_MAGIC), (56, &u64::MAX.to_le_bytes())]);
+        assert!(holds_no_xattrs(&none, FsType::Squashfs));
+        let table = at(96, &[(0, SQUASHFS_MAGIC), (56, &4096u64.to_le_bytes())]);
+        assert!(!holds_no_xattrs(&table, FsType::Squashfs));
+        // Unsure means "may hold some": a short head, another file system, no magic.
+        assert!(!holds_no_xattrs(&none[..60], FsType::Squashfs));
+        assert!(!holds_no_xattrs(&none, FsType::Erofs));
+        let no_magic = at(96, &[(56, &u64::MAX.to_le_bytes())]);
+        assert!(!holds_no_xattrs(&no_magic, FsType::Squashfs));
+    }
 
     #[test]
     fn field_never_panics_on_short_input() {

@@ -91,6 +91,9 @@ pub struct Scanned {
     /// The extensions the walk could not judge (unreadable, too deep, too large), with the
     /// reason for each; they are left out of `conflicts`.
     pub unjudged: Vec<(String, String)>,
+    /// How many entries the walk looked up (`statx`), over all its rounds: the cost of the
+    /// scan, for the debug log.
+    pub looked_up: u64,
 }
 
 impl Scanned {
@@ -98,6 +101,7 @@ impl Scanned {
     pub fn absorb(&mut self, other: Scanned) {
         self.conflicts.extend(other.conflicts);
         sort_conflicts(&mut self.conflicts);
+        self.looked_up += other.looked_up;
         for u in other.unjudged {
             if !self.unjudged.iter().any(|(n, _)| *n == u.0) {
                 self.unjudged.push(u);

@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use rustix::fs::FileType;
 use rustix::io::Errno;
 
-use super::Failure;
+use super::{Failure, LayerTree};
 use crate::decide::conflicts::{self, Conflict, FileKind, LayerEntry, BASE, BASE_LAYER};
 use crate::gather::walk::{Budget, Chain, Limits, WalkError, WalkErrorKind};
 use crate::kernel::root::Root;
-use crate::kernel::root_walk::{self, EntryStat, XattrFd};
+use crate::kernel::root_walk::{self, DirEntryKind, EntryStat, XattrFd};
 
 /// Open directories all chains of one walk keep between root and current directory, shared
 /// out among the layers (each keeps at least one).
@@ -31,12 +31,15 @@ struct Layer {
     index: Option<usize>,
     chain: Option<Chain>,
     budget: Budget,
+    /// Its file system holds no xattrs ([`LayerTree::no_xattrs`]); `false` for the base.
+    no_xattrs: bool,
 }
 
 /// A directory of the merged hierarchy being walked.
 struct Frame {
-    /// Its children: name → walk layers (extensions, bottom first) that have it.
-    children: std::vec::IntoIter<(OsString, Vec<usize>)>,
+    /// Its children: name → walk layers (extensions, bottom first) that have it, and what the
+    /// first of them says it is.
+    children: std::vec::IntoIter<(OsString, (Vec<usize>, DirEntryKind))>,
     /// Walk layers whose chains are at this directory.
     layers: Vec<usize>,
 }
@@ -49,14 +52,17 @@ struct Walk<'a> {
     buf: Vec<u8>,
     /// The current directory's path in the merged hierarchy (`/usr/lib`).
     path: PathBuf,
+    /// Entries looked up so far.
+    looked_up: u64,
 }
 
 pub(super) fn scan_once(
-    layers: &[(String, &Root)],
+    layers: &[(String, LayerTree<'_>)],
     active: &[usize],
     base: Option<&Root>,
     hierarchies: &[PathBuf],
     limits: &Limits,
+    looked_up: &mut u64,
 ) -> Result<Vec<Conflict>, Failure> {
     let mut out = Vec::new();
     for h in hierarchies {
@@ -67,9 +73,11 @@ pub(super) fn scan_once(
             index: None,
             chain: base.and_then(|b| base_chain(b, h, keep)),
             budget: Budget::new(limits.max_entries),
+            no_xattrs: false,
         }];
         for &i in active {
-            let chain = ext_chain(layers[i].1, h, keep).map_err(|error| Failure {
+            let tree = layers[i].1;
+            let chain = ext_chain(tree.root, h, keep).map_err(|error| Failure {
                 layers: vec![i],
                 error,
             })?;
@@ -77,6 +85,7 @@ pub(super) fn scan_once(
                 index: Some(i),
                 chain,
                 budget: Budget::new(limits.max_entries),
+                no_xattrs: tree.no_xattrs,
             });
         }
         let mut w = Walk {
@@ -86,8 +95,11 @@ pub(super) fn scan_once(
             out: Vec::new(),
             buf: Vec::new(),
             path: h.clone(),
+            looked_up: 0,
         };
-        w.hierarchy()?;
+        let walked = w.hierarchy();
+        *looked_up += w.looked_up;
+        walked?;
         out.append(&mut w.out);
     }
     Ok(out)
@@ -201,7 +213,7 @@ impl Walk<'_> {
                 continue;
             };
             let st = *chain.stat();
-            let wanted = conflicts::xattrs_to_read(l, file_kind(&st), st.size);
+            let wanted = self.xattrs_to_read(l, &st);
             let xattrs = match read_wanted(XattrFd::Open(chain.fd()), wanted, &mut self.buf) {
                 Ok(x) => x,
                 Err(e) => {
@@ -239,7 +251,7 @@ impl Walk<'_> {
     fn descend(&mut self, first: Frame) -> Result<(), Failure> {
         let mut stack = vec![first];
         while let Some(frame) = stack.last_mut() {
-            let Some((name, have)) = frame.children.next() else {
+            let Some((name, (have, kind))) = frame.children.next() else {
                 let done = stack.pop().map(|f| f.layers).unwrap_or_default();
                 if !stack.is_empty() {
                     self.path.pop();
@@ -249,6 +261,9 @@ impl Walk<'_> {
             };
             let base_here = frame.layers.contains(&BASE_LAYER);
             if self.skipped(Some(&name)) {
+                continue;
+            }
+            if !base_here && self.alone_and_unmarkable(&have, kind) {
                 continue;
             }
             let (entries, stats) = self.gather(&name, base_here, &have)?;
@@ -285,7 +300,7 @@ impl Walk<'_> {
     /// The frame of the current directory, whose chains are at it: the extensions' names
     /// read; `None` when no extension has anything here.
     fn frame(&mut self, layers: Vec<usize>, depth: usize) -> Result<Option<Frame>, Failure> {
-        let mut children: BTreeMap<OsString, Vec<usize>> = BTreeMap::new();
+        let mut children: BTreeMap<OsString, (Vec<usize>, DirEntryKind)> = BTreeMap::new();
         let mut deep = Vec::new();
         for &l in &layers {
             if l == BASE_LAYER {
@@ -294,15 +309,19 @@ impl Walk<'_> {
             }
             let layer = &mut self.layers[l];
             let Some(chain) = &layer.chain else { continue };
-            let names = match chain.read_names(&mut layer.budget) {
+            let entries = match chain.read_entries(&mut layer.budget) {
                 Ok(n) => n,
                 Err(e) => return Err(self.fail(&[l], e)),
             };
-            if !names.is_empty() && depth >= self.limits.max_depth {
+            if !entries.is_empty() && depth >= self.limits.max_depth {
                 deep.push(l);
             }
-            for n in names {
-                children.entry(n).or_default().push(l);
+            for (n, kind) in entries {
+                children
+                    .entry(n)
+                    .or_insert_with(|| (Vec::new(), kind))
+                    .0
+                    .push(l);
             }
         }
         if let Some(&l) = deep.first() {
@@ -326,6 +345,30 @@ impl Walk<'_> {
         }))
     }
 
+    /// The xattrs to read of layer `l`'s entry: none where its file system holds none.
+    fn xattrs_to_read(&self, l: usize, st: &EntryStat) -> &'static [&'static str] {
+        if self.layers[l].no_xattrs {
+            return &[];
+        }
+        conflicts::xattrs_to_read(l, file_kind(st), st.size)
+    }
+
+    /// Whether an entry the base does not have at this path, which only the layers `have`
+    /// have, of the `kind` their directory says, cannot be judged anything, so that it need
+    /// not even be looked up: alone it overlaps nothing, and a symlink is never an overlayfs
+    /// marker, nor is a regular file in a file system without xattrs (an xattr whiteout
+    /// needs one).
+    fn alone_and_unmarkable(&self, have: &[usize], kind: DirEntryKind) -> bool {
+        let [l] = have else {
+            return false;
+        };
+        match kind {
+            DirEntryKind::Symlink => true,
+            DirEntryKind::Regular => self.layers[*l].no_xattrs,
+            DirEntryKind::Directory | DirEntryKind::Other => false,
+        }
+    }
+
     /// Whether the walk skips `name` in the current directory (or the directory itself).
     fn skipped(&self, name: Option<&OsStr>) -> bool {
         let mut p = self.path.clone();
@@ -346,6 +389,7 @@ impl Walk<'_> {
         let mut stats = Vec::new();
         if base_here {
             if let Some(chain) = &self.layers[BASE_LAYER].chain {
+                self.looked_up += 1;
                 match root_walk::stat_at(chain.fd(), name) {
                     Ok(st) => {
                         let target = self.link_target(BASE_LAYER, name, &st).unwrap_or_else(|e| {
@@ -368,6 +412,7 @@ impl Walk<'_> {
             let Some(chain) = &self.layers[l].chain else {
                 continue;
             };
+            self.looked_up += 1;
             let st = match root_walk::stat_at(chain.fd(), name) {
                 Ok(st) => st,
                 // Gone since the directory was read.
@@ -420,7 +465,7 @@ impl Walk<'_> {
         name: &OsStr,
         st: &EntryStat,
     ) -> Result<Vec<(&'static str, Vec<u8>)>, Failure> {
-        let wanted = conflicts::xattrs_to_read(l, file_kind(st), st.size);
+        let wanted = self.xattrs_to_read(l, st);
         let Some(chain) = &self.layers[l].chain else {
             return Ok(Vec::new());
         };
