@@ -280,22 +280,34 @@ fn open_one(root: &Root, c: &Candidate) -> Opened {
     Opened { handle, roothash }
 }
 
-/// The content identity of every opened candidate, on as many threads as there are processors
-/// (a directory's identity is one `statx` per entry: the walks are what an unchanged refresh
-/// spends its time on). `None` for a candidate that could not be opened.
+/// The content identity of every opened candidate; with several directories, on as many
+/// threads as there are processors (a directory's identity is one `statx` per entry: the walks
+/// are what an unchanged refresh spends its time on, while an image's is a few syscalls, less
+/// than starting a thread). `None` for a candidate that could not be opened.
 fn identify_all(root: &Root, opened: &[Opened]) -> Vec<Option<Result<Strong>>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(opened.len())
-        .max(1);
     let identify = |i: usize| {
         let o = &opened[i];
         let h = o.handle.as_ref().ok()?;
         Some(strong_identity(root, h, o.roothash.as_deref()))
     };
+    let dirs = opened
+        .iter()
+        .filter(|o| matches!(o.handle, Ok(Handle::Dir(_))))
+        .count();
     let mut out: Vec<Option<Result<Strong>>> = opened.iter().map(|_| None).collect();
+    if dirs <= 1 {
+        // A panic leaves this candidate without an identity, as a worker's does its own.
+        for (i, id) in out.iter_mut().enumerate() {
+            *id = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| identify(i)))
+                .unwrap_or_default();
+        }
+        return with_internal_errors(opened, out);
+    }
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(dirs);
     let done: Vec<Vec<(usize, Option<Result<Strong>>)>> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..workers)
             .map(|_| {
@@ -319,7 +331,14 @@ fn identify_all(root: &Root, opened: &[Opened]) -> Vec<Option<Result<Strong>>> {
     for (i, id) in done.into_iter().flatten() {
         out[i] = id;
     }
-    // A worker that panicked left its candidates without an identity: they are not merged.
+    with_internal_errors(opened, out)
+}
+
+/// A candidate left without an identity by a panic is not merged: an internal error.
+fn with_internal_errors(
+    opened: &[Opened],
+    mut out: Vec<Option<Result<Strong>>>,
+) -> Vec<Option<Result<Strong>>> {
     for (o, id) in opened.iter().zip(out.iter_mut()) {
         if o.handle.is_ok() && id.is_none() {
             *id = Some(Err(anyhow::anyhow!("internal error while identifying it")));

@@ -4,7 +4,7 @@
 
 use crate::image::sidecar::{self, VeritySidecars};
 use crate::kernel::root::{proc_fd_path, Found, Root};
-use crate::ondisk::superblock::{probe_bytes, Probed, PROBE_LEN};
+use crate::ondisk::superblock::{probe_bytes, probe_prefix, Probed, PROBE_LEN, PROBE_PREFIX_LEN};
 use anyhow::{bail, Context, Result};
 use rustix::fs::FileType;
 use std::fs::File;
@@ -69,15 +69,24 @@ impl ImageFile {
 
     /// The first bytes (up to [`PROBE_LEN`]) for format probing.
     pub fn head(&self) -> Result<Vec<u8>> {
-        let mut head = vec![0u8; PROBE_LEN.min(self.size as usize)];
+        self.first_bytes(PROBE_LEN)
+    }
+
+    /// The first `len` bytes, or all of a shorter image.
+    fn first_bytes(&self, len: usize) -> Result<Vec<u8>> {
+        let mut head = vec![0u8; usize::try_from(self.size).map_or(len, |size| len.min(size))];
         self.file
             .read_exact_at(&mut head, 0)
             .with_context(|| format!("reading the first bytes of {}", self.shown.display()))?;
         Ok(head)
     }
 
-    /// What the first bytes say the image is.
+    /// What the first bytes say the image is: the first 4 KiB decide the common formats, the
+    /// rest ([`PROBE_LEN`]) is read only when they do not.
     pub fn probe(&self) -> Result<Probed> {
+        if let Some(p) = probe_prefix(&self.first_bytes(PROBE_PREFIX_LEN)?) {
+            return Ok(p);
+        }
         Ok(probe_bytes(&self.head()?))
     }
 

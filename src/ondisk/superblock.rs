@@ -178,6 +178,20 @@ pub fn probe_bytes(head: &[u8]) -> Probed {
     Probed::Unknown
 }
 
+/// Bytes that decide [`probe_bytes`] for the common image formats (squashfs, erofs, ext4: their
+/// magics lie in the first 1,082 bytes and are checked first).
+pub const PROBE_PREFIX_LEN: usize = 4096;
+
+/// What [`probe_bytes`] says of any head that starts with `prefix`, when `prefix` alone decides
+/// it (a squashfs, erofs or ext4 magic); `None` when more bytes are needed (btrfs's magic is at
+/// 64 KiB and wins over xfs and GPT).
+pub fn probe_prefix(prefix: &[u8]) -> Option<Probed> {
+    match probe_bytes(prefix) {
+        p @ Probed::Filesystem(FsType::Squashfs | FsType::Erofs | FsType::Ext4) => Some(p),
+        _ => None,
+    }
+}
+
 /// The size in bytes the superblock in `head` says its file system occupies. Checked against
 /// the image size because erofs does not do it: it mounts a truncated image and only later
 /// reads fail (`EUCLEAN`), so the image would be merged broken. squashfs and ext4 check it
@@ -237,6 +251,49 @@ pub fn check_declared_size(head: &[u8], fstype: FsType, available: u64, name: &s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whatever the prefix decides is what the whole head says; what it cannot decide needs the
+    /// whole head (btrfs at 64 KiB wins over a GPT or xfs magic near the start).
+    #[test]
+    fn a_prefix_decides_only_what_the_whole_head_would() {
+        let len = PROBE_LEN;
+        let btrfs = (BTRFS_SUPER_OFFSET + 0x40, BTRFS_MAGIC.as_slice());
+        let ext4 = (EXT_MAGIC_OFFSET, EXT_MAGIC.to_le_bytes());
+        let erofs = (EROFS_SUPER_OFFSET, EROFS_MAGIC.to_le_bytes());
+        let heads = [
+            at(len, &[(0, SQUASHFS_MAGIC), btrfs]),
+            at(len, &[(erofs.0, &erofs.1), btrfs]),
+            at(len, &[(ext4.0, &ext4.1), btrfs]),
+            at(len, &[btrfs, (512, GPT_MAGIC)]),
+            at(len, &[(0, b"XFSB"), btrfs]),
+            at(len, &[(4096, GPT_MAGIC)]),
+            at(len, &[(512, GPT_MAGIC)]),
+            at(len, &[]),
+        ];
+        let decided: Vec<Option<Probed>> = heads
+            .iter()
+            .map(|h| probe_prefix(&h[..PROBE_PREFIX_LEN]))
+            .collect();
+        for (h, d) in heads.iter().zip(&decided) {
+            if let Some(p) = d {
+                assert_eq!(*p, probe_bytes(h));
+            }
+        }
+        assert_eq!(
+            decided,
+            [
+                Some(Probed::Filesystem(FsType::Squashfs)),
+                Some(Probed::Filesystem(FsType::Erofs)),
+                Some(Probed::Filesystem(FsType::Ext4)),
+                None,
+                None,
+                None,
+                None,
+                None
+            ]
+        );
+        assert_eq!(probe_bytes(&heads[3]), Probed::Filesystem(FsType::Btrfs));
+    }
 
     #[test]
     fn only_a_squashfs_without_an_xattr_table_holds_no_xattrs() {
