@@ -228,12 +228,16 @@ fn run_phases(
     let c = s.class.name();
     let (root, merges, current) = timed(c, "current", || -> Result<_> {
         let root = Root::open(&s.root)?;
-        if refresh {
+        let merges = if refresh {
+            // What is left after the peel is what is merged now: no second look.
+            let mut merges = Vec::new();
             for h in &s.hierarchies {
-                unmerge::peel_stale_stack(&root, s, h)?;
+                merges.extend(unmerge::peel_stale_stack(&root, s, h)?);
             }
-        }
-        let merges = unmerge::current(&root, s)?;
+            merges
+        } else {
+            unmerge::current(&root, s)?
+        };
         if !refresh {
             if let Some(m) = merges.first() {
                 bail!("Hierarchy '{}' is already merged.", m.shown.display());

@@ -200,11 +200,16 @@ pub fn stack_depth(table: &[mounts::MountInfo], top_id: u64, class: ImageClass) 
 
 /// Reduce a stack of our merges on `hierarchy` to one. A refresh killed (or failing to
 /// unmount the old top) after placing its tree beneath leaves two; every one of them is a
-/// complete merge, so peeling the top shows the one beneath, never a bare hierarchy.
-pub fn peel_stale_stack(root: &Root, s: &ClassSettings, hierarchy: &Path) -> Result<()> {
+/// complete merge, so peeling the top shows the one beneath, never a bare hierarchy. Returns
+/// the merge left on it (as [`current`] would find it), if any.
+pub fn peel_stale_stack(
+    root: &Root,
+    s: &ClassSettings,
+    hierarchy: &Path,
+) -> Result<Option<Merged>> {
     loop {
         let Some(m) = meta::inspect(root, hierarchy, s.class)? else {
-            return Ok(());
+            return Ok(None);
         };
         let id = rustix::fs::statx(
             &m.top.fd,
@@ -216,7 +221,7 @@ pub fn peel_stale_stack(root: &Root, s: &ClassSettings, hierarchy: &Path) -> Res
         .with_context(|| format!("statx {}", m.shown.display()))?
         .stx_mnt_id;
         if stack_depth(&mounts::mountinfo()?, id, s.class) < 2 {
-            return Ok(());
+            return Ok(Some(m));
         }
         tracing::info!(
             "Removing the older of the merges stacked on {} by an interrupted refresh.",
