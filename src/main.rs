@@ -34,8 +34,8 @@ read inside --root (sections [SysExt] and [ConfExt], keys Mutable= and ImagePoli
 CheckConflicts= and Require=), then the defaults.
 
 In the initrd (docs/initrd.md): each unit runs `initrd-stage --stage=N --root=/sysroot`, one process \
-for its steps (stage 2: mount-var and flatcar-select prepare /sysroot, then the confext and sysext \
-refreshes); the kernel command line switches rd.extmerge=0, rd.systemd.sysext=0, rd.systemd.confext=0, systemd.sysext=0 and systemd.confext=0 \
+for its steps (stage 2: oem-mount, mount-var and flatcar-select prepare /sysroot, then the confext \
+and sysext refreshes); the kernel command line switches rd.extmerge=0, rd.systemd.sysext=0, rd.systemd.confext=0, systemd.sysext=0 and systemd.confext=0 \
 apply when systemd runs extmerge.
 
 Invoked as systemd-sysext or systemd-confext (e.g. through a symlink), the default class is that one; \
@@ -173,8 +173,9 @@ enum Verb {
     },
     /// In the initrd: run the steps of an initrd unit in this one process, in order. Stage 1
     /// (extmerge-sysroot-early.service): confext refresh. Stage 2 (extmerge-sysroot.service):
-    /// mount-var, flatcar-select, confext refresh, sysext refresh. A failing mount-var or
-    /// sysext refresh is logged and the stage goes on; a failing flatcar-select (under
+    /// oem-mount (start sysroot-oem.mount), mount-var, flatcar-select, confext refresh, sysext
+    /// refresh. A failing oem-mount, mount-var or sysext refresh is logged and the stage goes
+    /// on; a failing flatcar-select (under
     /// --missing=fail) or confext refresh (also: a required confext not merged) fails the
     /// stage with its exit status, and the later steps do not run. Needs --root.
     InitrdStage {

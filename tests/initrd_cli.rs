@@ -862,8 +862,8 @@ fn stage_root() -> common::TestRoot {
     t
 }
 
-/// Stage 2 runs mount-var, flatcar-select, confext refresh and sysext refresh in this order
-/// in one process. A failing confext step (here: a `Require=`d confext that is not there) fails
+/// Stage 2 runs oem-mount, mount-var, flatcar-select, confext refresh and sysext refresh in
+/// this order in one process; outside the initrd the OEM mount is not asked for (one line). A failing confext step (here: a `Require=`d confext that is not there) fails
 /// the stage with its exit status and the sysext step does not run, as systemd stopped at the
 /// failing `ExecStart=` line; a failing `/var` and a failing sysext step are logged and the
 /// stage succeeds, as their `-` lines did.
@@ -887,6 +887,8 @@ fn initrd_stage_2_fails_on_confext_and_goes_on_past_mount_var_and_sysext() {
     assert_in_order(
         &err,
         &[
+            "INFO Not starting sysroot-oem.mount: not in an initrd.",
+            "Stage 2 step oem-mount: exit 0,",
             "Not mounting /var: systemd.mount-extra",
             "Stage 2 step mount-var: exit 1,",
             "Stage 2 step mount-var failed (exit 1); its failure does not fail the stage, going on.",
@@ -939,6 +941,7 @@ fn initrd_stage_2_fails_on_confext_and_goes_on_past_mount_var_and_sysext() {
     assert_in_order(
         &stderr(&o),
         &[
+            "Stage 2 step oem-mount: exit 0,",
             "Stage 2 step mount-var: exit 0,",
             "Stage 2 step flatcar-select: exit 0,",
             "Stage 2 step confext refresh: exit 77,",
@@ -1059,6 +1062,11 @@ fn initrd_stage_2_honours_the_kill_switches_in_its_one_process() {
     assert_in_order(
         &stderr(&o),
         &[
+            // In the initrd, but the unit mounts below /sysroot: PID 1 is not asked.
+            &format!(
+                "Not starting sysroot-oem.mount: it mounts below /sysroot, the root here is {}.",
+                t.path.display()
+            ),
             "Disabled by the kernel command line option rd.extmerge=0: not mounting /var.",
             "Disabled by the kernel command line option rd.extmerge=0: no Flatcar selection.",
             "Disabled by the kernel command line option rd.extmerge=0: not touching confexts.",

@@ -73,12 +73,23 @@ fn each_stage_fails_into_emergency_as_its_flatcar_unit() {
     );
 }
 
+/// Stage 2 starts Flatcar's OEM mount as its first step (`oem-mount`, over PID 1's bus), not in
+/// a `systemctl` process of its own (`ExecStartPre=`), nor as a dependency.
 #[test]
-fn stage_2_starts_the_oem_mount_as_flatcar_does_and_orders_its_steps() {
+fn stage_2_starts_the_oem_mount_in_its_one_process_and_orders_its_steps() {
     let t = unit_text(LATE);
-    assert_eq!(
-        values(&t, "Service", "ExecStartPre"),
-        ["-systemctl start sysroot-oem.mount"]
+    for key in ["ExecStartPre", "ExecStartPost", "ExecCondition"] {
+        assert_eq!(values(&t, "Service", key), Vec::<String>::new(), "{key}");
+    }
+    assert!(
+        t.contains("1. oem-mount: ") && t.contains("sysroot-oem.mount"),
+        "the unit must say that its first step starts sysroot-oem.mount"
+    );
+    // The unit's timeout outlasts the OEM job's wait plus the default /var device wait (30 s).
+    assert_eq!(values(&t, "Service", "TimeoutStartSec"), ["10min"]);
+    assert!(
+        extmerge::initrd::oem_mount::JOB_LIMIT + std::time::Duration::from_secs(30)
+            < std::time::Duration::from_secs(10 * 60)
     );
     // Not a dependency: /oem may be unmounted earlier in the same transaction.
     for (section, key) in [("Unit", "Wants"), ("Unit", "Requires"), ("Unit", "After")] {

@@ -61,7 +61,10 @@ fn an_unreachable_service_manager_fails_merge_and_unmerge_once_they_are_done() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains(unreachable), "{err}");
     assert!(
-        err.contains("connecting to the system bus: /run/dbus/system_bus_socket does not exist"),
+        err.contains(
+            "connecting to the system bus: /run/dbus/system_bus_socket does not exist; is this \
+             system running systemd? (--no-reload leaves the service manager alone)"
+        ),
         "{err}"
     );
     assert!(err.contains(invalid), "{err}");

@@ -476,7 +476,8 @@ mkdir -p "$(dirname "$REPORT")"
     echo "## Outside the class runs: start-up, steps and exit of extmerge's units"
     echo
     echo "Each extmerge unit is one process, \`extmerge initrd-stage --stage=1|2\`, which runs its stage's"
-    echo "steps (\`mount-var\`, \`flatcar-select\`, \`confext refresh\`, \`sysext refresh\`) and logs each"
+    echo "steps (stage 2: \`oem-mount\`, \`mount-var\`, \`flatcar-select\`, \`confext refresh\`,"
+    echo "\`sysext refresh\`; stage 1: \`confext refresh\`) and logs each"
     echo "one's duration (\"Stage N step X: exit C, US us.\", debug on the phase target, fields \`STEP\`,"
     echo "\`DURATION_US\`). With PID 1's \"Starting\" and \"Finished\" of the unit, the unit's time splits"
     echo "into **start-up**, from \"Starting\" to the beginning of the first step (its line's journal time"
@@ -486,7 +487,9 @@ mkdir -p "$(dirname "$REPORT")"
     echo "the exit until PID 1 logs \"Finished\". The times are journald's receive times of PID 1's and"
     echo "extmerge's entries, so an entry journald takes up late moves time between start-up and rest;"
     echo "the last rows give the first and last extmerge journal entry of the unit. Median (min–max)"
-    echo "over the rounds, ms."
+    echo "over the rounds, ms. \`oem-mount\` starts Flatcar's \`sysroot-oem.mount\` over PID 1's bus"
+    echo "(formerly the unit's \`ExecStartPre=-systemctl start sysroot-oem.mount\`, a process of its own"
+    echo "counted in start-up): its step time is the StartUnit call and the wait for the mount's job."
     for u in $(units_of extmerge/cold); do
         pre=$(sed -n 's/^ExecStartPre=//p' "$REPO/units/$u" 2>/dev/null | sed 's/.*/`&`/' | paste -sd, - | sed 's/,/, /g')
         if [[ -n $pre ]]; then

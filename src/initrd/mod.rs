@@ -1,8 +1,9 @@
-//! Initrd policy: the kernel command line, `/var` from it, Flatcar's extension selection, and
-//! the steps of each initrd stage.
+//! Initrd policy: the kernel command line, `/var` from it, Flatcar's OEM mount and extension
+//! selection, and the steps of each initrd stage.
 
 pub mod cmdline;
 pub mod flatcar;
+pub mod oem_mount;
 pub mod stage;
 pub mod var;
 

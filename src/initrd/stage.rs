@@ -17,7 +17,8 @@ pub enum Stage {
     /// `extmerge-sysroot-early.service`, before Ignition: the confexts.
     #[value(name = "1")]
     Early,
-    /// `extmerge-sysroot.service`, after Ignition: `/var`, Flatcar's selection, confexts, sysexts.
+    /// `extmerge-sysroot.service`, after Ignition: Flatcar's OEM mount, `/var`, Flatcar's
+    /// selection, confexts, sysexts.
     #[value(name = "2")]
     Late,
 }
@@ -35,6 +36,8 @@ impl Stage {
 /// One step of a stage; each is what one verb does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
+    /// `systemctl start sysroot-oem.mount`, over PID 1's bus ([`crate::initrd::oem_mount`]).
+    OemMount,
     /// `mount-var`.
     MountVar,
     /// `flatcar-select`.
@@ -46,6 +49,7 @@ pub enum Step {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Step::OemMount => f.write_str("oem-mount"),
             Step::MountVar => f.write_str("mount-var"),
             Step::FlatcarSelect => f.write_str("flatcar-select"),
             Step::Refresh(class) => write!(f, "{class} refresh"),
@@ -73,12 +77,15 @@ pub struct PlannedStep {
 
 /// The steps of `stage`, in order.
 ///
-/// Stage 2: `/var` first, so that extensions on a separate `/var` are found; the selection
-/// before the merges, which read the links it writes; confexts before sysexts, as systemd's
-/// units. A `/var` that cannot be mounted is merged late by the booted system, and one broken
-/// sysext must not keep a machine from booting (Flatcar boots past a failing sysext merge), so
-/// both go on; the selection fails the stage only when the missing-image policy says so (its
-/// exit status says which); a confext failure, or a required extension not merged, fails it.
+/// Stage 2: Flatcar's OEM partition first, since the selection reads its OEM sysexts; its
+/// failure goes on, as the unit's `ExecStartPre=-systemctl start sysroot-oem.mount` it replaces
+/// did (Flatcar's own setup starts it too). Then `/var`, so that extensions on a separate
+/// `/var` are found; the selection before the merges, which read the links it writes; confexts
+/// before sysexts, as systemd's units. A `/var` that cannot be mounted is merged late by the
+/// booted system, and one broken sysext must not keep a machine from booting (Flatcar boots
+/// past a failing sysext merge), so both go on; the selection fails the stage only when the
+/// missing-image policy says so (its exit status says which); a confext failure, or a required
+/// extension not merged, fails it.
 pub fn plan(stage: Stage) -> Vec<PlannedStep> {
     let step = |step, on_failure| PlannedStep { step, on_failure };
     match stage {
@@ -87,6 +94,7 @@ pub fn plan(stage: Stage) -> Vec<PlannedStep> {
             OnFailure::FailStage,
         )],
         Stage::Late => vec![
+            step(Step::OemMount, OnFailure::GoOn),
             step(Step::MountVar, OnFailure::GoOn),
             step(Step::FlatcarSelect, OnFailure::FailStage),
             step(Step::Refresh(ImageClass::Confext), OnFailure::FailStage),
@@ -159,7 +167,8 @@ pub fn drive(steps: &[PlannedStep], mut run_step: impl FnMut(&PlannedStep) -> i3
 mod tests {
     use super::*;
 
-    const LATE_ORDER: [Step; 4] = [
+    const LATE_ORDER: [Step; 5] = [
+        Step::OemMount,
         Step::MountVar,
         Step::FlatcarSelect,
         Step::Refresh(ImageClass::Confext),
@@ -173,6 +182,7 @@ mod tests {
         assert_eq!(
             late.iter().map(|p| p.on_failure).collect::<Vec<_>>(),
             [
+                OnFailure::GoOn,
                 OnFailure::GoOn,
                 OnFailure::FailStage,
                 OnFailure::FailStage,
@@ -189,6 +199,7 @@ mod tests {
         assert_eq!(
             LATE_ORDER.map(|s| s.to_string()),
             [
+                "oem-mount",
                 "mount-var",
                 "flatcar-select",
                 "confext refresh",
@@ -211,7 +222,7 @@ mod tests {
     }
 
     /// Drive stage 2 with the exit status of each step given.
-    fn drive_late(codes: [i32; 4]) -> (Outcome, Vec<Step>) {
+    fn drive_late(codes: [i32; 5]) -> (Outcome, Vec<Step>) {
         let mut called = Vec::new();
         let out = drive(&plan(Stage::Late), |p| {
             called.push(p.step);
@@ -223,7 +234,7 @@ mod tests {
 
     #[test]
     fn failing_go_on_steps_do_not_fail_the_stage() {
-        let (out, called) = drive_late([1, 0, 77, 1]);
+        let (out, called) = drive_late([1, 1, 0, 77, 1]);
         assert_eq!(called, LATE_ORDER);
         assert_eq!(out.exit, 0);
         assert!(out.not_run.is_empty());
@@ -231,28 +242,30 @@ mod tests {
             out.ran.iter().map(|r| r.2).collect::<Vec<_>>(),
             [
                 Verdict::FailedGoOn,
+                Verdict::FailedGoOn,
                 Verdict::Done,
                 Verdict::Done,
                 Verdict::FailedGoOn
             ]
         );
         // A selection that failed under warn (3) goes on too.
-        let (out, called) = drive_late([0, 3, 0, 0]);
-        assert_eq!((out.exit, called.len()), (0, 4));
+        let (out, called) = drive_late([0, 0, 3, 0, 0]);
+        assert_eq!((out.exit, called.len()), (0, 5));
     }
 
     #[test]
     fn a_failing_confext_or_selection_fails_the_stage_and_stops_it() {
-        let (out, called) = drive_late([0, 0, 1, 0]);
-        assert_eq!(called, LATE_ORDER[..3]);
+        let (out, called) = drive_late([0, 0, 0, 1, 0]);
+        assert_eq!(called, LATE_ORDER[..4]);
         assert_eq!(out.exit, 1);
         assert_eq!(out.not_run, [Step::Refresh(ImageClass::Sysext)]);
-        assert_eq!(out.ran[2], (LATE_ORDER[2], 1, Verdict::FailedStage));
+        assert_eq!(out.ran[3], (LATE_ORDER[3], 1, Verdict::FailedStage));
 
-        let (out, called) = drive_late([1, 1, 0, 0]);
-        assert_eq!(called, LATE_ORDER[..2]);
+        // A failed OEM mount goes on to the selection, whose failure stops the stage.
+        let (out, called) = drive_late([1, 1, 1, 0, 0]);
+        assert_eq!(called, LATE_ORDER[..3]);
         assert_eq!(out.exit, 1);
-        assert_eq!(out.not_run, LATE_ORDER[2..]);
+        assert_eq!(out.not_run, LATE_ORDER[3..]);
 
         let mut calls = 0;
         let out = drive(&plan(Stage::Early), |_| {

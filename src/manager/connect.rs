@@ -223,8 +223,7 @@ pub fn connect(what: &str, timeout: Duration) -> Result<Manager> {
         }),
         Err(e) => bail!(
             "cannot reach the service manager (PID 1) to ask for {what}: {tried}connecting to the \
-             system bus: {}; is this system running systemd? (--no-reload leaves the service \
-             manager alone)",
+             system bus: {}; is this system running systemd?",
             plain(e)
         ),
     }

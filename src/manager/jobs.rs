@@ -4,10 +4,11 @@
 //! queues the signals that arrive while it waits for a reply, so none is missed.
 
 use super::connect::{Manager, DESTINATION, MANAGER, PATH};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use rustbus::connection::Timeout;
 use rustbus::wire::ObjectPath;
 use rustbus::MessageType;
+use std::time::{Duration, Instant};
 
 fn is_job_removed(msg: &rustbus::message_builder::MarshalledMessage) -> bool {
     msg.dynheader.member.as_deref() == Some("JobRemoved")
@@ -42,16 +43,37 @@ pub fn watch(manager: &mut Manager) -> Result<()> {
 
 /// Wait until `job` is removed; its result (`done`, `failed`, `canceled`, …).
 pub fn wait(manager: &mut Manager, job: &str) -> Result<String> {
+    wait_until(manager, job, None)?
+        .ok_or_else(|| anyhow!("waiting for job {job} ended without its JobRemoved signal"))
+}
+
+/// Wait at most `limit` until `job` is removed; its result, or `None` when `limit` passed
+/// first (the job is still queued in PID 1).
+pub fn wait_within(manager: &mut Manager, job: &str, limit: Duration) -> Result<Option<String>> {
+    wait_until(manager, job, Some(Instant::now() + limit))
+}
+
+fn wait_until(
+    manager: &mut Manager,
+    job: &str,
+    deadline: Option<Instant>,
+) -> Result<Option<String>> {
     loop {
-        let msg = manager
-            .conn_mut()
-            .wait_signal(Timeout::Infinite)
-            .map_err(|e| {
-                anyhow!(
-                    "reading the service manager's signals: {}",
-                    super::connect::plain(e)
-                )
-            })?;
+        let timeout = match deadline {
+            None => Timeout::Infinite,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Timeout::Duration(left),
+                _ => return Ok(None),
+            },
+        };
+        let msg = match manager.conn_mut().wait_signal(timeout) {
+            Ok(msg) => msg,
+            Err(rustbus::connection::Error::TimedOut) if deadline.is_some() => return Ok(None),
+            Err(e) => bail!(
+                "reading the service manager's signals: {}",
+                super::connect::plain(e)
+            ),
+        };
         if !is_job_removed(&msg) {
             continue;
         }
@@ -62,7 +84,7 @@ pub fn wait(manager: &mut Manager, job: &str) -> Result<String> {
             .map_err(|e| anyhow!("parsing a JobRemoved signal: {e}"))?;
         tracing::debug!("Job {} removed: {result}.", path.as_ref());
         if path.as_ref() == job {
-            return Ok(result.to_owned());
+            return Ok(Some(result.to_owned()));
         }
     }
 }

@@ -11,7 +11,7 @@
 //!   as root;
 //! * [`daemon_reload`] calls `Manager.Reload`;
 //! * [`units`] calls `RestartUnit` / `ReloadOrRestartUnit`, and `StopUnit` for a unit that is
-//!   gone;
+//!   gone; and `StartUnit` for the initrd's OEM mount ([`crate::initrd::oem_mount`]);
 //! * [`jobs`] waits for a job through `JobRemoved`.
 
 pub mod connect;
@@ -44,11 +44,12 @@ pub fn collect(root: &Root, s: &ClassSettings) -> Result<ManagerActions> {
 /// asked), then each unit, waiting for its job. A unit that cannot be restarted is a warning,
 /// as in systemd.
 pub fn apply(actions: &ManagerActions) -> Result<()> {
+    let hint = |e: anyhow::Error| anyhow!("{e:#} (--no-reload leaves the service manager alone)");
     if actions.reload {
-        daemon_reload::reload()?;
+        daemon_reload::reload().map_err(hint)?;
     }
     if !actions.restart.is_empty() || !actions.reload_or_restart.is_empty() {
-        units::restart_units(&actions.restart, &actions.reload_or_restart)?;
+        units::restart_units(&actions.restart, &actions.reload_or_restart).map_err(hint)?;
     }
     Ok(())
 }

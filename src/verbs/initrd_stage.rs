@@ -1,6 +1,7 @@
 //! `initrd-stage`: every step of one initrd stage in this one process, in the order and with
 //! the failure policy of [`crate::initrd::stage::plan`]. Each step is the verb it names
-//! (`mount-var`, `flatcar-select`, `--class=… refresh`), called in-process: the same log lines,
+//! (`mount-var`, `flatcar-select`, `--class=… refresh`), or for `oem-mount` what `systemctl
+//! start sysroot-oem.mount` did ([`crate::initrd::oem_mount`]), called in-process: the same log lines,
 //! the same kill switches and masks, the same exit status per step; one exec for the unit
 //! instead of one per step.
 
@@ -105,6 +106,7 @@ fn run_step(
 ) -> Result<i32> {
     let cmdline = cli.kernel_cmdline.as_deref().unwrap_or_default();
     match step {
+        Step::OemMount => Ok(crate::initrd::oem_mount::run(root, cli.in_initrd)),
         Step::MountVar => super::mount_var::run(root, true, cmdline, cli.in_initrd),
         Step::FlatcarSelect => {
             let select = SelectOptions {

@@ -3,7 +3,8 @@
 . ./checklib.sh
 . ./samples.sh
 check_samples_merged
-# Each initrd unit ran its steps in one process (stage 2: mount-var, flatcar-select, both refreshes).
+# Each initrd unit ran its steps in one process (stage 2: oem-mount, mount-var, flatcar-select,
+# both refreshes).
 check_one_process extmerge-sysroot-early.service
 check_one_process extmerge-sysroot.service
 finish

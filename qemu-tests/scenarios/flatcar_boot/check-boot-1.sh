@@ -13,10 +13,13 @@ fi
 check_merged_in_initrd /etc /usr
 check_etc_self_upper
 check_sysroot_units_not_run
-# Stage 2 started the OEM mount as Flatcar's after-Ignition unit does; this guest's OEM is a
-# directory on the root, so the stub mount's condition is false and nothing waited for a disk.
+# Stage 2's oem-mount step started the OEM mount as Flatcar's after-Ignition unit does; this
+# guest's OEM is a directory on the root, so the stub mount's condition is false (its job is
+# done at once) and nothing waited for a disk.
 check_journal "extmerge-sysroot.service started sysroot-oem.mount (skipped: no OEM disk here)" \
     "sysroot-oem.mount - OEM partition at /sysroot/oem (stub) skipped, unmet condition check" _PID=1
+check_journal "stage 2's oem-mount step saw the start job end" \
+    "The start job of sysroot-oem.mount finished: done." -u extmerge-sysroot.service
 n=$(journal _PID=1 | grep -c 'dev-disk-by\\x2dlabel-OEM' || true)
 check_eq "no job waited for an OEM disk" 0 "$n"
 

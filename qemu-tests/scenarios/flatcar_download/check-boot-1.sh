@@ -11,9 +11,12 @@ for p in /oem/sysext/oem-qemu-4000.0.0.raw /etc/flatcar/sysext/flatcar-zfs-4000.
 done
 check_order "Finished extmerge-test-downloader.service" "Starting extmerge-sysroot.service"
 
-# The OEM partition is its own disk, mounted by extmerge-sysroot.service's ExecStartPre=.
+# The OEM partition is its own disk, mounted before the downloader (its ExecStartPre=, as
+# Flatcar's units) and started again, already mounted, by stage 2's oem-mount step.
 check_eq "/oem is the partition labelled OEM" "OEM" "$(findmnt -n -o LABEL --mountpoint /oem 2>&1)"
 check_journal "the OEM mount started in the initrd" "Mounted sysroot-oem.mount" _PID=1
+check_journal "stage 2's oem-mount step found it started" \
+    "The start job of sysroot-oem.mount finished: done." -u extmerge-sysroot.service
 
 # The selection found everything: no missing-image line, both links, both merged in the initrd.
 n=$(journal -u extmerge-sysroot.service | grep -c "Missing .* extension image" || true)
@@ -28,7 +31,8 @@ check_eq "the OEM sysext runs" "oem-qemu for 4000.0.0" "$(oem-qemu 2>&1)"
 check_journal "extmerge-sysroot.service finished" "Finished extmerge-sysroot.service" _PID=1
 check_stock_refresh_skipped systemd-sysext.service
 check_no_reload
-# Each initrd unit ran its steps in one process (stage 2: mount-var, flatcar-select, both refreshes).
+# Each initrd unit ran its steps in one process (stage 2: oem-mount, mount-var, flatcar-select,
+# both refreshes).
 check_one_process extmerge-sysroot-early.service
 check_one_process extmerge-sysroot.service
 finish

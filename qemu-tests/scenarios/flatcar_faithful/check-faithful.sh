@@ -30,6 +30,10 @@ check_faithful() {
     check "the signing certificate is in /usr/lib/verity.d" test -s /usr/lib/verity.d/test.crt
     check_eq "the mutable-/etc link on the separate /var" "/etc" "$(readlink /var/lib/extensions.mutable/etc 2>&1)"
     check_eq "the OEM partition is /oem" "OEM" "$(findmnt -n -o LABEL --mountpoint /oem 2>&1)"
+    # Nothing else starts the OEM mount in this initrd: stage 2's first step did, over PID 1's
+    # bus (no systemctl process), before its selection read the OEM sysext (merged below).
+    check_journal "stage 2's oem-mount step started sysroot-oem.mount" \
+        "The start job of sysroot-oem.mount finished: done." -u extmerge-sysroot.service
 
     # Everything merged in the initrd, before PID 1 read the real root's /etc.
     check_merged_in_initrd /etc /usr
