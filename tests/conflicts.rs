@@ -578,6 +578,22 @@ fn a_self_upper_etc_is_judged_alike_by_check_and_merge() {
     r.leak.assert_clean();
 }
 
+/// Set the xattr `name` on `p` (no link followed); `trusted.*` needs root.
+fn set_xattr(p: &Path, name: &str, value: &[u8]) {
+    rustix::fs::lsetxattr(p, name, value, rustix::fs::XattrFlags::empty())
+        .unwrap_or_else(|e| panic!("setxattr {name} on {}: {e}", p.display()));
+}
+
+/// Merge the sysexts of `r` with the binary, so the kernel shows what it makes of them.
+fn merge_sysexts(r: &Root) {
+    let out = r.run(&["merge", "--class=sysext"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// An empty file with an overlay whiteout xattr deletes the path below it (kernel 6.7+): a
 /// lookup finds nothing there whether or not its directory is marked `overlay.opaque=x` (the
 /// mark only makes readdir leave the name out). `check` reports both as whiteouts; the merge
@@ -599,13 +615,17 @@ fn xattr_whiteouts_are_judged_as_the_kernel_merges_them() {
         "ID=_any\n",
         &[("usr/lib/plain/old", ""), ("usr/lib/marked/old", "")],
     );
-    let set = |rel: &str, name: &str, value: &[u8]| {
-        rustix::fs::lsetxattr(ext.join(rel), name, value, rustix::fs::XattrFlags::empty())
-            .unwrap_or_else(|e| panic!("setxattr {name} on {rel}: {e}"));
-    };
-    set("usr/lib/plain/old", "trusted.overlay.whiteout", b"");
-    set("usr/lib/marked/old", "trusted.overlay.whiteout", b"");
-    set("usr/lib/marked", "trusted.overlay.opaque", b"x");
+    set_xattr(
+        &ext.join("usr/lib/plain/old"),
+        "trusted.overlay.whiteout",
+        b"",
+    );
+    set_xattr(
+        &ext.join("usr/lib/marked/old"),
+        "trusted.overlay.whiteout",
+        b"",
+    );
+    set_xattr(&ext.join("usr/lib/marked"), "trusted.overlay.opaque", b"x");
 
     let rep = report(&r, ImageClass::Sysext, ConflictPolicy::Warn);
     let whiteout = |p: &str| {
@@ -624,16 +644,68 @@ fn xattr_whiteouts_are_judged_as_the_kernel_merges_them() {
         ]
     );
 
-    let out = r.run(&["merge", "--class=sysext"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    merge_sysexts(&r);
     for p in ["usr/lib/marked/old", "usr/lib/plain/old"] {
         let err = std::fs::symlink_metadata(r.p(p)).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{p}");
     }
+    assert!(r.run(&["unmerge"]).status.success());
+    r.leak.assert_clean();
+}
+
+/// The merges extmerge (and systemd) make are privileged overlays without `userxattr`: the
+/// kernel honours only the `trusted.overlay.*` markers there. A directory marked
+/// `user.overlay.opaque=y` merges with the one below, and an empty file marked
+/// `user.overlay.whiteout` is an empty file: `check` must report what the merge shows.
+#[test]
+fn user_overlay_markers_are_plain_files_and_directories_as_the_kernel_merges_them() {
+    let r = new_root();
+    write_files(
+        &r.path,
+        &[
+            ("usr/lib/kept/base.txt", "host\n"),
+            ("usr/lib/gone", "host\n"),
+        ],
+    );
+    let a = r.p("var/lib/extensions/a");
+    sysext_dir(&a, "a", "ID=_any\n", &[("usr/lib/kept/shared", "a\n")]);
+    let b = r.p("var/lib/extensions/b");
+    sysext_dir(
+        &b,
+        "b",
+        "ID=_any\n",
+        &[("usr/lib/kept/shared", "b\n"), ("usr/lib/gone", "")],
+    );
+    set_xattr(&b.join("usr/lib/kept"), "user.overlay.opaque", b"y");
+    set_xattr(&b.join("usr/lib/gone"), "user.overlay.whiteout", b"");
+
+    let rep = report(&r, ImageClass::Sysext, ConflictPolicy::Warn);
+    assert_eq!(
+        summary(&rep),
+        [
+            (
+                ConflictKind::ShadowsBase,
+                "/usr/lib/gone".into(),
+                v(&["base", "b"]),
+                "b".into()
+            ),
+            (
+                ConflictKind::SameFile,
+                "/usr/lib/kept/shared".into(),
+                v(&["a", "b"]),
+                "b".into()
+            ),
+        ]
+    );
+
+    merge_sysexts(&r);
+    // Not opaque: the base's file below b's directory is still there; not a whiteout: b's
+    // empty file is.
+    assert_eq!(
+        std::fs::read_to_string(r.p("usr/lib/kept/base.txt")).unwrap(),
+        "host\n"
+    );
+    assert_eq!(std::fs::read_to_string(r.p("usr/lib/gone")).unwrap(), "");
     assert!(r.run(&["unmerge"]).status.success());
     r.leak.assert_clean();
 }

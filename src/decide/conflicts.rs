@@ -22,11 +22,14 @@ pub const BASE: &str = "base";
 /// Layer index of the base tree in a judged path (extensions are 1..).
 pub const BASE_LAYER: usize = 0;
 
-/// Directory xattrs that make overlayfs hide the lower layers below a directory.
-pub const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+/// Directory xattrs that make overlayfs hide the lower layers below a directory. Only the
+/// `trusted.*` one: the merges extmerge and systemd make are privileged overlays without
+/// `userxattr`, where the kernel ignores `user.overlay.*` (tests/conflicts.rs shows it).
+pub const OPAQUE_XATTRS: [&str; 1] = ["trusted.overlay.opaque"];
 
-/// Xattrs that turn an empty regular file into a whiteout (Linux ≥ 6.7 "xattr whiteouts").
-pub const WHITEOUT_XATTRS: [&str; 2] = ["trusted.overlay.whiteout", "user.overlay.whiteout"];
+/// Xattrs that turn an empty regular file into a whiteout (Linux ≥ 6.7 "xattr whiteouts");
+/// `trusted.*` only, as [`OPAQUE_XATTRS`].
+pub const WHITEOUT_XATTRS: [&str; 1] = ["trusted.overlay.whiteout"];
 
 /// Every extension ships its own release file here; they never collide in a meaningful way.
 const RELEASE_PREFIXES: [&[u8]; 2] = [

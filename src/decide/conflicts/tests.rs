@@ -122,7 +122,7 @@ fn base_shadowing_and_type_change() {
 #[test]
 fn directories_merge_until_an_opaque_one() {
     let opaque = LayerEntry {
-        xattrs: vec![("user.overlay.opaque", b"y".to_vec())],
+        xattrs: vec![("trusted.overlay.opaque", b"y".to_vec())],
         ..e(2, FileKind::Directory)
     };
     let dirs = [

@@ -399,14 +399,26 @@ fn trusted_opaque_directory_hides_lower_content_as_root() {
 }
 
 #[test]
-fn user_opaque_directory_and_opaque_hierarchy_root_as_root() {
+fn opaque_hierarchy_root_and_user_markers_as_root() {
     let t = Trees::new();
     t.file("base/usr/bin/sh", "sh");
     t.file("a/usr/lib/x", "a");
-    t.xattr("a/usr", "user.overlay.opaque", b"y");
+    t.xattr("a/usr", "trusted.overlay.opaque", b"y");
     let c = one(&t.usr(&["a"])).clone();
     assert_eq!((c.kind, c.path.as_str()), (ConflictKind::OpaqueDir, "/usr"));
-    assert!(c.detail.contains("user.overlay.opaque"));
+    assert!(c.detail.contains("trusted.overlay.opaque"));
+
+    // user.overlay.* markers mean nothing to a privileged overlay without `userxattr`: a
+    // plain directory, and a plain empty file over the base's.
+    let t = Trees::new();
+    t.file("base/usr/bin/sh", "sh");
+    t.file("a/usr/lib/x", "a").file("a/usr/bin/sh", "");
+    t.xattr("a/usr", "user.overlay.opaque", b"y");
+    t.xattr("a/usr/bin/sh", "user.overlay.whiteout", b"");
+    assert_eq!(
+        kinds(&t.usr(&["a"])),
+        [(ConflictKind::ShadowsBase, "/usr/bin/sh")]
+    );
 
     // "x" means "has xattr whiteouts", not opaque.
     let t = Trees::new();
