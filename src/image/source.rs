@@ -67,8 +67,13 @@ impl ImageFile {
         self.file.read_exact_at(buf, offset)
     }
 
-    /// The first bytes (up to [`PROBE_LEN`]) for format probing.
+    /// The first bytes for format probing: 4 KiB when they decide the format (squashfs, erofs,
+    /// ext4; every superblock field read of those lies there too), else up to [`PROBE_LEN`].
     pub fn head(&self) -> Result<Vec<u8>> {
+        let prefix = self.first_bytes(PROBE_PREFIX_LEN)?;
+        if probe_prefix(&prefix).is_some() {
+            return Ok(prefix);
+        }
         self.first_bytes(PROBE_LEN)
     }
 
@@ -81,12 +86,8 @@ impl ImageFile {
         Ok(head)
     }
 
-    /// What the first bytes say the image is: the first 4 KiB decide the common formats, the
-    /// rest ([`PROBE_LEN`]) is read only when they do not.
+    /// What the first bytes say the image is.
     pub fn probe(&self) -> Result<Probed> {
-        if let Some(p) = probe_prefix(&self.first_bytes(PROBE_PREFIX_LEN)?) {
-            return Ok(p);
-        }
         Ok(probe_bytes(&self.head()?))
     }
 

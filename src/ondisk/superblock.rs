@@ -293,6 +293,48 @@ mod tests {
             ]
         );
         assert_eq!(probe_bytes(&heads[3]), Probed::Filesystem(FsType::Btrfs));
+
+        // What is read of the formats the prefix decides lies in it: declared size (ext4 with
+        // the 64bit feature reads furthest, 0x150 past its superblock) and the xattr table.
+        let ext4_64 = at(
+            len,
+            &[
+                (ext4.0, &ext4.1),
+                (EXT_SUPER_OFFSET + 4, &5u32.to_le_bytes()),
+                (EXT_SUPER_OFFSET + 0x60, &0x80u32.to_le_bytes()),
+                (EXT_SUPER_OFFSET + 0x150, &1u32.to_le_bytes()),
+            ],
+        );
+        let squashfs = at(
+            len,
+            &[
+                (0, SQUASHFS_MAGIC),
+                (40, &8192u64.to_le_bytes()),
+                (56, &u64::MAX.to_le_bytes()),
+            ],
+        );
+        let erofs_sized = at(
+            len,
+            &[
+                (erofs.0, &erofs.1),
+                (EROFS_SUPER_OFFSET + 12, &[12]),
+                (EROFS_SUPER_OFFSET + 36, &3u32.to_le_bytes()),
+            ],
+        );
+        for (h, fs) in [
+            (&ext4_64, FsType::Ext4),
+            (&squashfs, FsType::Squashfs),
+            (&erofs_sized, FsType::Erofs),
+        ] {
+            let prefix = &h[..PROBE_PREFIX_LEN];
+            assert!(declared_size(h, fs).is_some(), "{fs}");
+            assert_eq!(declared_size(prefix, fs), declared_size(h, fs), "{fs}");
+            assert_eq!(holds_no_xattrs(prefix, fs), holds_no_xattrs(h, fs), "{fs}");
+        }
+        assert!(holds_no_xattrs(
+            &squashfs[..PROBE_PREFIX_LEN],
+            FsType::Squashfs
+        ));
     }
 
     #[test]
