@@ -709,3 +709,66 @@ fn user_overlay_markers_are_plain_files_and_directories_as_the_kernel_merges_the
     assert!(r.run(&["unmerge"]).status.success());
     r.leak.assert_clean();
 }
+
+/// The number of entries the last debug line "Conflict check of sysext: N entries looked up."
+/// of `stderr` gives.
+fn looked_up(stderr: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .rfind(|l| l.contains("Conflict check of sysext: "))
+        .unwrap_or_else(|| panic!("no conflict-check line in: {stderr}"));
+    let n = line
+        .split("Conflict check of sysext: ")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix(" entries looked up."))
+        .unwrap_or_else(|| panic!("unexpected line: {line}"));
+    n.parse().unwrap()
+}
+
+/// A merge of squashfs images without xattrs looks up none of the files only one extension
+/// has; the same trees as directories (which may hold xattrs) have each looked up. The debug
+/// line README "Conflicts" documents says how many.
+#[test]
+fn a_merge_of_squashfs_images_without_xattrs_looks_up_fewer_entries() {
+    let count = |as_images: bool| {
+        let r = new_root();
+        for n in ["a", "b"] {
+            let mut files: Vec<(String, String)> = (0..5)
+                .map(|i| (format!("usr/share/{n}/f{i}"), format!("{n}\n")))
+                .collect();
+            files.push(("usr/bin/same".into(), format!("{n}\n")));
+            let files: Vec<(&str, &str)> = files
+                .iter()
+                .map(|(p, c)| (p.as_str(), c.as_str()))
+                .collect();
+            if as_images {
+                let src = r.p(&format!("../src/{n}"));
+                sysext_dir(&src, n, "ID=_any\n", &files);
+                std::fs::create_dir_all(r.p("var/lib/extensions")).unwrap();
+                mkfs_squashfs(&src, &r.p(&format!("var/lib/extensions/{n}.raw")));
+            } else {
+                sysext_dir(
+                    &r.p(&format!("var/lib/extensions/{n}")),
+                    n,
+                    "ID=_any\n",
+                    &files,
+                );
+            }
+        }
+        // extmerge_command logs at debug.
+        let out = extmerge_command()
+            .args(["--class=sysext", "merge"])
+            .arg(format!("--root={}", r.path.display()))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("same-file /usr/bin/same"), "{stderr}");
+        assert!(r.run(&["unmerge"]).status.success());
+        r.leak.assert_clean();
+        looked_up(&stderr)
+    };
+    let (images, dirs) = (count(true), count(false));
+    // f0-f4 of each extension: looked up in the directories only.
+    assert_eq!(dirs - images, 10, "directories {dirs}, images {images}");
+}
